@@ -1,0 +1,16 @@
+//! SIP load-balancer appliance: library behind the multi-call `appliance` binary.
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod config;
+pub mod console;
+pub mod control;
+pub mod daemon;
+pub mod ipvs;
+pub mod leds;
+pub mod net;
+pub mod probe;
+pub mod store;
+pub mod watchdog;
+
+/// Firmware version shown on the console and in `appliance version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

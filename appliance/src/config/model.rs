@@ -1,0 +1,712 @@
+//! The appliance configuration model.
+//!
+//! Every collection and string is bounded with `heapless` so that a stored record
+//! has a known maximum size that fits one store slot (see `store`). The same types
+//! serialize to TOML (human form) and postcard (flash form).
+
+use core::fmt;
+use core::str::FromStr;
+use std::net::Ipv4Addr;
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Maximum number of virtual services.
+pub const MAX_SERVICES: usize = 8;
+/// Maximum number of real servers per virtual service.
+pub const MAX_SERVERS: usize = 64;
+/// Maximum length of a short name (service names, interface names).
+pub const NAME_LEN: usize = 32;
+/// Maximum length of an interface name (Linux IFNAMSIZ - 1).
+pub const IFNAME_LEN: usize = 15;
+/// Maximum length of a hostname label.
+pub const HOSTNAME_LEN: usize = 63;
+/// Maximum length of a SIP URI or User-Agent in probe settings.
+pub const URI_LEN: usize = 96;
+/// Maximum number of accepted reply-code ranges per probe policy.
+pub const MAX_CODE_RANGES: usize = 8;
+/// Maximum number of LED bindings.
+pub const MAX_LEDS: usize = 8;
+/// Maximum length of a password hash string (PHC format).
+pub const HASH_LEN: usize = 128;
+/// Maximum length of an LED device name or path.
+pub const LED_NAME_LEN: usize = 48;
+
+/// Short bounded name.
+pub type Name = String<NAME_LEN>;
+/// Interface name.
+pub type IfName = String<IFNAME_LEN>;
+/// SIP URI or header value.
+pub type Uri = String<URI_LEN>;
+
+/// The whole appliance configuration (current version).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Hostname shown on the console and set in the kernel.
+    pub hostname: String<HOSTNAME_LEN>,
+    /// The client-facing interface; carries the VIPs.
+    pub wan: Interface,
+    /// The server-facing interface; default gateway of the servers in NAT mode.
+    pub lan: Interface,
+    /// Policy routing for "only SIP through the balancer" set-ups.
+    #[serde(default)]
+    pub policy_routing: PolicyRouting,
+    /// Virtual services (VIP:port) with their real-server pools.
+    pub services: Vec<VirtualService, MAX_SERVICES>,
+    /// Status LED bindings (board defaults come from the board's factory config).
+    #[serde(default)]
+    pub leds: Vec<LedBinding, MAX_LEDS>,
+    /// Console settings (password, idle lock).
+    #[serde(default)]
+    pub console: ConsoleSettings,
+    /// Hardware watchdog settings.
+    #[serde(default)]
+    pub watchdog: WatchdogSettings,
+    /// Reserved for high availability (VRRP + connection sync); not active yet.
+    #[serde(default)]
+    pub ha: HaSettings,
+}
+
+/// An IPv4 address with prefix length, written `192.0.2.1/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv4Net {
+    /// The interface address.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32 (validated, not enforced by the type).
+    pub prefix: u8,
+}
+
+/// One network interface (WAN or LAN).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// Kernel interface name, e.g. `eth0`.
+    pub name: IfName,
+    /// Address and prefix.
+    pub address: Ipv4Net,
+    /// Default gateway reachable on this interface, if any (normally WAN only).
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Link MTU in bytes.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// Transport protocol of a virtual service. Only UDP is supported (SIP persistence engine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// UDP.
+    #[default]
+    Udp,
+}
+
+/// IPVS scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// Round robin.
+    #[default]
+    Rr,
+    /// Weighted round robin.
+    Wrr,
+    /// Least connections.
+    Lc,
+    /// Weighted least connections.
+    Wlc,
+    /// Source hashing.
+    Sh,
+    /// Maglev hashing.
+    Mh,
+}
+
+impl Scheduler {
+    /// The kernel's scheduler name.
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Sh => "sh",
+            Scheduler::Mh => "mh",
+        }
+    }
+}
+
+/// IPVS forwarding method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// Masquerading: the appliance is the servers' gateway.
+    #[default]
+    Nat,
+    /// Direct routing: replies bypass the appliance.
+    Dr,
+}
+
+/// One virtual service: a VIP:port balanced over a pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualService {
+    /// Operator-visible name, unique among services.
+    pub name: Name,
+    /// Virtual IP on the WAN side.
+    pub vip: Ipv4Addr,
+    /// Virtual port (normally 5060).
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    /// Transport protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// IPVS scheduler.
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// Forwarding method.
+    #[serde(default)]
+    pub forwarding: Forwarding,
+    /// Persistence timeout in seconds; 0 disables persistence.
+    #[serde(default = "default_persistence_timeout")]
+    pub persistence_timeout: u32,
+    /// Use the kernel's SIP persistence engine (Call-ID affinity).
+    #[serde(default = "default_true")]
+    pub sip_persistence: bool,
+    /// One-packet scheduling (each UDP datagram scheduled on its own).
+    #[serde(default = "default_true")]
+    pub one_packet: bool,
+    /// Persistence granularity netmask (`0.0.0.0` = Call-ID only, recommended with pe sip).
+    #[serde(default = "default_granularity")]
+    pub persistence_granularity: Ipv4Addr,
+    /// Health probe settings for this service's servers.
+    #[serde(default)]
+    pub probe: ProbeSettings,
+    /// The real-server pool.
+    #[serde(default)]
+    pub servers: Vec<RealServer, MAX_SERVERS>,
+}
+
+fn default_sip_port() -> u16 {
+    5060
+}
+fn default_persistence_timeout() -> u32 {
+    60
+}
+fn default_true() -> bool {
+    true
+}
+fn default_granularity() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
+}
+
+/// Administrative state of a real server, set by the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// Takes new calls when healthy.
+    #[default]
+    Enabled,
+    /// Weight 0: existing calls finish, no new calls.
+    Draining,
+    /// Removed from the kernel table.
+    Disabled,
+}
+
+/// One real server of a pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    /// Server address (on the LAN subnet in NAT mode).
+    pub address: Ipv4Addr,
+    /// Server SIP port.
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    /// IPVS weight, 1..=65535 for an enabled server.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Operator state.
+    #[serde(default)]
+    pub state: AdminState,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// What happens to a server that fails its health probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureAction {
+    /// Keep it in the table with weight 0 (existing calls continue).
+    #[default]
+    Weight0,
+    /// Remove it from the table.
+    Remove,
+}
+
+/// An inclusive range of SIP status codes, written `200-299`, `2xx` or `404`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CodeRange {
+    /// Lowest accepted code.
+    pub lo: u16,
+    /// Highest accepted code.
+    pub hi: u16,
+}
+
+impl CodeRange {
+    /// True when `code` is inside the range.
+    pub fn contains(&self, code: u16) -> bool {
+        self.lo <= code && code <= self.hi
+    }
+}
+
+/// SIP OPTIONS health-probe settings for one service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSettings {
+    /// Probing on/off; off means servers are always considered healthy.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Time between probes to one server, milliseconds.
+    pub interval_ms: u32,
+    /// Time to wait for a reply, milliseconds.
+    pub timeout_ms: u32,
+    /// Consecutive successes before a server is marked up.
+    pub rise: u8,
+    /// Consecutive failures before a server is marked down.
+    pub fall: u8,
+    /// Reply codes that count as alive.
+    pub accept: Vec<CodeRange, MAX_CODE_RANGES>,
+    /// From URI of the OPTIONS request.
+    pub from_uri: Uri,
+    /// To/Request URI; empty means `sip:<server>:<port>`.
+    #[serde(default)]
+    pub to_uri: Uri,
+    /// User-Agent header value.
+    pub user_agent: Uri,
+    /// What to do with a failed server.
+    #[serde(default)]
+    pub on_failure: FailureAction,
+}
+
+/// Policy routing so that only the servers' SIP replies go through the appliance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRouting {
+    /// Whether the rule and table are installed.
+    pub enabled: bool,
+    /// Routing table id used for SIP replies.
+    pub table: u32,
+    /// Rule priority.
+    pub priority: u32,
+    /// Match by firewall mark instead of source port when non-zero.
+    #[serde(default)]
+    pub fwmark: u32,
+    /// Source port to match (servers' SIP port) when fwmark is 0.
+    pub sip_port: u16,
+    /// Next hop for SIP replies.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// The role an LED shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedRole {
+    /// Power / overall status.
+    Status,
+    /// Pool health.
+    Pool,
+    /// HA role (reserved).
+    Ha,
+    /// Traffic activity.
+    Activity,
+}
+
+/// How an LED is driven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LedBackend {
+    /// Kernel LED class device `/sys/class/leds/<name>`.
+    #[default]
+    Class,
+    /// A sysfs GPIO line (`gpio` number, optionally active low).
+    Gpio,
+}
+
+/// Binds an LED role to a physical LED.
+///
+/// A flat struct rather than a tagged enum because postcard cannot decode
+/// internally tagged or flattened serde shapes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedBinding {
+    /// What the LED shows.
+    pub role: LedRole,
+    /// How it is driven.
+    #[serde(default)]
+    pub backend: LedBackend,
+    /// LED class device name (backend = class).
+    #[serde(default)]
+    pub name: String<LED_NAME_LEN>,
+    /// GPIO number (backend = gpio).
+    #[serde(default)]
+    pub gpio: u32,
+    /// GPIO line is active low (backend = gpio).
+    #[serde(default)]
+    pub active_low: bool,
+}
+
+/// Console settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// PHC-format password hash; empty means "not set yet, force a change at first login".
+    #[serde(default)]
+    pub password_hash: String<HASH_LEN>,
+    /// Lock the console after this many idle seconds (0 = never).
+    pub idle_lock_s: u32,
+}
+
+/// Hardware watchdog settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogSettings {
+    /// Use the hardware watchdog.
+    pub enabled: bool,
+    /// Timeout in seconds programmed into the device.
+    pub timeout_s: u32,
+}
+
+/// Reserved shape for high availability; parsed and stored, not acted on yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HaSettings {
+    /// HA on/off (must stay off in this firmware).
+    #[serde(default)]
+    pub enabled: bool,
+    /// VRRP virtual router id.
+    #[serde(default)]
+    pub vrid: u8,
+    /// VRRP priority.
+    #[serde(default)]
+    pub priority: u8,
+    /// Peer appliance address for connection sync.
+    #[serde(default)]
+    pub peer: Option<Ipv4Addr>,
+    /// Interface used for VRRP and connection sync.
+    #[serde(default)]
+    pub sync_interface: IfName,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        let mut accept = Vec::new();
+        // Any 2xx means alive by default; capacity is > 0 so this cannot fail.
+        let _ = accept.push(CodeRange { lo: 200, hi: 299 });
+        ProbeSettings {
+            enabled: true,
+            interval_ms: 200,
+            timeout_ms: 250,
+            rise: 2,
+            fall: 3,
+            accept,
+            from_uri: bounded("sip:probe@appliance.invalid"),
+            to_uri: Uri::new(),
+            user_agent: bounded("sip-lb-appliance"),
+            on_failure: FailureAction::Weight0,
+        }
+    }
+}
+
+impl Default for PolicyRouting {
+    fn default() -> Self {
+        PolicyRouting {
+            enabled: false,
+            table: 100,
+            priority: 1000,
+            fwmark: 0,
+            sip_port: 5060,
+            gateway: None,
+        }
+    }
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            password_hash: String::new(),
+            idle_lock_s: 900,
+        }
+    }
+}
+
+impl Default for WatchdogSettings {
+    fn default() -> Self {
+        WatchdogSettings {
+            enabled: true,
+            timeout_s: 10,
+        }
+    }
+}
+
+/// Copy a str into a bounded string, truncating at a char boundary (for constants only).
+pub fn bounded<const N: usize>(s: &str) -> String<N> {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+impl Config {
+    /// A small built-in configuration matching the QEMU demo lab (documentation addresses).
+    ///
+    /// The image's real factory defaults are `/etc/appliance/factory.toml`; this is the
+    /// last-resort fallback when that file is missing or invalid.
+    pub fn builtin_default() -> Config {
+        let mut servers = Vec::new();
+        for last in [11u8, 12, 13] {
+            let _ = servers.push(RealServer {
+                address: Ipv4Addr::new(198, 51, 100, last),
+                port: 5060,
+                weight: 1,
+                state: AdminState::Enabled,
+            });
+        }
+        let mut services = Vec::new();
+        let _ = services.push(VirtualService {
+            name: bounded("sip"),
+            vip: Ipv4Addr::new(203, 0, 113, 10),
+            port: 5060,
+            protocol: Protocol::Udp,
+            scheduler: Scheduler::Rr,
+            forwarding: Forwarding::Nat,
+            persistence_timeout: 60,
+            sip_persistence: true,
+            one_packet: true,
+            persistence_granularity: Ipv4Addr::UNSPECIFIED,
+            probe: ProbeSettings::default(),
+            servers,
+        });
+        Config {
+            hostname: bounded("sip-lb"),
+            wan: Interface {
+                name: bounded("eth0"),
+                address: Ipv4Net {
+                    addr: Ipv4Addr::new(203, 0, 113, 2),
+                    prefix: 24,
+                },
+                gateway: Some(Ipv4Addr::new(203, 0, 113, 1)),
+                mtu: 1500,
+            },
+            lan: Interface {
+                name: bounded("eth1"),
+                address: Ipv4Net {
+                    addr: Ipv4Addr::new(198, 51, 100, 1),
+                    prefix: 24,
+                },
+                gateway: None,
+                mtu: 1500,
+            },
+            policy_routing: PolicyRouting::default(),
+            services,
+            leds: Vec::new(),
+            console: ConsoleSettings::default(),
+            watchdog: WatchdogSettings::default(),
+            ha: HaSettings::default(),
+        }
+    }
+}
+
+// ---- textual forms ---------------------------------------------------------
+
+/// Why a textual value could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseValueError {
+    /// Not `a.b.c.d/len`.
+    #[error("'{0}' is not an IPv4 address with prefix, expected e.g. 192.0.2.1/24")]
+    Net(std::string::String),
+    /// Not a status code or range.
+    #[error(
+        "'{0}' is not a SIP status code range, expected e.g. 200, 2xx or 200-299 (codes 100-699)"
+    )]
+    Codes(std::string::String),
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = ParseValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseValueError::Net(s.to_owned());
+        let (a, p) = s.trim().split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > 32 {
+            return Err(bad());
+        }
+        Ok(Ipv4Net { addr, prefix })
+    }
+}
+
+impl Ipv4Net {
+    /// The netmask as a u32.
+    pub fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix.min(32)))
+        }
+    }
+    /// True when `ip` is inside this subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
+    }
+}
+
+impl fmt::Display for CodeRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else if self.lo % 100 == 0 && self.hi == self.lo + 99 {
+            write!(f, "{}xx", self.lo / 100)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+impl FromStr for CodeRange {
+    type Err = ParseValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let bad = || ParseValueError::Codes(s.to_owned());
+        let code = |x: &str| -> Result<u16, ParseValueError> {
+            let v: u16 = x.trim().parse().map_err(|_| bad())?;
+            if (100..=699).contains(&v) {
+                Ok(v)
+            } else {
+                Err(bad())
+            }
+        };
+        let r = if let Some(class) = t.strip_suffix("xx").or_else(|| t.strip_suffix("XX")) {
+            let c: u16 = class.parse().map_err(|_| bad())?;
+            if !(1..=6).contains(&c) {
+                return Err(bad());
+            }
+            CodeRange {
+                lo: c * 100,
+                hi: c * 100 + 99,
+            }
+        } else if let Some((a, b)) = t.split_once('-') {
+            CodeRange {
+                lo: code(a)?,
+                hi: code(b)?,
+            }
+        } else {
+            let v = code(t)?;
+            CodeRange { lo: v, hi: v }
+        };
+        if r.lo > r.hi {
+            return Err(bad());
+        }
+        Ok(r)
+    }
+}
+
+// Human-readable formats (TOML, JSON) get strings; postcard gets compact tuples.
+macro_rules! text_or_tuple_serde {
+    ($ty:ty, $tuple:ty, $to:expr, $from:expr) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    let t: $tuple = $to(self);
+                    t.serialize(s)
+                }
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let s = std::string::String::deserialize(d)?;
+                    s.parse().map_err(serde::de::Error::custom)
+                } else {
+                    let t = <$tuple>::deserialize(d)?;
+                    Ok($from(t))
+                }
+            }
+        }
+    };
+}
+
+text_or_tuple_serde!(
+    Ipv4Net,
+    (u32, u8),
+    |n: &Ipv4Net| (u32::from(n.addr), n.prefix),
+    |(a, p): (u32, u8)| Ipv4Net {
+        addr: Ipv4Addr::from(a),
+        prefix: p
+    }
+);
+text_or_tuple_serde!(
+    CodeRange,
+    (u16, u16),
+    |c: &CodeRange| (c.lo, c.hi),
+    |(lo, hi): (u16, u16)| CodeRange { lo, hi }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_default_round_trips_toml_and_postcard() {
+        let c = Config::builtin_default();
+        let text = toml::to_string(&c).expect("toml serialize");
+        let back: Config = toml::from_str(&text).expect("toml parse");
+        assert_eq!(c, back, "{text}");
+        let bytes = postcard::to_stdvec(&c).expect("postcard");
+        let back2: Config = postcard::from_bytes(&bytes).expect("postcard parse");
+        assert_eq!(c, back2);
+    }
+
+    #[test]
+    fn code_ranges_parse_and_print() {
+        assert_eq!(
+            "2xx".parse::<CodeRange>().unwrap(),
+            CodeRange { lo: 200, hi: 299 }
+        );
+        assert_eq!("404".parse::<CodeRange>().unwrap().to_string(), "404");
+        assert_eq!(
+            "400-405".parse::<CodeRange>().unwrap().to_string(),
+            "400-405"
+        );
+        assert!("99".parse::<CodeRange>().is_err());
+        assert!("500-400".parse::<CodeRange>().is_err());
+        assert!("7xx".parse::<CodeRange>().is_err());
+    }
+
+    #[test]
+    fn ipv4net_parse_and_contains() {
+        let n: Ipv4Net = "198.51.100.1/24".parse().unwrap();
+        assert!(n.contains(Ipv4Addr::new(198, 51, 100, 200)));
+        assert!(!n.contains(Ipv4Addr::new(198, 51, 101, 1)));
+        assert!("198.51.100.1/33".parse::<Ipv4Net>().is_err());
+        assert!("198.51.100.1".parse::<Ipv4Net>().is_err());
+        let z: Ipv4Net = "0.0.0.0/0".parse().unwrap();
+        assert!(z.contains(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+}

@@ -1,0 +1,1 @@
+//! The pfSense-style serial console menu (a client of the control socket).

@@ -1,0 +1,1 @@
+//! The local control socket: protocol, daemon-side server and admin CLI client.

@@ -1,0 +1,1 @@
+//! The daemon: loads config, applies network and IPVS state, runs probers and serves control.

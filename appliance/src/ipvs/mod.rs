@@ -1,0 +1,1 @@
+//! Kernel IPVS control over generic netlink: codec, transport and reconciler.

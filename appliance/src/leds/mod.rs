@@ -1,0 +1,1 @@
+//! Status LEDs: pure pattern logic plus LED-class and sysfs-GPIO backends.

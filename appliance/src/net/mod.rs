@@ -1,0 +1,1 @@
+//! Interfaces, addresses, routes, sysctls and link monitoring over rtnetlink.

@@ -1,0 +1,1 @@
+//! SIP OPTIONS health probing with rise/fall hysteresis.

@@ -1,0 +1,1 @@
+//! Flash-safe A/B configuration store (postcard + CRC-32 records).

@@ -1,0 +1,1 @@
+//! Hardware watchdog: kicked only while the critical tasks are alive.
