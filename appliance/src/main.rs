@@ -17,6 +17,7 @@ commands:
   config import-keepalived FILE        convert a keepalived.conf
   factory-reset [--yes]                erase the stored config
   probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
+  net apply|show [--config FILE]       apply / show interfaces, addresses, routes, sysctls
   version                              firmware version
 "
 }
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
             print!("{}", usage());
             ExitCode::SUCCESS
         }
+        "net" => appliance::net::cli(rest),
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");
