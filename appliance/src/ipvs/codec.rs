@@ -797,8 +797,7 @@ impl DaemonAttrs {
                     s.mcast_group = Some(Ipv4Addr::from(arr::<4>("DAEMON_MCAST_GROUP", a.data)?))
                 }
                 daemon_attr::MCAST_GROUP6 => {
-                    s.mcast_group6 =
-                        Some(Ipv6Addr::from(arr::<16>("DAEMON_MCAST_GROUP6", a.data)?))
+                    s.mcast_group6 = Some(Ipv6Addr::from(arr::<16>("DAEMON_MCAST_GROUP6", a.data)?))
                 }
                 daemon_attr::MCAST_PORT => {
                     s.mcast_port = Some(get_u16("DAEMON_MCAST_PORT", a.data)?)
@@ -1341,7 +1340,10 @@ impl Request {
         let svc_params = || -> Result<ServiceParams, CodecError> {
             let s = m.service.as_ref().ok_or(CodecError::Missing("SERVICE"))?;
             Ok(ServiceParams {
-                sched: s.sched_name.clone().ok_or(CodecError::Missing("SVC_SCHED_NAME"))?,
+                sched: s
+                    .sched_name
+                    .clone()
+                    .ok_or(CodecError::Missing("SVC_SCHED_NAME"))?,
                 flags: s.flags.ok_or(CodecError::Missing("SVC_FLAGS"))?.0,
                 timeout: s.timeout.ok_or(CodecError::Missing("SVC_TIMEOUT"))?,
                 netmask: s.netmask.ok_or(CodecError::Missing("SVC_NETMASK"))?,
@@ -1359,7 +1361,9 @@ impl Request {
         let dest_params = || -> Result<DestParams, CodecError> {
             let d = m.dest.as_ref().ok_or(CodecError::Missing("DEST"))?;
             Ok(DestParams {
-                fwd: FwdMethod::from_u32(d.fwd_method.ok_or(CodecError::Missing("DEST_FWD_METHOD"))?),
+                fwd: FwdMethod::from_u32(
+                    d.fwd_method.ok_or(CodecError::Missing("DEST_FWD_METHOD"))?,
+                ),
                 weight: d.weight.ok_or(CodecError::Missing("DEST_WEIGHT"))?,
                 u_thresh: d.u_thresh.ok_or(CodecError::Missing("DEST_U_THRESH"))?,
                 l_thresh: d.l_thresh.ok_or(CodecError::Missing("DEST_L_THRESH"))?,
@@ -1379,7 +1383,10 @@ impl Request {
                 let d = m.daemon.as_ref().ok_or(CodecError::Missing("DAEMON"))?;
                 Request::NewDaemon(DaemonConfig {
                     state: d.state.ok_or(CodecError::Missing("DAEMON_STATE"))?,
-                    mcast_ifn: d.mcast_ifn.clone().ok_or(CodecError::Missing("DAEMON_MCAST_IFN"))?,
+                    mcast_ifn: d
+                        .mcast_ifn
+                        .clone()
+                        .ok_or(CodecError::Missing("DAEMON_MCAST_IFN"))?,
                     sync_id: d.sync_id.ok_or(CodecError::Missing("DAEMON_SYNC_ID"))?,
                     sync_maxlen: d.sync_maxlen,
                     mcast_group: d.mcast_group,

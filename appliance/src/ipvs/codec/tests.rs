@@ -230,8 +230,15 @@ fn service_reply_prefers_stats64_and_strips_hashed() {
     // Emit side: re-encoding (all ten counters, no PAD) decodes to the same message.
     let m = Message::decode(&h(v)).expect("message");
     assert_eq!(Message::decode(&m.encode()).expect("re-decode"), m);
-    let m32 = m.service.as_ref().and_then(|s| s.stats).expect("32-bit stats");
-    assert_eq!((m32.conns, m32.inpkts, m32.outpkts, m32.outbytes), (3, 10, 9, 999));
+    let m32 = m
+        .service
+        .as_ref()
+        .and_then(|s| s.stats)
+        .expect("32-bit stats");
+    assert_eq!(
+        (m32.conns, m32.inpkts, m32.outpkts, m32.outbytes),
+        (3, 10, 9, 999)
+    );
 }
 
 #[test]
