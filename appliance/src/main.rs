@@ -16,7 +16,7 @@ commands:
   config check|export|import FILE      validate / write / load the TOML config
   config import-keepalived FILE        convert a keepalived.conf
   factory-reset [--yes]                erase the stored config
-  probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
+  probe HOST[:PORT] [--count N] [--json] send SIP OPTIONS and print the reply
   version                              firmware version
 "
 }
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             print!("{}", usage());
             ExitCode::SUCCESS
         }
+        "probe" => appliance::probe::cli(rest),
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");
