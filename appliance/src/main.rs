@@ -18,6 +18,7 @@ commands:
   factory-reset [--yes]                erase the stored config
   probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
   net apply|show [--config FILE]       apply / show interfaces, addresses, routes, sysctls
+  probe HOST[:PORT] [--count N] [--json] send SIP OPTIONS and print the reply
   version                              firmware version
 "
 }
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "net" => appliance::net::cli(rest),
+        "probe" => appliance::probe::cli(rest),
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");
