@@ -24,6 +24,8 @@ pub struct Board {
     pub name: String,
     /// Config store spec, `file:/path` or `mtd:/dev/mtdN`.
     pub store: String,
+    /// Store used when `store` cannot be opened (e.g. block2mtd not attached); empty = none.
+    pub store_fallback: String,
     /// Watchdog device path (empty = none).
     pub watchdog: String,
     /// Factory config file.
@@ -32,6 +34,8 @@ pub struct Board {
     pub leds_root: String,
     /// Serial console device for the menu.
     pub console: String,
+    /// LED class devices to create through /dev/uleds (boards without LED hardware, e.g. QEMU).
+    pub uleds: Vec<String>,
 }
 
 impl Default for Board {
@@ -39,10 +43,12 @@ impl Default for Board {
         Board {
             name: "generic".into(),
             store: DEFAULT_STORE.into(),
+            store_fallback: String::new(),
             watchdog: DEFAULT_WATCHDOG.into(),
             factory: super::FACTORY_PATH.into(),
             leds_root: "/sys/class/leds".into(),
             console: "/dev/console".into(),
+            uleds: Vec::new(),
         }
     }
 }

@@ -528,3 +528,4 @@ impl Leds {
 
 #[cfg(test)]
 mod tests;
+pub mod uleds;
