@@ -18,6 +18,7 @@ commands:
   factory-reset [--yes]                erase the stored config
   probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
   net apply|show [--config FILE]       apply / show interfaces, addresses, routes, sysctls
+  leds test-uleds NAME[,NAME...]       drive userspace LEDs from stdin (diagnostics, QEMU test)
   version                              firmware version
 "
 }
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "net" => appliance::net::cli(rest),
+        "leds" => appliance::leds::cli(rest),
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");
