@@ -18,6 +18,7 @@ commands:
   factory-reset [--yes]                erase the stored config
   net apply|show [--config FILE]       apply / show interfaces, addresses, routes, sysctls
   probe HOST[:PORT] [--count N] [--json] send SIP OPTIONS and print the reply
+  leds test-uleds NAME[,NAME...]       drive userspace LEDs from stdin (diagnostics, QEMU test)
   version                              firmware version
 "
 }
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         }
         "net" => appliance::net::cli(rest),
         "probe" => appliance::probe::cli(rest),
+        "leds" => appliance::leds::cli(rest),
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");

@@ -228,7 +228,8 @@ fn bad_configs_change_nothing() {
     // Changes the address too, so a partial apply would be visible.
     gateway.wan.address = "203.0.113.4/24".parse().unwrap();
 
-    let cases: [(&str, Config, fn(&Problem) -> bool); 5] = [
+    type Case = (&'static str, Config, fn(&Problem) -> bool);
+    let cases: [Case; 5] = [
         (
             "unknown interface",
             unknown,
