@@ -17,6 +17,7 @@ commands:
   config import-keepalived FILE        convert a keepalived.conf
   factory-reset [--yes]                erase the stored config
   probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
+  ipvs show|sync|info|timeouts|sysctl  kernel IPVS table (see appliance ipvs help)
   version                              firmware version
 "
 }
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             println!("appliance {}", appliance::VERSION);
             ExitCode::SUCCESS
         }
+        "ipvs" => appliance::ipvs::cli(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             ExitCode::SUCCESS
