@@ -24,6 +24,7 @@ const USAGE: &str = "usage: appliance ipvs <command>
   raw add-service VIP:PORT [--sched S] [--pe NAME] [--timeout N]
   raw del-service VIP:PORT
   raw dump-hex                      print raw genl reply payloads (test vectors)
+  raw sip-ping VIP:PORT CALLID      send one SIP OPTIONS datagram (tests)
 ";
 
 const FACTORY: &str = "/etc/appliance/factory.toml";
@@ -360,6 +361,21 @@ fn raw(args: &[String]) -> Result<ExitCode, ExitCode> {
                 p.timeout = t;
             }
             Request::NewService(k, p)
+        }
+        "sip-ping" => {
+            // Test helper: one SIP OPTIONS datagram with a given Call-ID, so the pe sip
+            // template shows up in /proc/net/ip_vs_conn.
+            let to = parse_sock(arg(1)?).map_err(|e| usage_err(&e))?;
+            let callid = arg(2)?;
+            let msg = format!(
+                "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{callid}\r\n\
+                 From: <sip:test@appliance.invalid>;tag=1\r\nTo: <sip:{to}>\r\nCall-ID: {callid}\r\n\
+                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").map_err(fail)?;
+            sock.send_to(msg.as_bytes(), to).map_err(fail)?;
+            println!("sent");
+            return Ok(ExitCode::SUCCESS);
         }
         "dump-hex" => {
             for (label, req) in [
