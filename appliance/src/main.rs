@@ -19,6 +19,8 @@ commands:
   net apply|show [--config FILE]       apply / show interfaces, addresses, routes, sysctls
   probe HOST[:PORT] [--count N] [--json] send SIP OPTIONS and print the reply
   leds test-uleds NAME[,NAME...]       drive userspace LEDs from stdin (diagnostics, QEMU test)
+  probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
+  ipvs show|sync|info|timeouts|sysctl  kernel IPVS table (see appliance ipvs help)
   version                              firmware version
 "
 }
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
             println!("appliance {}", appliance::VERSION);
             ExitCode::SUCCESS
         }
+        "ipvs" => appliance::ipvs::cli(rest),
         "help" | "--help" | "-h" => {
             print!("{}", usage());
             ExitCode::SUCCESS
