@@ -13,9 +13,9 @@ commands:
   console                              serial console menu (started by init)
   status [--json]                      pool and service status
   show servers|services|ipvs [--json]  detailed views
-  config check|export|import FILE      validate / write / load the TOML config
-  config import-keepalived FILE        convert a keepalived.conf
-  factory-reset [--yes]                erase the stored config
+  config check|export|import FILE      validate / write / load the TOML config [--store SPEC]
+  config import-keepalived FILE [--apply]  convert a keepalived.conf (--apply saves it)
+  factory-reset [--yes] [--store SPEC] erase the stored config
   probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
   version                              firmware version
 "
@@ -37,6 +37,8 @@ fn main() -> ExitCode {
             print!("{}", usage());
             ExitCode::SUCCESS
         }
+        "config" => appliance::config::cli(rest),
+        "factory-reset" => appliance::store::cli(rest),
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");

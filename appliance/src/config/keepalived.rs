@@ -1143,6 +1143,21 @@ fn run(text: &str, dir: Option<&Path>, main_file: Option<String>, base: &Config)
         Severity::Info,
         "keepalived.conf has no interface addresses: WAN, LAN and all other settings are kept from the base config; only the services are replaced".into(),
     );
+    // Input order per file (files in order of first appearance); whole-input notes last.
+    let order: Vec<Option<String>> = ctx.notes.iter().fold(Vec::new(), |mut v, n| {
+        if !v.contains(&n.file) {
+            v.push(n.file.clone());
+        }
+        v
+    });
+    ctx.notes.sort_by_key(|n| {
+        let f = order.iter().position(|x| *x == n.file).unwrap_or(0);
+        if n.line == 0 {
+            (usize::MAX, 0)
+        } else {
+            (f, n.line)
+        }
+    });
     let report = validate(&config);
     let services = config.services.len();
     ImportResult {
