@@ -19,6 +19,9 @@ commands:
   net apply|show [--config FILE]       apply / show interfaces, addresses, routes, sysctls
   probe HOST[:PORT] [--count N] [--json] send SIP OPTIONS and print the reply
   leds test-uleds NAME[,NAME...]       drive userspace LEDs from stdin (diagnostics, QEMU test)
+  config check|export|import FILE      validate / write / load the TOML config [--store SPEC]
+  config import-keepalived FILE [--apply]  convert a keepalived.conf (--apply saves it)
+  factory-reset [--yes] [--store SPEC] erase the stored config
   probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
   ipvs show|sync|info|timeouts|sysctl  kernel IPVS table (see appliance ipvs help)
   version                              firmware version
@@ -45,6 +48,8 @@ fn main() -> ExitCode {
         "net" => appliance::net::cli(rest),
         "probe" => appliance::probe::cli(rest),
         "leds" => appliance::leds::cli(rest),
+        "config" => appliance::config::cli(rest),
+        "factory-reset" => appliance::store::cli(rest),
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");
