@@ -135,7 +135,10 @@ impl FakeDaemon {
                 level: level.into(),
                 message: format!("control: {}", msg.chars().take(60).collect::<String>()),
             };
-            if !matches!(req, Request::VerifyPassword { .. } | Request::SetPassword { .. }) {
+            if !matches!(
+                req,
+                Request::VerifyPassword { .. } | Request::SetPassword { .. }
+            ) {
                 st.logs.push(ev);
             }
             return r;
