@@ -1378,3 +1378,580 @@ impl<P: Port, D: Daemon> Menu<P, D> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AdminState;
+    use crate::control::fake::FakeDaemon;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    /// Scripted terminal: pops inputs, records output; EOF when the script ends.
+    #[derive(Default)]
+    struct Script {
+        inputs: VecDeque<Input>,
+        out: String,
+        pauses: Vec<Duration>,
+        shells: u32,
+        fake: Option<Arc<FakeDaemon>>,
+    }
+
+    impl Port for Script {
+        fn write(&mut self, text: &str) {
+            self.out.push_str(text);
+        }
+        fn read_line(&mut self, _secret: bool, _t: Option<Duration>) -> Input {
+            self.inputs.pop_front().unwrap_or(Input::Eof)
+        }
+        fn wait_key(&mut self, _t: Duration) -> Input {
+            self.inputs.pop_front().unwrap_or(Input::Eof)
+        }
+        fn pause(&mut self, d: Duration) -> Input {
+            self.pauses.push(d);
+            if let Some(f) = &self.fake {
+                let mut st = f.state.lock().unwrap();
+                st.clock = Some(st.clock.unwrap_or_default() + d);
+            }
+            Input::Timeout
+        }
+        fn clear(&mut self) {
+            self.out.push_str("<CLEAR>");
+        }
+        fn shell(&mut self) -> Result<(), String> {
+            self.shells += 1;
+            Ok(())
+        }
+    }
+
+    struct Direct(Arc<FakeDaemon>);
+    impl Daemon for Direct {
+        fn call(&mut self, req: &Request) -> Result<Reply, String> {
+            match self.0.handle_sync(req.clone()) {
+                crate::control::proto::Response::Ok(r) => Ok(r),
+                crate::control::proto::Response::Error { message } => Err(message),
+            }
+        }
+    }
+
+    const PW: &str = "console-pw-1";
+
+    fn fake(with_password: bool) -> Arc<FakeDaemon> {
+        let f = Arc::new(FakeDaemon::new(Config::builtin_default()));
+        f.state.lock().unwrap().clock = Some(Duration::ZERO);
+        if with_password {
+            f.state
+                .lock()
+                .unwrap()
+                .session
+                .set_password("", PW)
+                .unwrap();
+        }
+        f
+    }
+
+    fn l(s: &str) -> Input {
+        Input::Line(s.into())
+    }
+
+    /// Log in, then run `steps`; returns the output and the script port.
+    fn drive(f: &Arc<FakeDaemon>, steps: Vec<Input>) -> Script {
+        let mut inputs = vec![l(PW)];
+        inputs.extend(steps);
+        let port = Script {
+            inputs: inputs.into(),
+            fake: Some(f.clone()),
+            ..Default::default()
+        };
+        let mut m = Menu::new(port, Direct(f.clone()));
+        m.run();
+        m.port
+    }
+
+    fn lines(v: &[&str]) -> Vec<Input> {
+        v.iter().map(|s| l(s)).collect()
+    }
+
+    #[test]
+    fn first_boot_forces_a_password_then_login_backs_off() {
+        let f = fake(false);
+        let mut steps = vec![Input::Interrupt];
+        steps.extend(lines(&[
+            "abc",
+            "longpassword",
+            "different1",
+            "longpassword",
+            "longpassword",
+            "0",
+        ]));
+        steps.extend(lines(&["wrong-one", "wrong-two", "longpassword", "0"]));
+        let port = Script {
+            inputs: steps.into(),
+            fake: Some(f.clone()),
+            ..Default::default()
+        };
+        let mut m = Menu::new(port, Direct(f.clone()));
+        m.run();
+        let out = &m.port.out;
+        assert!(
+            out.contains("No console password is set (first boot)"),
+            "{out}"
+        );
+        assert!(out.contains("A password must be set before anything else"));
+        assert!(out.contains("the password must be 8 to 128 printable characters"));
+        assert!(out.contains("the two passwords differ"));
+        assert!(out.contains("password changed and saved to flash"));
+        assert!(out.contains(screens::MAIN_PROMPT));
+        assert!(out.contains("console is locked"));
+        assert!(out.contains("Wrong password. Wait 1 s"));
+        assert!(out.contains("Wrong password. Wait 2 s"), "{out}");
+        assert_eq!(
+            m.port.pauses,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert!(out.ends_with("Terminal closed; console exiting.\n"));
+        assert!(f.state.lock().unwrap().session.password_set());
+    }
+
+    #[test]
+    fn bad_menu_options_and_ctrl_c_and_idle_lock() {
+        let f = fake(true);
+        let mut steps = lines(&["99", "x\u{fffd}y", "2", "1"]);
+        steps.push(Input::Interrupt); // abandon the WAN edit
+        steps.push(Input::Timeout); // idle at the main menu
+        steps.push(l(PW));
+        let port = drive(&f, steps);
+        let out = &port.out;
+        assert!(out.contains("'99' is not an option"), "{out}");
+        assert!(out.contains("is not an option: enter a number from the menu"));
+        assert!(out.contains("WAN interface name [eth0]: "));
+        assert!(out.contains("^C"));
+        assert!(out.contains("Console locked after 900 s without input."));
+        assert_eq!(out.matches("console is locked").count(), 2);
+        assert!(
+            !f.state.lock().unwrap().session.unapplied(),
+            "Ctrl-C must change nothing"
+        );
+    }
+
+    #[test]
+    fn interfaces_validate_every_field_then_stage_apply_save() {
+        let f = fake(true);
+        let steps = lines(&[
+            "2",
+            "1", // interfaces, WAN
+            "eth 0",
+            "eth1",
+            "", // bad name, LAN's name, keep
+            "bad",
+            "203.0.113.0/24",
+            "203.0.113.3/24", // bad, network address, ok
+            "198.51.100.1",
+            "203.0.113.1", // gateway off-subnet, ok
+            "100",
+            "1400", // MTU
+            "maybe",
+            "y", // stage?
+            "y",
+            "y", // apply, save
+            "3",
+            "-bad-",
+            "lb-2",
+            "n", // hostname, then decline staging
+            "0",
+            "0",
+        ]);
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "'eth 0' is not an interface name",
+            "eth1 is already the other interface",
+            "'bad' is not an IPv4 address with prefix",
+            "is the network or broadcast address",
+            "gateway 198.51.100.1 is not on this interface's subnet 203.0.113.3/24",
+            "'100' is not a valid MTU",
+            "'maybe': answer y or n",
+            "WAN address: 203.0.113.2/24 -> 203.0.113.3/24",
+            "WAN MTU: 1500 -> 1400",
+            "applied:",
+            "saved the running config to flash",
+            "'-bad-' is not a hostname",
+            "Nothing changed.",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        assert_eq!(st.session.saved().wan.mtu, 1400);
+        assert_eq!(
+            st.session.running().wan.address.to_string(),
+            "203.0.113.3/24"
+        );
+        assert_eq!(st.session.running().hostname.as_str(), "sip-lb");
+    }
+
+    #[test]
+    fn service_edit_add_remove() {
+        let f = fake(true);
+        let steps = lines(&[
+            "3",
+            "1",
+            "999.1.1.1",
+            "", // VIP bad, keep
+            "0",
+            "5080", // port
+            "fifo",
+            "wrr",
+            "tun",
+            "dr",
+            "-1",
+            "120",
+            "perhaps",
+            "n",
+            "y",
+            "255.0.255.0",
+            "255.255.255.255",
+            "y",
+            "n", // stage, no apply
+            "a",
+            "sip",
+            "sip2",
+            "203.0.113.11",
+            "",
+            "y",
+            "n",
+            "r",
+            "2",
+            "y",
+            "n",
+            "q",
+            "0",
+            "0",
+        ]);
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "'999.1.1.1' is not an IPv4 address",
+            "'0' is not a valid port",
+            "'fifo' is not a scheduler",
+            "'tun' is not a forwarding method",
+            "'-1' is not a valid persistence timeout",
+            "'perhaps': answer y or n",
+            "255.0.255.0 is not a contiguous netmask",
+            "scheduler: rr -> wrr",
+            "pe sip: y -> n",
+            "a service named 'sip' already exists",
+            "add sip2 203.0.113.11:5060",
+            "sip2 removed",
+            "'q' is not an option",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        let c = st.session.candidate();
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.services[0].port, 5080);
+        assert!(!c.services[0].sip_persistence);
+        assert!(
+            st.session.effects().applied.is_empty(),
+            "nothing applied without confirmation"
+        );
+    }
+
+    #[test]
+    fn servers_add_remove_enable_disable_and_drain_countdown() {
+        let f = fake(true);
+        f.state
+            .lock()
+            .unwrap()
+            .remaining
+            .insert("198.51.100.12:5060".parse().unwrap(), 2);
+        let mut steps = lines(&[
+            "4",
+            "a",
+            "nope",
+            "198.51.100.11",
+            "",
+            "0",
+            "5061",
+            "0",
+            "7",
+            "y",
+            "y",
+            "n",
+            "a",
+            "192.0.2.50",
+            "5060",
+            "1",
+            "y",
+            "r",
+            "5",
+            "y",
+            "n",
+            "x",
+            "9",
+            "1",
+            "y",
+            "n",
+            "e",
+            "1",
+            "y",
+            "n",
+            "d",
+            "2",
+            "y",
+        ]);
+        steps.extend([Input::Timeout, Input::Timeout]); // countdown polls until 0
+        steps.extend(lines(&["z", "0", "0"]));
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "Servers of 'sip'",
+            "'nope' is not an IPv4 address",
+            "198.51.100.11:5060 is already in this service",
+            "'0' is not a valid weight",
+            "'0' is not a valid port",
+            "Add 198.51.100.11:5061 with weight 7 to the candidate",
+            "real server 192.0.2.50:5060 is not on the LAN subnet",
+            "cannot be applied until they are fixed",
+            "'9' is not a valid server number",
+            "is draining now",
+            "Calls remaining on 198.51.100.12:5060: 2",
+            "Calls remaining on 198.51.100.12:5060: 1",
+            "Calls remaining on 198.51.100.12:5060: 0",
+            "has no calls left",
+            "'z' is not an action",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        let run = st.session.running();
+        assert_eq!(run.services[0].servers[1].state, AdminState::Draining);
+        assert!(st.session.unsaved());
+        let cand = st.session.candidate();
+        assert_eq!(cand.services[0].servers.len(), 4, "added 2, removed 1");
+        assert_eq!(cand.services[0].servers[0].state, AdminState::Enabled);
+    }
+
+    #[test]
+    fn drain_watch_stops_on_a_key() {
+        let f = fake(true);
+        f.state
+            .lock()
+            .unwrap()
+            .remaining
+            .insert("198.51.100.11:5060".parse().unwrap(), 50);
+        let steps = lines(&["4", "d", "1", "y", "", "0", "0"]);
+        let out = drive(&f, steps).out;
+        assert!(
+            out.contains("Calls remaining on 198.51.100.11:5060: 50"),
+            "{out}"
+        );
+        assert!(out.contains("Stopped watching; the server keeps draining."));
+    }
+
+    #[test]
+    fn probe_settings() {
+        let f = fake(true);
+        let steps = lines(&[
+            "5",
+            "n",
+            "10",
+            "500",
+            "5",
+            "300",
+            "0",
+            "3",
+            "99",
+            "2",
+            "2xx,abc",
+            "2xx,404",
+            "http://x",
+            "sip:mon@lb.invalid",
+            "sip:a b",
+            "-",
+            "",
+            "explode",
+            "remove",
+            "y",
+            "n",
+            "0",
+        ]);
+        let out = drive(&f, steps).out;
+        for msg in [
+            "'10' is not a valid interval",
+            "'5' is not a valid timeout",
+            "'0' is not a valid rise count",
+            "'99' is not a valid fall count",
+            "is not a SIP status code range",
+            "'http://x' is not a SIP URI",
+            "'explode': use weight0",
+            "interval ms: 200 -> 500",
+            "warning: service sip: probing is disabled",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        let p = &st.session.candidate().services[0].probe;
+        assert_eq!(
+            (p.interval_ms, p.timeout_ms, p.rise, p.fall),
+            (500, 300, 3, 2)
+        );
+        assert_eq!(p.accept.len(), 2);
+        assert_eq!(p.from_uri.as_str(), "sip:mon@lb.invalid");
+    }
+
+    #[test]
+    fn changes_menu_diff_apply_save_revert() {
+        let f = fake(true);
+        let steps = lines(&[
+            "6", "1", "7", // no diff, bad option
+            "0", "4", "x", "1", "y", "n",
+            "0", // disable server 1 in the candidate, don't apply yet
+            "6", "1", "2", "y", "n", "3", "y", "4", "y", "5", "y", "0", "0",
+        ]);
+        let out = drive(&f, steps).out;
+        for msg in [
+            "No differences between running and candidate.",
+            "'7' is not an option: enter 0 to 5",
+            "@@ -",
+            "+state = \"disabled\"",
+            "applied:",
+            "saved the running config to flash",
+            "candidate changes discarded",
+            "the candidate now holds the saved config",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        assert_eq!(
+            st.session.saved().services[0].servers[0].state,
+            AdminState::Disabled
+        );
+    }
+
+    #[test]
+    fn diagnostics_logs_password_reset_power_shell_import() {
+        let f = fake(true);
+        let steps = lines(&[
+            "7",
+            "1",
+            "bad host!",
+            "",
+            "11",
+            "2",
+            "2",
+            "",
+            "",
+            "9",
+            "0",
+            "8",
+            "9",
+            "wrong-current",
+            "newpassword1",
+            "newpassword1",
+            "9",
+            PW,
+            "newpassword1",
+            "newpassword1",
+            "10",
+            "no",
+            "10",
+            "yes",
+            "11",
+            "1",
+            "nah",
+            "11",
+            "2",
+            "yes",
+            "11",
+            "5",
+            "12",
+            "bad",
+            "12",
+            "newpassword1",
+            "13",
+            "virtual_server 203.0.113.10 5060 {",
+            "  lb_algo rr",
+            "  real_server 198.51.100.21 5060 {",
+            "  }",
+            "}",
+            ".",
+            "q",
+            "y",
+            "n",
+            "0",
+        ]);
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "'bad host!' is not a host",
+            "'11' is not a valid count",
+            "64 bytes from 198.51.100.11",
+            "Reply from 198.51.100.11:5060: 200 OK in 0.4 ms",
+            "  | SIP/2.0 200 OK",
+            "'9' is not an option: enter 0 to 2",
+            "Recent events (oldest first)",
+            "fake daemon started",
+            "the current password is wrong",
+            "password changed and saved",
+            "Cancelled; nothing changed.",
+            "stored config erased",
+            "Cancelled.",
+            "powering off",
+            "'5' is not an option",
+            "No shell.",
+            "Starting /bin/sh",
+            "Result (TOML):",
+            "Unmapped lines (2):",
+            "line 2: lb_algo rr -- not understood",
+            "Staged in the candidate",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        assert_eq!(port.shells, 1);
+        assert_eq!(port.pauses, vec![Duration::from_secs(1)]);
+        let st = f.state.lock().unwrap();
+        assert_eq!(st.actions, vec!["factory-reset", "poweroff"]);
+        let c = st.session.candidate();
+        assert_eq!(c.services[0].servers.len(), 1);
+        assert_eq!(
+            c.services[0].servers[0].address.to_string(),
+            "198.51.100.21"
+        );
+    }
+
+    #[test]
+    fn live_status_refreshes_until_a_key() {
+        let f = fake(true);
+        let mut steps = vec![l("1"), Input::Timeout, Input::Timeout, l("")];
+        steps.push(l("0"));
+        let out = drive(&f, steps).out;
+        assert_eq!(
+            out.matches("Live status, refreshed every 2 s").count(),
+            3,
+            "{out}"
+        );
+        assert_eq!(out.matches("<CLEAR>").count(), 3);
+        assert!(out.contains("198.51.100.13:5060"));
+    }
+
+    #[test]
+    fn unreachable_daemon_retries() {
+        struct Down(u32);
+        impl Daemon for Down {
+            fn call(&mut self, _r: &Request) -> Result<Reply, String> {
+                self.0 += 1;
+                Err("cannot reach the appliance daemon at /x: refused (is it running? are you root?)".into())
+            }
+        }
+        let port = Script {
+            inputs: vec![Input::Timeout, l("")].into(),
+            ..Default::default()
+        };
+        let mut m = Menu::new(port, Down(0));
+        m.run();
+        assert_eq!(m.daemon.0, 3);
+        assert_eq!(m.port.out.matches("Retrying in 5 s").count(), 3);
+        assert!(m.port.out.contains("cannot reach the appliance daemon"));
+    }
+}

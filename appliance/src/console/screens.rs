@@ -140,8 +140,8 @@ pub fn status_table(st: &StatusInfo, rows: &[ServerRow], refresh_s: u64) -> Stri
     );
     let _ = writeln!(
         out,
-        "{:<8} {:<21} {:<8} {:<4} {:>3} {:>11} {:>5} {:>5} {:>5} {:>6}",
-        "Service", "Server", "Admin", "Hlth", "Wt", "RTT last/av", "Act", "Inact", "Pers", "Call/s"
+        "{:<6} {:<20} {:<8} {:<4} {:>3} {:>9} {:>4} {:>5} {:>4} {:>6}",
+        "Svc", "Server", "Admin", "Hlth", "Wt", "RTT ms", "Act", "Inact", "Pers", "Call/s"
     );
     let max_rows = 24 - out.lines().count() - 2;
     for r in rows.iter().take(max_rows) {
@@ -149,12 +149,12 @@ pub fn status_table(st: &StatusInfo, rows: &[ServerRow], refresh_s: u64) -> Stri
             .kernel_weight
             .map_or_else(|| "-".into(), |w| w.to_string());
         let rtt = format!("{}/{}", ms(r.rtt_last_us), ms(r.rtt_ewma_us));
-        let svc: String = r.service.chars().take(8).collect();
+        let svc: String = r.service.chars().take(6).collect();
         let _ = writeln!(
             out,
             "{}",
             fit(&format!(
-                "{:<8} {:<21} {:<8} {:<4} {:>3} {:>11} {:>5} {:>5} {:>5} {:>6.1}",
+                "{:<6} {:<20} {:<8} {:<4} {:>3} {:>9} {:>4} {:>5} {:>4} {:>6.1}",
                 svc,
                 r.server.to_string(),
                 admin(r.admin),
@@ -266,7 +266,10 @@ mod tests {
         let s = status_table(&st(), &rows, 2);
         assert!(s.lines().count() <= 23, "{s}");
         assert!(s.contains("more servers"));
-        assert!(s.contains("draining DOWN   0     1.2/-"), "{s}");
+        assert!(
+            s.contains("draining DOWN   0     1.2/-    1 99999    3   12.2"),
+            "{s}"
+        );
         for l in s.lines() {
             assert!(l.chars().count() <= WIDTH, "too wide: {l:?}");
         }

@@ -23,6 +23,7 @@ pub const USAGE: &str = "\
   logs [-n N] [--json]                     recent daemon events
   (all accept --socket PATH, default /run/appliance/control.sock)";
 
+#[derive(Debug)]
 struct Opts {
     json: bool,
     socket: String,
