@@ -10,9 +10,12 @@ fn usage() -> &'static str {
 
 commands:
   daemon [--dry-run] [--config FILE]   run the balancer service (started by init)
-  console                              serial console menu (started by init)
+  console [--socket PATH]              serial console menu (started by init)
   status [--json]                      pool and service status
-  show servers|services|ipvs [--json]  detailed views
+  show servers|services|config|diff    detailed views (--json; config running|candidate|saved)
+  drain SERVICE SERVER[:PORT]          drain a server now (weight 0, calls continue)
+  apply|save|revert [--from saved]     apply the candidate / save running to flash / reset candidate
+  logs [-n N] [--json]                 recent daemon events
   config check|export|import FILE      validate / write / load the TOML config
   config import-keepalived FILE        convert a keepalived.conf
   factory-reset [--yes]                erase the stored config
@@ -50,6 +53,10 @@ fn main() -> ExitCode {
         "leds" => appliance::leds::cli(rest),
         "config" => appliance::config::cli(rest),
         "factory-reset" => appliance::store::cli(rest),
+        "console" => appliance::console::run(rest),
+        "status" | "show" | "drain" | "apply" | "save" | "revert" | "logs" => {
+            appliance::control::cli(&args)
+        }
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");
