@@ -63,8 +63,7 @@ impl DaemonHandler {
                 let up = servers
                     .iter()
                     .filter(|r| {
-                        r.admin == AdminState::Enabled
-                            && r.health == crate::probe::Health::Up
+                        r.admin == AdminState::Enabled && r.health == crate::probe::Health::Up
                     })
                     .count() as u32;
                 let mut alerts = live.alerts.clone();
@@ -105,8 +104,7 @@ impl DaemonHandler {
             Request::ShowServers => Response::Ok(Reply::Servers(server_rows(&running, live))),
             Request::ShowServices => Response::Ok(Reply::Services(service_rows(&running, live))),
             Request::DrainStatus { service, server } => {
-                let Some(vs) = running.services.iter().find(|v| v.name.as_str() == service)
-                else {
+                let Some(vs) = running.services.iter().find(|v| v.name.as_str() == service) else {
                     return Response::error(format!(
                         "there is no service named '{service}' (see 'appliance show services')"
                     ));
@@ -164,10 +162,9 @@ impl DaemonHandler {
                 .unwrap_or_default()
         };
         let target = SocketAddrV4::new(ip, port);
-        let r = tokio::task::spawn_blocking(move || {
-            crate::probe::cli::options_once(target, &settings)
-        })
-        .await;
+        let r =
+            tokio::task::spawn_blocking(move || crate::probe::cli::options_once(target, &settings))
+                .await;
         match r {
             Ok(Ok(reply)) => Response::Ok(Reply::Sip(SipReplyInfo {
                 target,
@@ -202,7 +199,9 @@ impl DaemonHandler {
             return Response::error("no config store on this box; nothing to reset");
         };
         if let Err(e) = store.erase() {
-            return Response::error(format!("factory reset failed, the stored config is unchanged: {e}"));
+            return Response::error(format!(
+                "factory reset failed, the stored config is unchanged: {e}"
+            ));
         }
         warn!("factory reset: stored config erased, rebooting on factory defaults");
         drop(s);
@@ -211,7 +210,9 @@ impl DaemonHandler {
                 message: "stored config erased; rebooting on factory defaults".into(),
             }),
             Response::Error { message } => Response::Ok(Reply::Done {
-                message: format!("stored config erased; reboot to use factory defaults ({message})"),
+                message: format!(
+                    "stored config erased; reboot to use factory defaults ({message})"
+                ),
             }),
         }
     }
@@ -222,9 +223,10 @@ fn kernel_dest(
     vip: SocketAddrV4,
     server: SocketAddrV4,
 ) -> Option<(u32, u32, u32, u32)> {
-    let s = live.table().iter().find(|s| {
-        s.key.addr == std::net::IpAddr::V4(*vip.ip()) && s.key.port == vip.port()
-    })?;
+    let s = live
+        .table()
+        .iter()
+        .find(|s| s.key == crate::ipvs::codec::ServiceKey::udp(*vip.ip(), vip.port()))?;
     let d = s.dests.iter().find(|d| {
         d.key.addr == std::net::IpAddr::V4(*server.ip()) && d.key.port == server.port()
     })?;
@@ -295,14 +297,14 @@ fn service_rows(cfg: &Config, live: &super::Live) -> Vec<ServiceRow> {
                 servers_up: mine
                     .iter()
                     .filter(|r| {
-                        r.admin == AdminState::Enabled
-                            && r.health == crate::probe::Health::Up
+                        r.admin == AdminState::Enabled && r.health == crate::probe::Health::Up
                     })
                     .count() as u32,
                 servers_total: mine.len() as u32,
-                in_kernel: live.table().iter().any(|s| {
-                    s.key.addr == std::net::IpAddr::V4(vs.vip) && s.key.port == vs.port
-                }),
+                in_kernel: live
+                    .table()
+                    .iter()
+                    .any(|s| s.key == crate::ipvs::codec::ServiceKey::udp(vs.vip, vs.port)),
                 conns: mine
                     .iter()
                     .map(|r| u64::from(r.active_conns) + u64::from(r.inactive_conns))
@@ -314,38 +316,43 @@ fn service_rows(cfg: &Config, live: &super::Live) -> Vec<ServiceRow> {
 }
 
 fn import_keepalived(shared: &Shared, text: &str) -> Response {
+    use crate::config::keepalived::Severity;
     let base = lock(shared).candidate().clone();
-    let r = crate::config::keepalived::import_text(text, &base);
-    let validation = match &r.config {
-        Some(c) => {
-            let rep = crate::config::validate(c);
-            Validation {
-                errors: r
-                    .errors
-                    .iter()
-                    .cloned()
-                    .chain(rep.errors.iter().map(|p| p.message.clone()))
-                    .collect(),
-                warnings: rep.warnings.iter().map(|p| p.message.clone()).collect(),
-            }
-        }
-        None => Validation {
-            errors: r.errors.clone(),
-            warnings: Vec::new(),
-        },
-    };
-    Response::Ok(Reply::Import(Box::new(ImportInfo {
-        toml: r.config.as_ref().map(config_toml).unwrap_or_default(),
-        config: r.config,
-        unmapped: r
-            .unmapped
-            .into_iter()
-            .map(|u| UnmappedLine {
-                line: u.line,
-                text: u.text,
-                reason: u.reason,
-            })
+    let r = crate::config::keepalived::import_into(text, &base);
+    let lines: Vec<&str> = text.lines().collect();
+    let unmapped = r
+        .notes
+        .iter()
+        .filter(|n| n.severity != Severity::Error)
+        .map(|n| UnmappedLine {
+            line: u32::try_from(n.line).unwrap_or(u32::MAX),
+            text: lines
+                .get(n.line.wrapping_sub(1))
+                .map(|l| l.trim().to_string())
+                .unwrap_or_default(),
+            reason: n.message.clone(),
+        })
+        .collect();
+    let validation = Validation {
+        errors: r
+            .notes
+            .iter()
+            .filter(|n| n.severity == Severity::Error)
+            .map(ToString::to_string)
+            .chain(r.report.errors.iter().map(|p| p.message.clone()))
             .collect(),
+        warnings: r
+            .report
+            .warnings
+            .iter()
+            .map(|p| p.message.clone())
+            .collect(),
+    };
+    let config = (r.services > 0).then_some(r.config);
+    Response::Ok(Reply::Import(Box::new(ImportInfo {
+        toml: config.as_ref().map(config_toml).unwrap_or_default(),
+        config,
+        unmapped,
         validation,
     })))
 }
@@ -377,7 +384,11 @@ async fn ping(host: &str, count: u8) -> Response {
                 .lines()
                 .map(str::to_string)
                 .collect();
-            lines.extend(String::from_utf8_lossy(&o.stderr).lines().map(str::to_string));
+            lines.extend(
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .map(str::to_string),
+            );
             Response::Ok(Reply::Output {
                 success: o.status.success(),
                 lines,

@@ -153,7 +153,10 @@ impl Live {
 
     /// New connections per second towards `server` of the service at `vip`.
     pub fn rate(&self, vip: SocketAddrV4, server: SocketAddrV4) -> f64 {
-        self.rates.get(&(vip, server)).map(|r| r.per_s).unwrap_or(0.0)
+        self.rates
+            .get(&(vip, server))
+            .map(|r| r.per_s)
+            .unwrap_or(0.0)
     }
 
     /// Current fault text (IPVS or network), if any.
@@ -247,9 +250,15 @@ impl Live {
     fn update_rates(&mut self) {
         let now = Instant::now();
         for s in &self.table {
-            let Some(vip) = ipv4_key(s.key.addr, s.key.port) else {
+            let crate::ipvs::codec::ServiceKey::Addr {
+                addr: std::net::IpAddr::V4(a),
+                port,
+                ..
+            } = s.key
+            else {
                 continue;
             };
+            let vip = SocketAddrV4::new(a, port);
             for d in &s.dests {
                 let Some(rs) = ipv4_key(d.key.addr, d.key.port) else {
                     continue;

@@ -343,7 +343,11 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     };
     let history = crate::watchdog::log_restart_reason(
         wd.as_ref(),
-        &crate::watchdog::restart::StartLog::new(crate::watchdog::restart::START_LOG),
+        &crate::watchdog::restart::StartLog::new(
+            std::path::Path::new(crate::watchdog::restart::START_LOG),
+            crate::watchdog::restart::CRASH_WINDOW_S,
+            crate::watchdog::restart::CRASH_THRESHOLD,
+        ),
     )
     .ok();
     let mut alerts = st.alerts.clone();
@@ -519,7 +523,15 @@ mod tests {
         };
         let st = startup_config(&Options::default(), &board, None);
         assert_eq!(st.config, Config::builtin_default());
-        assert!(st.alerts.iter().any(|a| a.contains("factory config")), "{:?}", st.alerts);
-        assert!(st.alerts.iter().any(|a| a.contains("store unavailable")), "{:?}", st.alerts);
+        assert!(
+            st.alerts.iter().any(|a| a.contains("factory config")),
+            "{:?}",
+            st.alerts
+        );
+        assert!(
+            st.alerts.iter().any(|a| a.contains("store unavailable")),
+            "{:?}",
+            st.alerts
+        );
     }
 }

@@ -45,7 +45,11 @@ pub fn create(dev: &Path, name: &str) -> Result<File, UledsError> {
         path: dev.display().to_string(),
         source,
     };
-    let mut f = OpenOptions::new().read(true).write(true).open(dev).map_err(io)?;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .map_err(io)?;
     f.write_all(&buf).map_err(io)?;
     Ok(f)
 }
