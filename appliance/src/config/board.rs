@@ -36,6 +36,8 @@ pub struct Board {
     pub console: String,
     /// LED class devices to create through /dev/uleds (boards without LED hardware, e.g. QEMU).
     pub uleds: Vec<String>,
+    /// Default role -> LED map, used when the operator's config has no `[[leds]]`.
+    pub leds: Vec<super::LedBinding>,
 }
 
 impl Default for Board {
@@ -49,6 +51,7 @@ impl Default for Board {
             leds_root: "/sys/class/leds".into(),
             console: "/dev/console".into(),
             uleds: Vec::new(),
+            leds: Vec::new(),
         }
     }
 }
@@ -110,5 +113,24 @@ mod tests {
             Board::default()
         );
         assert_eq!(Board::default().store, DEFAULT_STORE);
+    }
+}
+
+#[cfg(test)]
+mod board_file_tests {
+    use super::*;
+
+    #[test]
+    fn qemu_board_file_parses() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../board/qemu-x86_64/rootfs-overlay/etc/appliance/board.toml"
+        );
+        let b = Board::load(path).expect("board file parses");
+        assert_eq!(b.store, "mtd:/dev/mtd0");
+        assert_eq!(b.store_fallback, "file:/dev/vda");
+        assert_eq!(b.uleds.len(), 4);
+        assert_eq!(b.leds.len(), 4);
+        assert!(b.leds.iter().all(|l| b.uleds.contains(&l.name.to_string())));
     }
 }

@@ -94,10 +94,15 @@ impl Live {
         uleds: Vec<File>,
     ) -> Live {
         let prober = Prober::spawn(&config, health_tx);
-        let leds = if config.leds.is_empty() {
+        let bindings: Vec<config::LedBinding> = if config.leds.is_empty() {
+            board.leds.clone()
+        } else {
+            config.leds.iter().cloned().collect()
+        };
+        let leds = if bindings.is_empty() {
             None
         } else {
-            match Leds::open(&config.leds, Path::new(&board.leds_root)) {
+            match Leds::open(&bindings, Path::new(&board.leds_root)) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     warn!(error = %e, "status LEDs not available");

@@ -197,7 +197,12 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                 }
                 Origin::Empty => {
                     info!("config store is empty (first boot or factory reset): using factory defaults");
-                    "factory defaults (store empty)".to_string()
+                    return Startup {
+                        saved: factory.clone(),
+                        config: factory,
+                        origin: "factory defaults (store empty)".into(),
+                        alerts,
+                    };
                 }
                 Origin::BothCorrupt => {
                     let msg = "both config store slots are corrupt: running factory defaults; \
@@ -205,7 +210,12 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                         .to_string();
                     error!("{msg}");
                     alerts.push(msg);
-                    "factory defaults (store corrupt)".to_string()
+                    return Startup {
+                        saved: factory.clone(),
+                        config: factory,
+                        origin: "factory defaults (store corrupt)".into(),
+                        alerts,
+                    };
                 }
             };
             let report = config::validate(&l.config);

@@ -168,7 +168,13 @@ fn console_view_counts_calls_from_persistence_templates() {
     assert_eq!(v[0].name.as_deref(), Some("sip"));
     assert_eq!(v[0].calls, 10);
     assert_eq!(v[0].stats.conns, 5);
-    assert_eq!(v[0].settings, "rr persistent 60 mask 0.0.0.0 ops pe sip");
+    assert_eq!(
+        v[0].settings,
+        format!(
+            "rr persistent {} mask 0.0.0.0 ops pe sip",
+            cfg.services[0].persistence_timeout
+        )
+    );
 }
 
 #[test]
