@@ -22,7 +22,10 @@ fn boot() -> Result<Vm, VmError> {
 }
 
 fn has(what: &str, hay: &str, needle: &str) {
-    assert!(hay.contains(needle), "{what}: expected {needle:?} in:\n{hay}");
+    assert!(
+        hay.contains(needle),
+        "{what}: expected {needle:?} in:\n{hay}"
+    );
 }
 
 fn dest_line(table: &str, rs: &str) -> Option<String> {
@@ -49,7 +52,11 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
 
     // First sync from an empty table (built-in demo config: 1 service, 3 servers).
     let out = vm.shell_ok("appliance ipvs sync 2>&1")?;
-    has("first sync", &out, "verified: 1 service(s), 3 server(s), 4 change(s)");
+    has(
+        "first sync",
+        &out,
+        "verified: 1 service(s), 3 server(s), 4 change(s)",
+    );
     let table = vm.shell_ok("cat /proc/net/ip_vs")?;
     has(
         "service line",
@@ -65,7 +72,11 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
     }
     // /proc/net/ip_vs does not print the pe; our genl dump does (PE_NAME attribute).
     let show = vm.shell_ok("appliance ipvs show 2>&1")?;
-    has("show", &show, "UDP 203.0.113.10:5060 rr persistent 60 mask 0.0.0.0 ops pe sip  [sip]");
+    has(
+        "show",
+        &show,
+        "UDP 203.0.113.10:5060 rr persistent 60 mask 0.0.0.0 ops pe sip  [sip]",
+    );
 
     // Traffic: one SIP datagram makes a pe sip template keyed by the Call-ID.
     vm.shell_ok("ip addr add 203.0.113.10/32 dev lo")?;
@@ -78,8 +89,16 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
     // the template (and its Call-ID pinning) survives.
     let before = vm.shell_ok("cat /proc/net/ip_vs")?;
     let out = vm.shell_ok("appliance ipvs sync 2>&1")?;
-    has("second sync", &out, "verified: 1 service(s), 3 server(s), 0 change(s)");
-    assert_eq!(vm.shell_ok("cat /proc/net/ip_vs")?, before, "table untouched");
+    has(
+        "second sync",
+        &out,
+        "verified: 1 service(s), 3 server(s), 0 change(s)",
+    );
+    assert_eq!(
+        vm.shell_ok("cat /proc/net/ip_vs")?,
+        before,
+        "table untouched"
+    );
     has(
         "template kept",
         &vm.shell_ok("cat /proc/net/ip_vs_conn")?,
@@ -105,12 +124,17 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
     let repaired = vm.shell_ok("cat /proc/net/ip_vs")?;
     for rs in RS_HEX {
         assert_eq!(
-            dest_line(&repaired, rs).as_deref().map(|l| l.starts_with(&format!("-> {rs} Masq 1 "))),
+            dest_line(&repaired, rs)
+                .as_deref()
+                .map(|l| l.starts_with(&format!("-> {rs} Masq 1 "))),
             Some(true),
             "{repaired}"
         );
     }
-    assert!(!repaired.contains("C6336463"), "foreign server removed:\n{repaired}");
+    assert!(
+        !repaired.contains("C6336463"),
+        "foreign server removed:\n{repaired}"
+    );
 
     // The upper-case "SIP" trap: a clear error, nothing claimed.
     vm.shell_ok("appliance ipvs raw del-service 203.0.113.10:5060")?;
@@ -131,7 +155,11 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
     let t = vm.shell_ok("appliance ipvs timeouts --udp 120")?;
     has("timeouts", &t, "Timeout (tcp tcpfin udp): ");
     assert!(t.trim().ends_with(" 120"), "{t}");
-    has("info", &vm.shell_ok("appliance ipvs info")?, "IPVS version 1.2.1");
+    has(
+        "info",
+        &vm.shell_ok("appliance ipvs info")?,
+        "IPVS version 1.2.1",
+    );
     Ok(())
 }
 
@@ -149,6 +177,9 @@ fn ipvs_apply_benchmark_in_vm() -> Result<(), VmError> {
     has("bench", &out, "bench full 8x64 from empty: ops=520");
     has("bench", &out, "bench one-server change: ops=1");
     has("bench", &out, "bench no-op sync (adopt): ops=0");
-    assert!(!vm.shell_ok("cat /proc/net/ip_vs")?.contains("UDP"), "bench cleans up");
+    assert!(
+        !vm.shell_ok("cat /proc/net/ip_vs")?.contains("UDP"),
+        "bench cleans up"
+    );
     Ok(())
 }
