@@ -58,11 +58,18 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
         "verified: 1 service(s), 3 server(s), 4 change(s)",
     );
     let table = vm.shell_ok("cat /proc/net/ip_vs")?;
-    has(
-        "service line",
-        &table,
-        &format!("UDP  {VIP_HEX} rr ops persistent 60 00000000"),
+    // The kernel prints "ops " then "persistent <timeout in jiffies> <netmask hex>".
+    let svc_line = table
+        .lines()
+        .find(|l| l.starts_with(&format!("UDP  {VIP_HEX} rr ops  persistent ")))
+        .unwrap_or_else(|| panic!("service line missing:\n{table}"));
+    let f: Vec<&str> = svc_line.split_whitespace().collect();
+    let jiffies: u64 = f[5].parse().expect("timeout number");
+    assert!(
+        jiffies > 0 && jiffies % 60 == 0,
+        "60 s persistence: {svc_line}"
     );
+    assert_eq!(f[6], "00000000", "granularity 0.0.0.0: {svc_line}");
     for rs in RS_HEX {
         assert_eq!(
             dest_line(&table, rs).as_deref(),

@@ -236,3 +236,32 @@ fn errno_explanations_are_actionable() {
         assert!(!text.contains("not unicast"), "{text}");
     }
 }
+
+/// Real socket: resolving the family works against this machine's kernel, whichever way.
+#[test]
+fn transport_resolves_family_or_says_ipvs_is_missing() {
+    let has_ipvs = std::path::Path::new("/proc/net/ip_vs").exists();
+    match Ipvs::connect() {
+        Err(IpvsError::NoIpvs) => {
+            assert!(
+                !has_ipvs,
+                "kernel has /proc/net/ip_vs but the genl family was not found"
+            );
+            let text = IpvsError::NoIpvs.to_string();
+            assert!(
+                text.starts_with("kernel has no IPVS support (CONFIG_IP_VS)"),
+                "{text}"
+            );
+        }
+        Ok(mut ipvs) => {
+            assert!(has_ipvs);
+            // Only reads: never touch a real table from a unit test.
+            match ipvs.info() {
+                Ok(i) => assert!(i.version >= 0x010200, "{i:?}"),
+                Err(e) => assert!(e.to_string().contains("root"), "{e}"),
+            }
+        }
+        Err(IpvsError::Socket(e)) => panic!("no generic netlink socket on this machine: {e}"),
+        Err(e) => panic!("unexpected: {e}"),
+    }
+}
