@@ -201,7 +201,10 @@ impl<P: Port, D: Daemon> Menu<P, D> {
 
     fn say(&mut self, m: &str) {
         for l in m.lines() {
-            self.port.write(&format!("  ! {}\n", fit(l)));
+            for (i, part) in screens::wrap(l, screens::WIDTH - 4).iter().enumerate() {
+                let lead = if i == 0 { "  ! " } else { "    " };
+                self.port.write(&format!("{lead}{part}\n"));
+            }
         }
     }
 

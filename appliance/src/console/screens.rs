@@ -36,6 +36,40 @@ pub fn fit(s: &str) -> String {
     s.chars().take(WIDTH).collect()
 }
 
+/// Word-wrap `s` into lines of at most `width` characters (long words are split).
+pub fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for word in s.split(' ') {
+        let mut word: String = word.to_owned();
+        loop {
+            let need = cur.chars().count() + usize::from(!cur.is_empty()) + word.chars().count();
+            if need <= width {
+                if !cur.is_empty() {
+                    cur.push(' ');
+                }
+                cur.push_str(&word);
+                break;
+            }
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            // A single word longer than the line: hard split.
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            out.push(head);
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !cur.is_empty() || out.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 fn rule() -> String {
     "-".repeat(WIDTH)
 }
@@ -243,6 +277,15 @@ mod tests {
         assert!(m.contains("Pool 2/3 up   Active calls 7"));
         assert!(m.contains(" 13) Import keepalived.conf"));
         assert!(m.ends_with(MAIN_PROMPT));
+    }
+
+    #[test]
+    fn wrap_keeps_every_word_within_the_width() {
+        let w = wrap("cannot reach the appliance daemon at /run/appliance/control.sock: No such file or directory (os error 2) (is it running? are you root?)", 40);
+        assert!(w.iter().all(|l| l.chars().count() <= 40), "{w:#?}");
+        assert_eq!(w.join(" "), "cannot reach the appliance daemon at /run/appliance/control.sock: No such file or directory (os error 2) (is it running? are you root?)");
+        assert_eq!(wrap("x".repeat(9).as_str(), 4), vec!["xxxx", "xxxx", "x"]);
+        assert_eq!(wrap("", 10), vec![""]);
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Term {
                 tracing::warn!(error = %e, "cannot set raw mode; input editing may be odd");
             }
         }
-        let dumb = std::env::var("TERM").map_or(false, |t| t == "dumb" || t.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb" || t.is_empty());
         Term {
             tty: saved.is_some(),
             saved,
