@@ -15,6 +15,7 @@ bash tests/setup-host.sh
 
 echo "==> Buildroot external tree: static checks"
 bash tests/buildroot/check-tree.sh
+bash tests/buildroot/check-tree.sh --self-test
 
 echo "==> unit and host integration tests"
 cargo test --locked -p appliance

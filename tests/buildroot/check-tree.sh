@@ -93,7 +93,7 @@ expect "hash without origin comment" fail "sed -i '/^# Locally calculated/d' boa
 expect "unknown kernel symbol in a fragment" fail "echo 'CONFIG_IP_VS_DOES_NOT_EXIST=y' >> board/pcengines-apu2/linux.fragment"
 expect "missing board readme" fail "rm board/qemu-aarch64-virt/readme.txt"
 expect "genimage input nobody builds" fail "sed -i 's/\"rootfs.squashfs\"/\"rootfs.ext4\"/' board/pcengines-apu2/genimage.cfg"
-expect "board.toml without watchdog" fail "sed -i 's|^device = \"/dev/watchdog\"|device = \"\"|' board/pcengines-apu2/rootfs-overlay/etc/appliance/board.toml"
+expect "board.toml without watchdog" fail "sed -i 's|^watchdog = \"/dev/watchdog\"|watchdog = \"\"|' board/pcengines-apu2/rootfs-overlay/etc/appliance/board.toml"
 if command -v shellcheck >/dev/null; then
     expect "shellcheck warning in post-build.sh" fail "echo 'echo \$undefined_var_x' >> buildroot-ext/scripts/post-build.sh"
 else

@@ -205,15 +205,17 @@ class Checker:
         except (OSError, ValueError) as e:
             self.ok(False, "board/{}/board.toml: {}".format(bname, e))
             return
-        self.ok(t.get("board") == bname, "board/{}/board.toml: board = {!r}, expected {!r}".format(bname, t.get("board"), bname))
-        store = str(t.get("store", {}).get("device", ""))
+        # Same flat format the daemon's config::board::Board reads.
+        self.ok(t.get("name") == bname, "board/{}/board.toml: name = {!r}, expected {!r}".format(bname, t.get("name"), bname))
+        store = str(t.get("store", ""))
         self.ok(re.match(r"^(file|mtd):/dev/", store) is not None,
-                "board/{}/board.toml: [store] device must be file:/dev/... or mtd:/dev/...".format(bname))
-        self.ok(str(t.get("watchdog", {}).get("device", "")).startswith("/dev/watchdog"),
-                "board/{}/board.toml: [watchdog] device missing".format(bname))
-        leds = t.get("leds", {})
-        self.ok(all(isinstance(leds.get(r), str) and leds.get(r) for r in ["status", "pool"]),
-                "board/{}/board.toml: [leds] must map at least status and pool".format(bname))
+                "board/{}/board.toml: store must be file:/dev/... or mtd:/dev/...".format(bname))
+        self.ok(str(t.get("watchdog", "")).startswith("/dev/watchdog"),
+                "board/{}/board.toml: watchdog device missing".format(bname))
+        leds = t.get("leds", [])
+        roles = {l.get("role") for l in leds if isinstance(l, dict) and l.get("name")}
+        self.ok(isinstance(leds, list) and {"status", "pool"} <= roles,
+                "board/{}/board.toml: [[leds]] must map at least the status and pool roles".format(bname))
 
     def check_genimage(self, path, bname, vals):
         if not os.path.isfile(path):

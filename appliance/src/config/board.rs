@@ -121,6 +121,48 @@ mod board_file_tests {
     use super::*;
 
     #[test]
+    fn every_board_file_parses_with_known_keys() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../board");
+        let mut seen = 0;
+        for e in std::fs::read_dir(root).expect("board dir") {
+            let p = e
+                .expect("entry")
+                .path()
+                .join("rootfs-overlay/etc/appliance/board.toml");
+            if !p.exists() {
+                continue;
+            }
+            seen += 1;
+            let text = std::fs::read_to_string(&p).expect("read");
+            // Unknown keys are ignored at run time (forward compatibility), so check
+            // here that every key is one we read: a typo would silently use a default.
+            let v: toml::Table = toml::from_str(&text).expect("toml");
+            for k in v.keys() {
+                assert!(
+                    [
+                        "name",
+                        "store",
+                        "store_fallback",
+                        "watchdog",
+                        "factory",
+                        "leds_root",
+                        "console",
+                        "uleds",
+                        "leds"
+                    ]
+                    .contains(&k.as_str()),
+                    "{}: unknown key '{k}'",
+                    p.display()
+                );
+            }
+            let b = Board::load(&p).expect("board file parses");
+            assert!(!b.store.is_empty(), "{}", p.display());
+            assert!(!b.leds.is_empty(), "{}: no LED map", p.display());
+        }
+        assert!(seen >= 3, "expected at least 3 boards, saw {seen}");
+    }
+
+    #[test]
     fn qemu_board_file_parses() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
