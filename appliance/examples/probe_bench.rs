@@ -83,7 +83,13 @@ fn bench(env: Env) -> Pin<Box<dyn Future<Output = ()>>> {
         let wall = t0.elapsed();
         rows.push((
             "in-process: CPU per 1,000 probes".into(),
-            format!("{} ({} probes in {:.1} s, {} ok total)", ms(per_k), probes, wall.as_secs_f64(), ok),
+            format!(
+                "{} ({} probes in {:.1} s, {} ok total)",
+                ms(per_k),
+                probes,
+                wall.as_secs_f64(),
+                ok
+            ),
         ));
 
         // ---- one sipp OPTIONS check, forked like the seed ---------------------------
@@ -93,7 +99,11 @@ fn bench(env: Env) -> Pin<Box<dyn Future<Output = ()>>> {
         let mut okruns = 0;
         let w0 = Instant::now();
         for _ in 0..runs {
-            let port = if env.srv_ns.is_some() { 5080 } else { free_udp_port() };
+            let port = if env.srv_ns.is_some() {
+                5080
+            } else {
+                free_udp_port()
+            };
             // Children of this (setns'd) thread start in the prober's namespace.
             let mut args: Vec<String> = Vec::new();
             args.extend(
@@ -136,7 +146,10 @@ fn bench(env: Env) -> Pin<Box<dyn Future<Output = ()>>> {
         ));
         rows.push((
             "one sipp check costs the CPU of N in-process probes".into(),
-            format!("N = {:.0}", per_check.as_secs_f64() * 1000.0 / per_k.as_secs_f64().max(1e-9)),
+            format!(
+                "N = {:.0}",
+                per_check.as_secs_f64() * 1000.0 / per_k.as_secs_f64().max(1e-9)
+            ),
         ));
         rows.push((
             "max RSS: bench process (all of it) vs sipp child".into(),
@@ -157,7 +170,10 @@ fn bench(env: Env) -> Pin<Box<dyn Future<Output = ()>>> {
             sleep(Duration::from_millis(300 + rng.next_u64() % 200)).await;
             let t = Instant::now();
             uas.stop();
-            if wait_for(&mut rx, Health::Down, Duration::from_secs(5)).await.is_ok() {
+            if wait_for(&mut rx, Health::Down, Duration::from_secs(5))
+                .await
+                .is_ok()
+            {
                 silent.push(t.elapsed());
             }
             uas.cont();
@@ -167,7 +183,10 @@ fn bench(env: Env) -> Pin<Box<dyn Future<Output = ()>>> {
             sleep(Duration::from_millis(300 + rng.next_u64() % 200)).await;
             let t = Instant::now();
             uas.kill();
-            if wait_for(&mut rx, Health::Down, Duration::from_secs(5)).await.is_ok() {
+            if wait_for(&mut rx, Health::Down, Duration::from_secs(5))
+                .await
+                .is_ok()
+            {
                 closed.push(t.elapsed());
             }
             uas = env.sipp("uas_200.xml", &[]);
@@ -188,7 +207,14 @@ fn bench(env: Env) -> Pin<Box<dyn Future<Output = ()>>> {
             ));
         }
 
-        println!("\n| measure ({}) | value |", if env.lb_ns.is_some() { "namespace lab, veth" } else { "loopback" });
+        println!(
+            "\n| measure ({}) | value |",
+            if env.lb_ns.is_some() {
+                "namespace lab, veth"
+            } else {
+                "loopback"
+            }
+        );
         println!("|---|---|");
         for (k, v) in rows {
             println!("| {k} | {v} |");

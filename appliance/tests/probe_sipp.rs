@@ -99,19 +99,33 @@ mod cases {
             assert_eq!(ev.server, env.server);
             assert_eq!(ev.service.as_str(), "sip");
             // Steady state: no more events, clean counters, RTT measured.
-            assert!(next_event(&mut rx, Duration::from_millis(1000)).await.is_none());
+            assert!(next_event(&mut rx, Duration::from_millis(1000))
+                .await
+                .is_none());
             let s = stats(&p, env.server);
             assert_eq!(s.health, Health::Up);
             assert!(s.counters.ok >= 3, "{s:?}");
             assert_eq!(
-                (s.counters.timeout, s.counters.unmatched, s.counters.malformed, s.counters.refused),
+                (
+                    s.counters.timeout,
+                    s.counters.unmatched,
+                    s.counters.malformed,
+                    s.counters.refused
+                ),
                 (0, 0, 0, 0),
                 "{s:?}"
             );
             assert!(s.rtt.last_us.is_some() && s.rtt.ewma_us.is_some() && s.rtt.max_us.is_some());
-            assert_eq!(s.local.map(|l| *l.ip()), Some(env.lan), "bound to the LAN address");
+            assert_eq!(
+                s.local.map(|l| *l.ip()),
+                Some(env.lan),
+                "bound to the LAN address"
+            );
             assert!(s.local.is_some_and(|l| l.port() != 0));
-            assert!(p.heartbeat().age() < Duration::from_secs(1), "heartbeat beats");
+            assert!(
+                p.heartbeat().age() < Duration::from_secs(1),
+                "heartbeat beats"
+            );
         })
     }
 
@@ -124,11 +138,17 @@ mod cases {
             let (ev, _) = wait_for(&mut rx, Health::Down, WAIT).await.expect("down");
             assert!(ev.reason.contains("timeout after 250 ms"), "{}", ev.reason);
             let later = drain(&mut rx, Duration::from_secs(2)).await;
-            assert!(later.is_empty(), "late replies must not bring it up: {later:?}");
+            assert!(
+                later.is_empty(),
+                "late replies must not bring it up: {later:?}"
+            );
             let s = stats(&p, env.server);
             assert_eq!(s.counters.ok, 0, "{s:?}");
             assert!(s.counters.timeout >= 3, "{s:?}");
-            assert!(s.counters.unmatched >= 2, "late replies counted as unmatched: {s:?}");
+            assert!(
+                s.counters.unmatched >= 2,
+                "late replies counted as unmatched: {s:?}"
+            );
         })
     }
 
@@ -166,9 +186,17 @@ mod cases {
             uas.kill();
             let (ev, took) = wait_for(&mut rx, Health::Down, WAIT).await.expect("down");
             eprintln!("closed port detected in {took:?}");
-            assert!(ev.reason.starts_with("3 failures in a row, last: port unreachable"), "{}", ev.reason);
+            assert!(
+                ev.reason
+                    .starts_with("3 failures in a row, last: port unreachable"),
+                "{}",
+                ev.reason
+            );
             let after = stats(&p, env.server).counters;
-            assert_eq!(after.timeout, before.timeout, "detected by ICMP, not by timeout");
+            assert_eq!(
+                after.timeout, before.timeout,
+                "detected by ICMP, not by timeout"
+            );
         })
     }
 
@@ -178,7 +206,10 @@ mod cases {
             let (tx, mut rx) = mpsc::channel(16);
             let p = Prober::spawn(&env.config(|_| {}), tx);
             let (ev, _) = wait_for(&mut rx, Health::Down, WAIT).await.expect("down");
-            assert_eq!(ev.reason, "3 failures in a row, last: replied 503 Service Unavailable");
+            assert_eq!(
+                ev.reason,
+                "3 failures in a row, last: replied 503 Service Unavailable"
+            );
             let s = stats(&p, env.server);
             assert!(s.counters.bad_code >= 3 && s.counters.ok == 0, "{s:?}");
             assert!(s.rtt.last_us.is_some(), "RTT measured for any final reply");
@@ -193,13 +224,21 @@ mod cases {
                 let _ = s.accept.push(CodeRange { lo: 404, hi: 405 });
             });
             let p = Prober::spawn(&cfg, tx);
-            let (ev, _) = wait_for(&mut rx, Health::Up, WAIT).await.expect("404 accepted");
+            let (ev, _) = wait_for(&mut rx, Health::Up, WAIT)
+                .await
+                .expect("404 accepted");
             assert_eq!(ev.reason, "404 Not Found");
             // Same server under the default policy (2xx only) is down.
             let (tx2, mut rx2) = mpsc::channel(16);
             let _p2 = Prober::spawn(&env.config(|_| {}), tx2);
-            let (ev, _) = wait_for(&mut rx2, Health::Down, WAIT).await.expect("404 refused");
-            assert!(ev.reason.ends_with("replied 404 Not Found"), "{}", ev.reason);
+            let (ev, _) = wait_for(&mut rx2, Health::Down, WAIT)
+                .await
+                .expect("404 refused");
+            assert!(
+                ev.reason.ends_with("replied 404 Not Found"),
+                "{}",
+                ev.reason
+            );
             assert_eq!(stats(&p, env.server).health, Health::Up);
         })
     }
@@ -231,7 +270,11 @@ mod cases {
             assert_eq!(ev.reason, "200 OK");
             sleep(Duration::from_millis(500)).await;
             let s = stats(&p, env.server);
-            assert_eq!((s.counters.malformed, s.counters.unmatched), (0, 0), "{s:?}");
+            assert_eq!(
+                (s.counters.malformed, s.counters.unmatched),
+                (0, 0),
+                "{s:?}"
+            );
         })
     }
 
@@ -243,7 +286,10 @@ mod cases {
             wait_for(&mut rx, Health::Up, WAIT).await.expect("up");
             let s = stats(&p, env.server);
             assert!(s.counters.provisional >= 1, "{s:?}");
-            assert!(s.rtt.last_us.is_some_and(|us| us >= 40_000), "RTT is to the final reply: {s:?}");
+            assert!(
+                s.rtt.last_us.is_some_and(|us| us >= 40_000),
+                "RTT is to the final reply: {s:?}"
+            );
         })
     }
 
@@ -259,7 +305,10 @@ mod cases {
             sleep(Duration::from_millis(500)).await;
             uas.cont();
             let hiccup = drain(&mut rx, Duration::from_millis(1500)).await;
-            assert!(hiccup.is_empty(), "hysteresis must absorb a short hiccup: {hiccup:?}");
+            assert!(
+                hiccup.is_empty(),
+                "hysteresis must absorb a short hiccup: {hiccup:?}"
+            );
             let s = stats(&p, env.server);
             assert!(s.counters.timeout >= 1, "the hiccup was seen: {s:?}");
             // Down (503), then up again (needs rise = 2 successes), then down again.
@@ -271,7 +320,9 @@ mod cases {
             let (ev, _) = wait_for(&mut rx, Health::Up, WAIT).await.expect("up again");
             assert_eq!(ev.reason, "2 successes in a row, last: 200 OK");
             ok.kill();
-            wait_for(&mut rx, Health::Down, WAIT).await.expect("down again");
+            wait_for(&mut rx, Health::Down, WAIT)
+                .await
+                .expect("down again");
             let rest = drain(&mut rx, Duration::from_millis(500)).await;
             assert!(rest.is_empty(), "{rest:?}");
         })
@@ -284,11 +335,20 @@ mod cases {
             let p = Prober::spawn(&env.config(|_| {}), tx);
             wait_for(&mut rx, Health::Up, WAIT).await.expect("up");
             p.set_link(false);
-            let ev = next_event(&mut rx, Duration::from_secs(2)).await.expect("event");
-            assert_eq!((ev.health, ev.reason.as_str()), (Health::Down, "LAN link down"));
+            let ev = next_event(&mut rx, Duration::from_secs(2))
+                .await
+                .expect("event");
+            assert_eq!(
+                (ev.health, ev.reason.as_str()),
+                (Health::Down, "LAN link down")
+            );
             let sent = stats(&p, env.server).counters.sent;
             sleep(Duration::from_millis(600)).await;
-            assert_eq!(stats(&p, env.server).counters.sent, sent, "paused while link down");
+            assert_eq!(
+                stats(&p, env.server).counters.sent,
+                sent,
+                "paused while link down"
+            );
             p.set_link(true);
             let (ev, _) = wait_for(&mut rx, Health::Up, WAIT).await.expect("up");
             assert_eq!(ev.reason, "2 successes in a row, last: 200 OK");
@@ -305,19 +365,28 @@ mod cases {
             sleep(Duration::from_millis(500)).await;
             let before = stats(&p, env.server);
             // Add a second server (closed port) and change nothing else.
-            let port2 = if env.srv_ns.is_some() { 5070 } else { free_udp_port() };
+            let port2 = if env.srv_ns.is_some() {
+                5070
+            } else {
+                free_udp_port()
+            };
             let second = SocketAddrV4::new(*env.server.ip(), port2);
             let mut cfg2 = cfg.clone();
             let mut rs = cfg2.services[0].servers[0].clone();
             rs.port = port2;
             let _ = cfg2.services[0].servers.push(rs);
             p.update(&cfg2);
-            let (ev, _) = wait_for(&mut rx, Health::Down, WAIT).await.expect("second down");
+            let (ev, _) = wait_for(&mut rx, Health::Down, WAIT)
+                .await
+                .expect("second down");
             assert_eq!(ev.server, second);
             sleep(Duration::from_millis(500)).await;
             let first = stats(&p, env.server);
             assert_eq!(first.health, Health::Up);
-            assert!(first.counters.sent > before.counters.sent, "not reset: {first:?}");
+            assert!(
+                first.counters.sent > before.counters.sent,
+                "not reset: {first:?}"
+            );
             assert_eq!(first.local, before.local, "same socket kept");
             // Settings change in place (interval) keeps health and counters too.
             let mut cfg3 = cfg2.clone();

@@ -480,7 +480,9 @@ mod tests {
         assert_eq!(down.len(), 1, "{down:?}");
         let (at, tr) = &down[0];
         assert_eq!(tr.to, Health::Down);
-        assert!(tr.reason.starts_with("3 failures in a row, last: timeout after 250 ms"));
+        assert!(tr
+            .reason
+            .starts_with("3 failures in a row, last: timeout after 250 ms"));
         // Probes at 1000, 1250, 1500 time out at 1250, 1500, 1750 -> down at 1750.
         assert_eq!(*at, 1750);
         // Silence goes on: one timeout every 250 ms, no further events.
@@ -520,7 +522,11 @@ mod tests {
     fn rise_needs_consecutive_successes_from_down() {
         let mut f = ServerFsm::new(policy(), ms(0));
         let d = run(&mut f, 0, 1000, |_| None, 0);
-        assert_eq!(d[0].1.to, Health::Down, "Unknown -> Down after fall failures");
+        assert_eq!(
+            d[0].1.to,
+            Health::Down,
+            "Unknown -> Down after fall failures"
+        );
         assert_eq!(d[0].1.from, Health::Unknown);
         assert_eq!(d[0].0, 750);
         // One success, then a failure, then two successes: Up only after the pair.
@@ -593,7 +599,11 @@ mod tests {
         assert_eq!(ev[0].1.to, Health::Up);
         let ev = run(&mut f, 101, 2000, |_| Some(code(503)), 1);
         assert_eq!(ev[0].1.to, Health::Down);
-        assert!(ev[0].1.reason.ends_with("replied 503 X"), "{}", ev[0].1.reason);
+        assert!(
+            ev[0].1.reason.ends_with("replied 503 X"),
+            "{}",
+            ev[0].1.reason
+        );
     }
 
     #[test]
@@ -651,7 +661,10 @@ mod tests {
         let mut f = ServerFsm::new(policy(), ms(0));
         run(&mut f, 0, 500, |_| Some(ok()), 1);
         let t = f.set_link(false, ms(501)).expect("transition");
-        assert_eq!((t.from, t.to, t.reason.as_str()), (Health::Up, Health::Down, "LAN link down"));
+        assert_eq!(
+            (t.from, t.to, t.reason.as_str()),
+            (Health::Up, Health::Down, "LAN link down")
+        );
         assert_eq!(f.poll(ms(600)).0, Action::Paused);
         assert_eq!(f.set_link(false, ms(601)), None);
         assert_eq!(f.set_link(true, ms(700)), None);
@@ -665,8 +678,10 @@ mod tests {
 
     #[test]
     fn disabled_probing_means_up_and_no_probes() {
-        let mut s = ProbeSettings::default();
-        s.enabled = false;
+        let s = ProbeSettings {
+            enabled: false,
+            ..Default::default()
+        };
         let mut f = ServerFsm::new(Policy::from_settings(&s), ms(0));
         let (a, t) = f.poll(ms(0));
         assert_eq!(a, Action::Paused);
@@ -697,9 +712,11 @@ mod tests {
 
     #[test]
     fn fall_one_and_rise_one() {
-        let mut s = ProbeSettings::default();
-        s.rise = 1;
-        s.fall = 1;
+        let s = ProbeSettings {
+            rise: 1,
+            fall: 1,
+            ..Default::default()
+        };
         let mut f = ServerFsm::new(Policy::from_settings(&s), ms(0));
         let ev = run(&mut f, 0, 300, |_| Some(code(500)), 1);
         assert_eq!(ev[0].1.to, Health::Down);

@@ -410,13 +410,18 @@ async fn server_task(
                             sock = Some(s);
                         }
                         Err(e) => {
-                            let t = fsm.on_outcome(now(), Outcome::Error(format!("cannot open socket: {e}")));
+                            let t = fsm.on_outcome(
+                                now(),
+                                Outcome::Error(format!("cannot open socket: {e}")),
+                            );
                             task.emit(&fsm, t).await;
                             continue;
                         }
                     }
                 }
-                let Some((s, local)) = sock.as_ref() else { continue };
+                let Some((s, local)) = sock.as_ref() else {
+                    continue;
+                };
                 let branch = ids.branch();
                 let call_id = ids.call_id(*local.ip());
                 let tag = ids.tag();

@@ -257,7 +257,10 @@ impl Sipp {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("sipp did not start listening on port {} within 10 s", self.port);
+        panic!(
+            "sipp did not start listening on port {} within 10 s",
+            self.port
+        );
     }
 
     fn exe_is_sipp(pid: u32) -> bool {
@@ -294,7 +297,10 @@ impl Drop for Sipp {
 }
 
 /// Wait for the next health event (bounded).
-pub async fn next_event(rx: &mut mpsc::Receiver<HealthEvent>, within: Duration) -> Option<HealthEvent> {
+pub async fn next_event(
+    rx: &mut mpsc::Receiver<HealthEvent>,
+    within: Duration,
+) -> Option<HealthEvent> {
     tokio::time::timeout(within, rx.recv()).await.ok().flatten()
 }
 
