@@ -182,6 +182,10 @@ mod cases {
             // Comes up when a server starts, goes down again when it is killed.
             let uas = env.sipp("uas_200.xml", &[]);
             wait_for(&mut rx, Health::Up, WAIT).await.expect("up");
+            // Linux rate-limits ICMP errors per peer (burst 6, then 1/s): the probes
+            // refused above used up the burst, so let it refill as it would on a
+            // server that has been up for a while.
+            sleep(Duration::from_secs(4)).await;
             let before = stats(&p, env.server).counters;
             uas.kill();
             let (ev, took) = wait_for(&mut rx, Health::Down, WAIT).await.expect("down");
