@@ -403,8 +403,39 @@ mod tests {
         Duration::from_millis(v)
     }
 
+    /// Fixed timings for the tests (independent of the shipped defaults).
     fn policy() -> Policy {
-        Policy::from_settings(&ProbeSettings::default())
+        Policy::from_settings(&ProbeSettings {
+            interval_ms: 200,
+            timeout_ms: 250,
+            rise: 2,
+            fall: 3,
+            ..Default::default()
+        })
+    }
+
+    /// The shipped defaults meet the targets of the issue: a silent server out
+    /// within about 1 s, a closed port within about 100 ms, few probes per second.
+    #[test]
+    fn shipped_defaults_meet_detection_targets() {
+        let d = Policy::from_settings(&ProbeSettings::default());
+        let f = u32::from(d.fall);
+        // Worst case silent: the last answered probe just before the failure, the
+        // next one up to `interval` later, then `fall` timeouts back to back.
+        let silent_worst = d.interval + d.timeout * f;
+        assert!(silent_worst <= ms(1000), "{silent_worst:?}");
+        // Closed port: next probe within `interval`, refused in ~1 RTT, then
+        // `fall - 1` fast retries.
+        let closed_worst = d.interval + d.refused_retry * (f - 1) + ms(2);
+        assert!(closed_worst <= ms(160), "{closed_worst:?}");
+        let closed_median = d.interval / 2 + d.refused_retry * (f - 1);
+        assert!(closed_median <= ms(110), "{closed_median:?}");
+        assert!(d.interval >= ms(100), "no more than 10 probes/s per server");
+        // Check the arithmetic against the state machine itself.
+        let mut fsm = ServerFsm::new(d.clone(), ms(0));
+        run(&mut fsm, 0, 999, |_| Some(ok()), 0);
+        let down = run(&mut fsm, 1000, 3000, |_| None, 0);
+        assert!(ms(down[0].0 - 1000) <= silent_worst, "{down:?}");
     }
 
     fn ok() -> Outcome {
@@ -678,8 +709,10 @@ mod tests {
 
     #[test]
     fn disabled_probing_means_up_and_no_probes() {
-        let mut s = ProbeSettings::default();
-        s.enabled = false;
+        let s = ProbeSettings {
+            enabled: false,
+            ..Default::default()
+        };
         let mut f = ServerFsm::new(Policy::from_settings(&s), ms(0));
         let (a, t) = f.poll(ms(0));
         assert_eq!(a, Action::Paused);
@@ -710,9 +743,11 @@ mod tests {
 
     #[test]
     fn fall_one_and_rise_one() {
-        let mut s = ProbeSettings::default();
-        s.rise = 1;
-        s.fall = 1;
+        let s = ProbeSettings {
+            rise: 1,
+            fall: 1,
+            ..Default::default()
+        };
         let mut f = ServerFsm::new(Policy::from_settings(&s), ms(0));
         let ev = run(&mut f, 0, 300, |_| Some(code(500)), 1);
         assert_eq!(ev[0].1.to, Health::Down);

@@ -1053,4 +1053,101 @@ mod tests {
         let mut r2 = Ids::new();
         assert_ne!(r1.next_u64(), r2.next_u64());
     }
+
+    /// Oracle shared with the cargo-fuzz target: a Final/Provisional verdict implies
+    /// every matching field is exactly the expected one.
+    fn check_oracle(data: &[u8]) {
+        let v = classify(data, SocketAddr::V4(peer()), &expected());
+        if let Verdict::Final { code, .. } | Verdict::Provisional { code } = v {
+            let r = parse_reply(data).expect("matched reply parses");
+            assert_eq!(r.code, code);
+            assert_eq!(r.top_via.branch.as_deref(), Some("z9hG4bKabc123"));
+            assert_eq!(r.call_id, "cid-1@198.51.100.1");
+            assert_eq!((r.cseq, r.cseq_method.as_str()), (7, "OPTIONS"));
+        }
+        let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 5060));
+        assert_eq!(
+            classify(data, other, &expected()),
+            Verdict::Unmatched(Mismatch::WrongSource)
+        );
+    }
+
+    /// Bounded mutation run in the normal suite (the real fuzzing is cargo fuzz, see
+    /// fuzz/fuzz_targets/sip_reply.rs): 50,000 mutants of a seed corpus.
+    #[test]
+    fn mutation_harness_never_panics_never_false_alive() {
+        const TOKENS: [&[u8]; 16] = [
+            b"\r\n",
+            b"\n",
+            b":",
+            b";",
+            b",",
+            b"[",
+            b"]",
+            b" ",
+            b"\t",
+            b"v:",
+            b"branch=",
+            b"z9hG4bKabc123",
+            b"i: cid-1@198.51.100.1",
+            b"CSeq: 7 OPTIONS",
+            b"\r\n\r\n",
+            b"\xff",
+        ];
+        let seeds: Vec<Vec<u8>> = vec![
+            ok_reply().into_bytes(),
+            ok_reply()
+                .replace("Via:", "v:")
+                .replace("Call-ID:", "i:")
+                .into_bytes(),
+            ok_reply().replace("200 OK", "100 Trying").into_bytes(),
+            ok_reply().replace("abc123", "abc124").into_bytes(),
+            ok_reply()
+                .replace("198.51.100.1:40000;branch", "[2001:db8::1]:5060;branch")
+                .into_bytes(),
+        ];
+        let mut rng = Ids::with_seed(0x5eed);
+        let (mut alive, mut total) = (0u32, 0u32);
+        for i in 0..50_000u32 {
+            let mut d = seeds[i as usize % seeds.len()].clone();
+            for _ in 0..1 + rng.next_u64() % 4 {
+                let r = rng.next_u64();
+                let pos = if d.is_empty() {
+                    0
+                } else {
+                    (r >> 8) as usize % (d.len() + 1)
+                };
+                match r % 6 {
+                    0 if !d.is_empty() && pos < d.len() => d[pos] ^= 1 << ((r >> 40) % 8),
+                    1 => d.insert(pos, (r >> 32) as u8),
+                    2 => {
+                        let end = (pos + 1 + (r >> 32) as usize % 16).min(d.len());
+                        if pos < end {
+                            d.drain(pos..end);
+                        }
+                    }
+                    3 => d.truncate(pos),
+                    4 => {
+                        let t = TOKENS[(r >> 32) as usize % TOKENS.len()];
+                        d.splice(pos..pos, t.iter().copied());
+                    }
+                    _ => {
+                        let end = (pos + (r >> 32) as usize % 64).min(d.len());
+                        let chunk = d[pos.min(end)..end].to_vec();
+                        d.splice(pos..pos, chunk);
+                    }
+                }
+            }
+            check_oracle(&d);
+            total += 1;
+            if matches!(
+                classify(&d, SocketAddr::V4(peer()), &expected()),
+                Verdict::Final { .. }
+            ) {
+                alive += 1;
+            }
+        }
+        // Mutants that keep every matching field intact legitimately stay alive.
+        assert!(alive > 0 && alive < total, "{alive}/{total}");
+    }
 }
