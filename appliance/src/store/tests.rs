@@ -160,6 +160,15 @@ fn wrong_spec_and_tiny_flash_are_explained() {
 }
 
 #[test]
+fn unreadable_medium_is_an_error_not_factory_defaults() {
+    let d = tempfile::tempdir().unwrap();
+    // A directory cannot be read as a store file.
+    let mut s = Store::open(&format!("file:{}", d.path().display())).unwrap();
+    let e = s.load().unwrap_err().to_string();
+    assert!(e.contains("read of slot A failed"), "{e}");
+}
+
+#[test]
 fn file_backend_on_real_file() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("sub/config.bin");
