@@ -249,7 +249,7 @@ pub fn parse_stats(csv: &str) -> Result<UacStats> {
     let Some(header) = lines.next() else {
         return Ok(UacStats::default());
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.next_back() else {
         return Ok(UacStats::default());
     };
     let names: Vec<&str> = header.split(';').collect();
