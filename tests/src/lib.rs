@@ -1,4 +1,10 @@
-//! Test harnesses for the appliance: the SIP lab (namespaces, bridges, sipp, captures).
+//! Test harness for the appliance image: boots the dev image in QEMU (TCG) and
+//! drives its serial ports. Used by the boot tests in `tests/tests/` and by the
+//! SIP lab harness.
+
+pub mod vm;
+
+pub use vm::{ensure_image, Image, Pattern, Serial, Vm, VmError, VmOptions};
 
 pub mod lab;
 pub mod sipp;

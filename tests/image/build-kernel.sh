@@ -1,0 +1,88 @@
+#!/bin/bash
+# Build the appliance kernel (bzImage) offline from Debian's linux-source-6.1
+# package: `make tinyconfig` + board/common + board/<board> fragments, then
+# `make olddefconfig`, verified by check-dotconfig.sh. The result is cached under
+#   ${APPLIANCE_CACHE:-/var/cache/sip-lb-appliance}/kernel/<key>/{bzImage,config}
+# where <key> = sha256(linux-source version, gcc version, fragments, this script),
+# so a second run with unchanged inputs returns at once.
+#
+# usage: build-kernel.sh            (BOARD=qemu-x86_64 by default)
+# Prints the path of the cached bzImage on stdout (last line); logs go to stderr.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+board=${BOARD:-qemu-x86_64}
+cache=${APPLIANCE_CACHE:-/var/cache/sip-lb-appliance}
+tarball=/usr/src/linux-source-6.1.tar.xz
+fragments=("$root/board/common/linux.fragment" "$root/board/$board/linux.fragment")
+
+log() { echo "build-kernel: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ -r "$tarball" ] || die "$tarball missing: run tests/setup-host.sh (installs linux-source-6.1)"
+for f in "${fragments[@]}"; do [ -r "$f" ] || die "fragment $f missing"; done
+srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1) || die "linux-source-6.1 is not installed"
+
+key=$({
+    echo "linux-source-6.1 $srcver"
+    gcc --version | head -n1
+    for f in "${fragments[@]}"; do echo "== ${f#"$root"/}"; cat "$f"; done
+    echo "== build-kernel.sh"; cat "${BASH_SOURCE[0]}"
+} | sha256sum | cut -d' ' -f1)
+out=$cache/kernel/$key
+
+if [ -s "$out/bzImage" ]; then
+    log "cache hit: $out"
+    echo "$out/bzImage"
+    exit 0
+fi
+
+mkdir -p "$cache/kernel"
+# Several test processes may ask for the kernel at once: build it only once.
+exec 9>"$cache/kernel/.lock"
+flock 9
+if [ -s "$out/bzImage" ]; then
+    log "cache hit after waiting for another build: $out"
+    echo "$out/bzImage"
+    exit 0
+fi
+
+# Unpack the source once per package version; builds are out of tree (O=).
+src=$cache/kernel/src/$srcver/linux-source-6.1
+if [ ! -e "$src/.unpacked" ]; then
+    log "unpacking $tarball ($srcver)"
+    rm -rf "$cache/kernel/src/$srcver"
+    mkdir -p "$cache/kernel/src/$srcver"
+    tar -xJf "$tarball" -C "$cache/kernel/src/$srcver"
+    touch "$src/.unpacked"
+fi
+
+obj=$cache/kernel/build-$board
+mkdir -p "$obj"
+kmake() { make -C "$src" O="$obj" ARCH=x86_64 "$@"; }
+
+start=$(date +%s)
+log "configuring in $obj (tinyconfig + fragments)"
+kmake -s tinyconfig >&2
+"$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${fragments[@]}" >&2
+kmake -s olddefconfig >&2
+"$here/check-dotconfig.sh" "$obj/.config" "${fragments[@]}" >&2 \
+    || die "kernel config does not match the fragments (see MISMATCH lines above)"
+
+log "building bzImage with $(nproc) jobs (log: $obj/build.log)"
+if ! kmake -j"$(nproc)" bzImage >"$obj/build.log" 2>&1; then
+    tail -n 40 "$obj/build.log" >&2
+    die "kernel build failed; full log in $obj/build.log"
+fi
+log "built in $(( $(date +%s) - start )) s"
+
+tmp=$(mktemp -d "$cache/kernel/.tmp.XXXXXX")
+chmod 0755 "$tmp"
+cp "$obj/arch/x86/boot/bzImage" "$tmp/bzImage"
+cp "$obj/.config" "$tmp/config"
+echo "linux-source-6.1 $srcver board=$board built=$(date -u +%FT%TZ)" >"$tmp/info"
+rm -rf "$out"
+mv "$tmp" "$out"
+log "cached: $out ($(stat -c %s "$out/bzImage") bytes)"
+echo "$out/bzImage"

@@ -1,0 +1,137 @@
+#!/bin/bash
+# Boot the dev image in QEMU: headless, TCG only (no KVM assumed), serial
+# console on this terminal (Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor).
+# Also the single place that knows the QEMU command line: the Rust boot-test
+# harness (tests/src/vm.rs) runs this script with --serial0/--serial1 sockets.
+#
+# usage: run-qemu.sh [options]
+#   --kernel PATH         bzImage (default build/bzImage)
+#   --initrd PATH         initramfs (default build/initramfs.cpio[.gz])
+#   --disk PATH           config store disk, raw; created 1 MiB of 0xFF
+#                         (erased flash) if missing (default build/store.img)
+#   --wan-tap NAME        attach existing tap NAME as eth0 (WAN)
+#   --lan-tap NAME        attach existing tap NAME as eth1 (LAN)
+#   --wan-mac MAC / --lan-mac MAC   (defaults 52:54:00:00:00:01 / :02)
+#   --netns NAME          run QEMU inside network namespace NAME (taps live there)
+#   --append ARGS         extra kernel command line arguments
+#   --testshell           root shell on ttyS1 (kernel flag appliance.testshell=1)
+#   --serial0 SPEC        chardev for ttyS0 instead of this terminal, e.g.
+#                         socket,path=/tmp/s0.sock,server=on,wait=off
+#   --serial1 SPEC        chardev for ttyS1 (default: none)
+#   --no-reboot           exit QEMU when the guest reboots (or the watchdog fires)
+#   --timeout SECS        kill QEMU after SECS (default 3600; 0 = no bound, for
+#                         callers that enforce their own, like the test harness)
+#   --memory SIZE         guest RAM (default 256M)
+#   --dry-run             print the QEMU command line and exit
+# Networking: no NIC at all unless taps are given. Never user-mode networking.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=$root/build
+
+kernel=$build/bzImage
+initrd=
+disk=$build/store.img
+wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= noreboot=0
+wan_mac=52:54:00:00:00:01 lan_mac=52:54:00:00:00:02
+timeout=3600 memory=256M dryrun=0
+
+die() { echo "run-qemu: ERROR: $*" >&2; exit 2; }
+need() { [ $# -ge 2 ] || die "$1 needs a value"; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --kernel) need "$@"; kernel=$2; shift 2 ;;
+        --initrd) need "$@"; initrd=$2; shift 2 ;;
+        --disk) need "$@"; disk=$2; shift 2 ;;
+        --wan-tap) need "$@"; wan_tap=$2; shift 2 ;;
+        --lan-tap) need "$@"; lan_tap=$2; shift 2 ;;
+        --wan-mac) need "$@"; wan_mac=$2; shift 2 ;;
+        --lan-mac) need "$@"; lan_mac=$2; shift 2 ;;
+        --netns) need "$@"; netns=$2; shift 2 ;;
+        --append) need "$@"; append=$2; shift 2 ;;
+        --testshell) testshell=1; shift ;;
+        --serial0) need "$@"; serial0=$2; shift 2 ;;
+        --serial1) need "$@"; serial1=$2; shift 2 ;;
+        --no-reboot) noreboot=1; shift ;;
+        --timeout) need "$@"; timeout=$2; shift 2 ;;
+        --memory) need "$@"; memory=$2; shift 2 ;;
+        --dry-run) dryrun=1; shift ;;
+        -h|--help) sed -n '2,/^set -e/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+
+command -v qemu-system-x86_64 >/dev/null \
+    || die "qemu-system-x86_64 not found: run tests/setup-host.sh (installs qemu-system-x86)"
+[[ $timeout =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, not '$timeout'"
+if [ -z "$initrd" ]; then
+    for c in "$build/initramfs.cpio" "$build/initramfs.cpio.gz"; do
+        [ -r "$c" ] && { initrd=$c; break; }
+    done
+fi
+[ -r "$kernel" ] || die "kernel $kernel missing: run tests/image/build-image.sh"
+[ -n "$initrd" ] && [ -r "$initrd" ] || die "initramfs missing: run tests/image/build-image.sh"
+
+if [ ! -e "$disk" ]; then
+    # Fresh flash reads as all 0xFF; make the blank disk look the same.
+    mkdir -p "$(dirname "$disk")"
+    head -c 1048576 /dev/zero | tr '\0' '\377' >"$disk.tmp.$$"
+    mv "$disk.tmp.$$" "$disk"
+fi
+
+cmdline="console=ttyS0,115200 panic=1 loglevel=4"
+[ "$testshell" = 1 ] && cmdline="$cmdline appliance.testshell=1"
+[ -n "$append" ] && cmdline="$cmdline $append"
+
+args=(
+    qemu-system-x86_64
+    -name sip-lb-appliance
+    -machine pc -accel tcg -cpu max -m "$memory"
+    -nodefaults -no-user-config -display none
+    -kernel "$kernel" -initrd "$initrd" -append "$cmdline"
+    -drive "file=$disk,format=raw,if=none,id=store,cache=writeback"
+    -device virtio-blk-pci,drive=store
+    -device virtio-rng-pci
+    -device i6300esb -action watchdog=reset
+)
+if [ -n "$serial0" ]; then
+    args+=(-chardev "$serial0,id=s0" -serial chardev:s0)
+else
+    # This terminal: Ctrl-C goes to the guest, Ctrl-A X quits QEMU.
+    args+=(-chardev stdio,id=s0,mux=on,signal=off -serial chardev:s0 -mon chardev=s0)
+fi
+if [ -n "$serial1" ]; then
+    args+=(-chardev "$serial1,id=s1" -serial chardev:s1)
+fi
+if [ -z "$wan_tap" ] && [ -z "$lan_tap" ]; then
+    args+=(-nic none)
+else
+    # eth0 must be WAN and eth1 LAN: a LAN-only VM still gets an unplugged WAN NIC.
+    if [ -n "$wan_tap" ]; then
+        args+=(-netdev "tap,id=wan,ifname=$wan_tap,script=no,downscript=no")
+    else
+        args+=(-netdev "hubport,id=wan,hubid=0")
+    fi
+    args+=(-device "virtio-net-pci,netdev=wan,mac=$wan_mac")
+    if [ -n "$lan_tap" ]; then
+        args+=(-netdev "tap,id=lan,ifname=$lan_tap,script=no,downscript=no")
+        args+=(-device "virtio-net-pci,netdev=lan,mac=$lan_mac")
+    fi
+fi
+[ "$noreboot" = 1 ] && args+=(-no-reboot)
+
+if [ -n "$netns" ]; then
+    args=(ip netns exec "$netns" "${args[@]}")
+fi
+if [ "$timeout" != 0 ]; then
+    # --foreground keeps QEMU on the terminal; -k: SIGKILL if SIGTERM is ignored.
+    args=(timeout --foreground -k 5 "$timeout" "${args[@]}")
+fi
+
+if [ "$dryrun" = 1 ]; then
+    printf '%q ' "${args[@]}"; echo
+    exit 0
+fi
+exec "${args[@]}"
