@@ -20,9 +20,11 @@
 //! deletes them, even on panic, and [`cleanup_stale`] removes leftovers of
 //! crashed runs (namespaces whose pid is dead).
 
+pub mod booted;
 pub mod capture;
 pub mod evidence;
 pub mod pcap;
+pub mod rounds;
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddrV4};

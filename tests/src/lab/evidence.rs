@@ -145,7 +145,41 @@ pub fn completed_calls(packets: &[SipPacket]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Spread check: every count within `tolerance` of every other.
+/// The packets to or from one client address.
+pub fn from_client(packets: &[SipPacket], client: Ipv4Addr) -> Vec<SipPacket> {
+    packets
+        .iter()
+        .filter(|p| *p.src.ip() == client || *p.dst.ip() == client)
+        .cloned()
+        .collect()
+}
+
+/// When each call started: its first initial INVITE sent by a client
+/// (by Call-ID, capture time in µs), from any capture.
+pub fn call_starts(packets: &[SipPacket]) -> BTreeMap<String, u64> {
+    let mut m: BTreeMap<String, u64> = BTreeMap::new();
+    for p in packets
+        .iter()
+        .filter(|p| on_wan(*p.src.ip()) && p.is_request("INVITE") && p.cseq_method == "INVITE")
+    {
+        let e = m.entry(p.call_id.clone()).or_insert(p.ts_us);
+        *e = (*e).min(p.ts_us);
+    }
+    m
+}
+
+/// Calls started at or after `from_us` (and before `to_us`) that never
+/// completed (no 200 to a BYE in the same capture).
+pub fn incomplete_calls_between(packets: &[SipPacket], from_us: u64, to_us: u64) -> Vec<String> {
+    let done = completed_calls(packets);
+    call_starts(packets)
+        .into_iter()
+        .filter(|(c, t)| *t >= from_us && *t < to_us && !done.contains(c))
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// Spread: the largest count minus the smallest.
 pub fn max_spread(counts: &[usize]) -> usize {
     match (counts.iter().max(), counts.iter().min()) {
         (Some(a), Some(b)) => a - b,
