@@ -16,7 +16,8 @@ commands:
   config check|export|import FILE      validate / write / load the TOML config
   config import-keepalived FILE        convert a keepalived.conf
   factory-reset [--yes]                erase the stored config
-  probe HOST[:PORT]                    send one SIP OPTIONS and print the reply
+  net apply|show [--config FILE]       apply / show interfaces, addresses, routes, sysctls
+  probe HOST[:PORT] [--count N] [--json] send SIP OPTIONS and print the reply
   version                              firmware version
 "
 }
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
             print!("{}", usage());
             ExitCode::SUCCESS
         }
+        "net" => appliance::net::cli(rest),
+        "probe" => appliance::probe::cli(rest),
         other => {
             let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");

@@ -193,8 +193,10 @@ pub struct VirtualService {
 fn default_sip_port() -> u16 {
     5060
 }
+/// Default persistence timeout: above the 90 s Min-SE floor of SIP session timers
+/// (the seed used 60 s, which `validate` warns about).
 fn default_persistence_timeout() -> u32 {
-    60
+    120
 }
 fn default_true() -> bool {
     true
@@ -488,7 +490,7 @@ impl Config {
             protocol: Protocol::Udp,
             scheduler: Scheduler::Rr,
             forwarding: Forwarding::Nat,
-            persistence_timeout: 60,
+            persistence_timeout: default_persistence_timeout(),
             sip_persistence: true,
             one_packet: true,
             persistence_granularity: Ipv4Addr::UNSPECIFIED,

@@ -1,1 +1,3 @@
 //! The daemon: loads config, applies network and IPVS state, runs probers and serves control.
+
+pub mod logbuf;

@@ -1,0 +1,395 @@
+//! An in-memory daemon for tests and demos: a [`Handler`] backed by [`ConfigSession`]
+//! with recorded (not performed) side effects and scripted live data.
+//!
+//! Nothing here touches the network, IPVS or flash. Its validator checks only a few
+//! cross-field rules (VIP on WAN, NAT servers on LAN, ports) so tests can provoke
+//! errors; the real daemon wires `config::validate`. Its keepalived "importer" maps
+//! only `real_server A P` lines and reports every other keyword line as unmapped.
+
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{AdminState, Config, Forwarding};
+use crate::control::proto::{
+    DrainInfo, IfaceInfo, ImportInfo, LogEvent, Reply, Request, Response, ServerRow, ServiceRow,
+    SipReplyInfo, StatusInfo, UnmappedLine, Validation,
+};
+use crate::control::server::{BoxFuture, Handler};
+use crate::control::session::{config_toml, ConfigSession, EffectError, Effects};
+use crate::probe::Health;
+
+/// Side effects that are recorded instead of performed.
+#[derive(Default, Debug)]
+pub struct MemEffects {
+    /// Configs passed to `apply`, in order.
+    pub applied: Vec<Config>,
+    /// Configs passed to `save`, in order.
+    pub saved: Vec<Config>,
+}
+
+impl Effects for MemEffects {
+    fn validate(&self, c: &Config) -> Validation {
+        fake_validate(c)
+    }
+    fn apply(&mut self, c: &Config) -> Result<String, EffectError> {
+        self.applied.push(c.clone());
+        Ok("in-memory apply (no kernel changes)".into())
+    }
+    fn save(&mut self, c: &Config) -> Result<u64, EffectError> {
+        self.saved.push(c.clone());
+        Ok(self.saved.len() as u64)
+    }
+}
+
+fn fake_validate(c: &Config) -> Validation {
+    let mut v = Validation::default();
+    for s in &c.services {
+        if !c.wan.address.contains(s.vip) {
+            v.errors.push(format!(
+                "service {}: VIP {} is not on the WAN subnet {}",
+                s.name, s.vip, c.wan.address
+            ));
+        }
+        for r in &s.servers {
+            if s.forwarding == Forwarding::Nat && !c.lan.address.contains(r.address) {
+                v.errors.push(format!(
+                    "service {}: real server {}:{} is not on the LAN subnet {} (required in NAT mode)",
+                    s.name, r.address, r.port, c.lan.address
+                ));
+            }
+        }
+        if s.probe.timeout_ms > s.probe.interval_ms {
+            v.warnings.push(format!(
+                "service {}: probe timeout {} ms is longer than the interval {} ms",
+                s.name, s.probe.timeout_ms, s.probe.interval_ms
+            ));
+        }
+    }
+    v
+}
+
+/// Mutable state of the fake daemon.
+pub struct FakeState {
+    /// The config session.
+    pub session: ConfigSession<MemEffects>,
+    /// Health per server (default Up).
+    pub health: HashMap<SocketAddrV4, Health>,
+    /// Remaining calls per server for drain countdowns; decremented on each `DrainStatus`.
+    pub remaining: HashMap<SocketAddrV4, u64>,
+    /// Power and reset actions requested ("reboot", "poweroff", "factory-reset").
+    pub actions: Vec<String>,
+    /// Event ring.
+    pub logs: Vec<LogEvent>,
+    /// Alerts for the status header.
+    pub alerts: Vec<String>,
+}
+
+/// The fake daemon.
+pub struct FakeDaemon {
+    /// Shared state, inspect it from tests.
+    pub state: Arc<Mutex<FakeState>>,
+    started: Instant,
+}
+
+impl FakeDaemon {
+    /// A fake daemon running `config` (saved = running = candidate).
+    pub fn new(config: Config) -> FakeDaemon {
+        let mut session = ConfigSession::new(config.clone(), config, MemEffects::default());
+        // Cheap hashes keep debug-build tests fast; the PHC string records the parameters.
+        session.set_hash_cost(256, 1);
+        let logs = vec![LogEvent {
+            uptime_s: 0,
+            level: "info".into(),
+            message: "fake daemon started".into(),
+        }];
+        FakeDaemon {
+            state: Arc::new(Mutex::new(FakeState {
+                session,
+                health: HashMap::new(),
+                remaining: HashMap::new(),
+                actions: Vec::new(),
+                logs,
+                alerts: Vec::new(),
+            })),
+            started: Instant::now(),
+        }
+    }
+
+    /// Handle a request synchronously.
+    pub fn handle_sync(&self, req: Request) -> Response {
+        let now = self.started.elapsed();
+        let Ok(mut st) = self.state.lock() else {
+            return Response::error("fake daemon state poisoned");
+        };
+        if let Some(r) = st.session.handle(&req, now) {
+            let msg = format!("{req:?}");
+            let level = if matches!(r, Response::Error { .. }) {
+                "warn"
+            } else {
+                "info"
+            };
+            let ev = LogEvent {
+                uptime_s: now.as_secs(),
+                level: level.into(),
+                message: format!("control: {}", msg.chars().take(60).collect::<String>()),
+            };
+            if !matches!(req, Request::VerifyPassword { .. } | Request::SetPassword { .. }) {
+                st.logs.push(ev);
+            }
+            return r;
+        }
+        let ok = Response::Ok;
+        match req {
+            Request::Status => ok(Reply::Status(Box::new(status(&st, now)))),
+            Request::ShowServers => ok(Reply::Servers(servers(&st))),
+            Request::ShowServices => ok(Reply::Services(services(&st))),
+            Request::DrainStatus { service, server } => {
+                let run = st.session.running();
+                let exists = run
+                    .services
+                    .iter()
+                    .filter(|s| s.name.as_str() == service)
+                    .flat_map(|s| s.servers.iter())
+                    .any(|r| r.address == *server.ip() && r.port == server.port());
+                if !exists {
+                    return Response::error(format!(
+                        "server {server} is not in running service '{service}'"
+                    ));
+                }
+                let left = st.remaining.entry(server).or_insert(0);
+                let now_left = *left;
+                *left = left.saturating_sub(1);
+                ok(Reply::Drain(DrainInfo {
+                    server,
+                    kernel_weight: Some(0),
+                    remaining: now_left,
+                }))
+            }
+            Request::FactoryReset { confirm } => {
+                if !confirm {
+                    return Response::error("factory reset needs confirm: true");
+                }
+                st.actions.push("factory-reset".into());
+                ok(Reply::Done {
+                    message: "stored config erased; rebooting on factory defaults".into(),
+                })
+            }
+            Request::Reboot => {
+                st.actions.push("reboot".into());
+                ok(Reply::Done {
+                    message: "rebooting".into(),
+                })
+            }
+            Request::PowerOff => {
+                st.actions.push("poweroff".into());
+                ok(Reply::Done {
+                    message: "powering off".into(),
+                })
+            }
+            Request::Ping { host, count } => ok(Reply::Output {
+                success: true,
+                lines: (0..count)
+                    .map(|i| format!("64 bytes from {host}: seq={i} ttl=64 time=0.1 ms (fake)"))
+                    .collect(),
+            }),
+            Request::SipOptions { host, port } => match host.parse() {
+                Ok(ip) => ok(Reply::Sip(SipReplyInfo {
+                    target: SocketAddrV4::new(ip, port),
+                    code: Some(200),
+                    reason: "OK".into(),
+                    rtt_ms: Some(0.4),
+                    text: "SIP/2.0 200 OK\r\nServer: fake\r\n".into(),
+                })),
+                Err(_) => Response::error(format!("'{host}' is not an IPv4 address")),
+            },
+            Request::Logs { n } => {
+                let k = st.logs.len().saturating_sub(n as usize);
+                ok(Reply::Logs(st.logs[k..].to_vec()))
+            }
+            Request::ImportKeepalived { text } => ok(Reply::Import(Box::new(import(
+                st.session.candidate(),
+                &text,
+            )))),
+            // Config requests were handled by the session above.
+            other => Response::error(format!("unexpected request {other:?}")),
+        }
+    }
+}
+
+impl Handler for FakeDaemon {
+    fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
+        Box::pin(std::future::ready(self.handle_sync(req)))
+    }
+}
+
+fn health_of(st: &FakeState, s: SocketAddrV4) -> Health {
+    st.health.get(&s).copied().unwrap_or(Health::Up)
+}
+
+fn status(st: &FakeState, now: Duration) -> StatusInfo {
+    let run = st.session.running();
+    let (mut up, mut total) = (0, 0);
+    for s in &run.services {
+        for r in &s.servers {
+            total += 1;
+            let sa = SocketAddrV4::new(r.address, r.port);
+            if r.state == AdminState::Enabled && health_of(st, sa) == Health::Up {
+                up += 1;
+            }
+        }
+    }
+    StatusInfo {
+        hostname: run.hostname.to_string(),
+        version: crate::VERSION.into(),
+        wan: IfaceInfo {
+            name: run.wan.name.to_string(),
+            address: run.wan.address.to_string(),
+            link_up: Some(true),
+        },
+        lan: IfaceInfo {
+            name: run.lan.name.to_string(),
+            address: run.lan.address.to_string(),
+            link_up: Some(true),
+        },
+        vips: run
+            .services
+            .iter()
+            .map(|s| format!("{}:{}", s.vip, s.port))
+            .collect(),
+        servers_up: up,
+        servers_total: total,
+        active_calls: st.remaining.values().sum(),
+        unapplied: st.session.unapplied(),
+        unsaved: st.session.unsaved(),
+        candidate_errors: st.session.validation().errors.len() as u32,
+        password_set: st.session.password_set(),
+        idle_lock_s: run.console.idle_lock_s,
+        uptime_s: now.as_secs(),
+        alerts: st.alerts.clone(),
+    }
+}
+
+fn servers(st: &FakeState) -> Vec<ServerRow> {
+    let run = st.session.running();
+    let mut out = Vec::new();
+    for s in &run.services {
+        for r in &s.servers {
+            let sa = SocketAddrV4::new(r.address, r.port);
+            let h = health_of(st, sa);
+            let kw = match r.state {
+                AdminState::Disabled => None,
+                AdminState::Draining => Some(0),
+                AdminState::Enabled if h == Health::Up => Some(r.weight),
+                AdminState::Enabled => Some(0),
+            };
+            let left = st.remaining.get(&sa).copied().unwrap_or(0) as u32;
+            out.push(ServerRow {
+                service: s.name.to_string(),
+                server: sa,
+                admin: r.state,
+                health: h,
+                reason: if h == Health::Up {
+                    "200 OK".into()
+                } else {
+                    "3 timeouts".into()
+                },
+                weight: r.weight,
+                kernel_weight: kw,
+                rtt_last_us: Some(420),
+                rtt_ewma_us: Some(450),
+                active_conns: 0,
+                inactive_conns: left,
+                persistent_conns: left,
+                calls_per_s: 0.5,
+            });
+        }
+    }
+    out
+}
+
+fn services(st: &FakeState) -> Vec<ServiceRow> {
+    let run = st.session.running();
+    run.services
+        .iter()
+        .map(|s| ServiceRow {
+            name: s.name.to_string(),
+            vip: SocketAddrV4::new(s.vip, s.port),
+            scheduler: s.scheduler.kernel_name().into(),
+            forwarding: match s.forwarding {
+                Forwarding::Nat => "nat".into(),
+                Forwarding::Dr => "dr".into(),
+            },
+            persistence_timeout: s.persistence_timeout,
+            sip_persistence: s.sip_persistence,
+            one_packet: s.one_packet,
+            servers_up: s.servers.len() as u32,
+            servers_total: s.servers.len() as u32,
+            in_kernel: true,
+            conns: 0,
+            calls_per_s: 0.0,
+        })
+        .collect()
+}
+
+fn import(base: &Config, text: &str) -> ImportInfo {
+    let mut c = base.clone();
+    let mut unmapped = Vec::new();
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        let mut w = t.split_whitespace();
+        match w.next() {
+            None | Some("{") | Some("}") => {}
+            Some(k) if k.starts_with('!') || k.starts_with('#') => {}
+            Some("real_server") => {
+                let ip = w.next().and_then(|x| x.parse().ok());
+                let port = w.next().and_then(|x| x.parse().ok());
+                match (ip, port) {
+                    (Some(ip), Some(port)) => found.push(SocketAddrV4::new(ip, port)),
+                    _ => unmapped.push(UnmappedLine {
+                        line: i as u32 + 1,
+                        text: line.into(),
+                        reason: "real_server needs an IPv4 address and a port".into(),
+                    }),
+                }
+            }
+            Some(_) => unmapped.push(UnmappedLine {
+                line: i as u32 + 1,
+                text: line.into(),
+                reason: "not understood by the fake importer".into(),
+            }),
+        }
+    }
+    let mut validation = Validation::default();
+    if found.is_empty() {
+        validation
+            .errors
+            .push("no real_server lines found; nothing to import".into());
+        return ImportInfo {
+            config: None,
+            toml: String::new(),
+            unmapped,
+            validation,
+        };
+    }
+    if let Some(svc) = c.services.first_mut() {
+        svc.servers.clear();
+        for sa in found {
+            let _ = svc.servers.push(crate::config::RealServer {
+                address: *sa.ip(),
+                port: sa.port(),
+                weight: 1,
+                state: AdminState::Enabled,
+            });
+        }
+    }
+    validation = fake_validate(&c);
+    ImportInfo {
+        toml: config_toml(&c),
+        config: Some(c),
+        unmapped,
+        validation,
+    }
+}

@@ -1,0 +1,165 @@
+//! Console password: argon2id PHC hashes and the exponential back-off on wrong guesses.
+//!
+//! The daemon owns the hash (in `config.console.password_hash`) and the back-off, so
+//! restarting the console (Ctrl-D, cable pull) does not reset the wait.
+
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+/// Shortest accepted password.
+pub const MIN_LEN: usize = 8;
+/// Longest accepted password.
+pub const MAX_LEN: usize = 128;
+/// Longest back-off between attempts.
+pub const MAX_BACKOFF_S: u32 = 30;
+
+/// Why a password could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    /// Too short or too long, or has control characters.
+    #[error("the password must be {MIN_LEN} to {MAX_LEN} printable characters")]
+    Policy,
+    /// Hashing failed (no randomness or bad parameters).
+    #[error("could not hash the password: {0}")]
+    Hash(String),
+}
+
+/// Check the password policy (length, printable).
+pub fn check_policy(pw: &str) -> Result<(), PasswordError> {
+    let n = pw.chars().count();
+    if !(MIN_LEN..=MAX_LEN).contains(&n) || pw.chars().any(char::is_control) {
+        return Err(PasswordError::Policy);
+    }
+    Ok(())
+}
+
+fn salt() -> Result<SaltString, PasswordError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| PasswordError::Hash(format!("reading /dev/urandom: {e}")))?;
+    SaltString::encode_b64(&bytes).map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// Hash with argon2id default parameters (19 MiB, 2 passes) into a PHC string.
+pub fn hash_password(pw: &str) -> Result<String, PasswordError> {
+    hash_password_with(pw, Params::DEFAULT_M_COST, Params::DEFAULT_T_COST)
+}
+
+/// Hash with explicit memory (KiB) and time cost; tests use small values. Checks the policy.
+pub fn hash_password_with(pw: &str, m_kib: u32, t: u32) -> Result<String, PasswordError> {
+    check_policy(pw)?;
+    let params = Params::new(m_kib, t, 1, None).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let salt = salt()?;
+    a.hash_password(pw.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// True when `pw` matches the PHC `hash`; a malformed hash never matches.
+pub fn verify_password(hash: &str, pw: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(pw.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Exponential back-off after wrong passwords: 1, 2, 4, 8, 16, 30, 30... seconds.
+///
+/// Pure: the caller passes a monotonic `now`.
+#[derive(Clone, Debug, Default)]
+pub struct Backoff {
+    failures: u32,
+    not_before: Duration,
+}
+
+impl Backoff {
+    /// Seconds still to wait at `now` (0 = an attempt may be checked).
+    pub fn wait_s(&self, now: Duration) -> u32 {
+        let left = self.not_before.saturating_sub(now);
+        // Round up so "0.2 s left" reads as 1 s, never 0.
+        let s = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        s.min(u64::from(MAX_BACKOFF_S)) as u32
+    }
+
+    /// Record a wrong password at `now`; returns the delay imposed.
+    pub fn failure(&mut self, now: Duration) -> u32 {
+        self.failures = self.failures.saturating_add(1);
+        let d = 1u32
+            .checked_shl(self.failures - 1)
+            .unwrap_or(MAX_BACKOFF_S)
+            .min(MAX_BACKOFF_S);
+        self.not_before = now + Duration::from_secs(u64::from(d));
+        d
+    }
+
+    /// Record a correct password.
+    pub fn success(&mut self) {
+        *self = Backoff::default();
+    }
+
+    /// Consecutive failures so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_verify() {
+        let h = hash_password_with("correct horse", 64, 1).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{h}");
+        assert!(h.len() <= crate::config::HASH_LEN);
+        assert!(verify_password(&h, "correct horse"));
+        assert!(!verify_password(&h, "correct horsE"));
+        assert!(!verify_password("", "anything"));
+        assert!(!verify_password("$argon2id$garbage", "anything"));
+        // Two hashes of one password differ (random salt).
+        assert_ne!(h, hash_password_with("correct horse", 64, 1).unwrap());
+    }
+
+    #[test]
+    fn default_params_fit_the_config_field() {
+        let h = hash_password("a default pw").unwrap();
+        assert!(h.len() <= crate::config::HASH_LEN, "{} > HASH_LEN", h.len());
+        assert!(verify_password(&h, "a default pw"));
+    }
+
+    #[test]
+    fn policy() {
+        assert_eq!(check_policy("short"), Err(PasswordError::Policy));
+        assert_eq!(check_policy("has\u{7}bell!"), Err(PasswordError::Policy));
+        assert!(check_policy("longenough").is_ok());
+        assert!(check_policy(&"x".repeat(MAX_LEN + 1)).is_err());
+        assert!(hash_password_with("short", 64, 1).is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_to_thirty_and_resets() {
+        let mut b = Backoff::default();
+        let t0 = Duration::from_secs(100);
+        assert_eq!(b.wait_s(t0), 0);
+        let delays: Vec<u32> = (0..8).map(|_| b.failure(t0)).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(b.wait_s(t0), 30);
+        assert_eq!(b.wait_s(t0 + Duration::from_millis(29_500)), 1);
+        assert_eq!(b.wait_s(t0 + Duration::from_secs(30)), 0);
+        b.success();
+        assert_eq!(b.failures(), 0);
+        assert_eq!(b.failure(t0), 1);
+        // Many failures never overflow.
+        for _ in 0..100 {
+            b.failure(t0);
+        }
+        assert_eq!(b.failure(t0), 30);
+    }
+}

@@ -1,0 +1,177 @@
+//! `appliance net apply|show [--config FILE]`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::Config;
+
+const USAGE: &str = "usage: appliance net apply [--config FILE] [--dry-run]
+       appliance net show [--config FILE]
+  apply   set links, addresses, VIPs, routes, policy rules and router sysctls
+  show    print the kernel's IPv4 state; with --config also what apply would change
+  FILE defaults to /etc/appliance/factory.toml, else the built-in demo config";
+
+const FACTORY: &str = "/etc/appliance/factory.toml";
+
+fn load(path: Option<&str>) -> Result<Config, String> {
+    let p = match path {
+        Some(p) => p,
+        None if Path::new(FACTORY).exists() => FACTORY,
+        None => return Ok(Config::builtin_default()),
+    };
+    let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?;
+    toml::from_str(&text).map_err(|e| format!("{p}: {e}"))
+}
+
+/// Entry point for `appliance net ...`.
+pub fn cli(args: &[String]) -> ExitCode {
+    let mut config = None;
+    let mut dry = false;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" => match it.next() {
+                Some(f) => config = Some(f.as_str()),
+                None => {
+                    eprintln!("--config needs a FILE\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--dry-run" => dry = true,
+            other => {
+                eprintln!("unknown argument '{other}'\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match args.first().map(String::as_str) {
+        Some("apply") => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            if dry {
+                return match super::dry_run(&cfg) {
+                    Ok(ops) => {
+                        for o in &ops {
+                            println!("would {o}");
+                        }
+                        println!("{} change(s) pending", ops.len());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::from(1)
+                    }
+                };
+            }
+            match super::apply(&cfg) {
+                Ok(r) => {
+                    for o in &r.ops {
+                        println!("{o}");
+                    }
+                    match super::sysctl::apply_router(&cfg) {
+                        Ok(s) => {
+                            for c in &s.changed {
+                                println!("sysctl {c}");
+                            }
+                            println!(
+                                "{} network change(s), {} sysctl change(s)",
+                                r.changes,
+                                s.changed.len()
+                            );
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("{e}");
+                            ExitCode::from(1)
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Some("show") => {
+            let st = match super::show() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            for l in &st.links {
+                println!(
+                    "link {:<15} {} carrier={} mtu={}",
+                    l.name,
+                    if l.up { "UP  " } else { "DOWN" },
+                    if l.carrier { "yes" } else { "no" },
+                    l.mtu
+                );
+                for a in st.addrs.iter().filter(|a| a.index == l.index) {
+                    println!("    inet {}/{}", a.addr, a.prefix);
+                }
+            }
+            for r in &st.routes {
+                let dst = if r.dst_len == 0 {
+                    "default".to_owned()
+                } else {
+                    format!("{}/{}", r.dst, r.dst_len)
+                };
+                let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+                let dev = r
+                    .oif
+                    .map(|o| format!(" dev {}", st.name_of(o)))
+                    .unwrap_or_default();
+                println!(
+                    "route {dst}{via}{dev} table {} proto {}",
+                    r.table, r.protocol
+                );
+            }
+            for r in &st.rules {
+                println!(
+                    "rule pref {} lookup {}{}{} proto {}",
+                    r.priority,
+                    r.table,
+                    r.fwmark
+                        .map(|m| format!(" fwmark {m:#x}"))
+                        .unwrap_or_default(),
+                    r.sport.map(|p| format!(" sport {p}")).unwrap_or_default(),
+                    r.protocol
+                );
+            }
+            if config.is_some() {
+                let cfg = match load(config) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                match super::plan::desired(&cfg, &st) {
+                    Ok(want) => {
+                        let ops = super::plan::plan(&want, &st);
+                        for o in &ops {
+                            println!("pending: {o}");
+                        }
+                        println!("{} change(s) pending", ops.len());
+                    }
+                    Err(ps) => {
+                        eprintln!("{}", super::NetError::Invalid(ps));
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1017 @@
+//! Pure network planner: the desired state derived from a [`Config`], validated against
+//! the current system state, and the ordered rtnetlink operations that reconcile the two.
+//!
+//! Nothing here does I/O; `rtnl.rs` dumps a [`NetState`] and executes [`Op`]s.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use crate::config::{Config, Ipv4Net};
+
+/// rtnetlink protocol id stamped on the routes and rules we create, so that stale ones
+/// can be found again after a config change (shown as `proto 77` by `ip`).
+pub const RTPROT_APPLIANCE: u8 = 77;
+/// The kernel's main routing table.
+pub const RT_TABLE_MAIN: u32 = 254;
+/// IP protocol number of UDP (policy rules match SIP over UDP only).
+pub const IPPROTO_UDP: u8 = 17;
+
+/// One network interface as seen by the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// Carrier present (IFF_LOWER_UP).
+    pub carrier: bool,
+    /// Current MTU.
+    pub mtu: u32,
+    /// Smallest MTU the driver accepts, when reported.
+    pub min_mtu: Option<u32>,
+    /// Largest MTU the driver accepts, when reported.
+    pub max_mtu: Option<u32>,
+}
+
+/// One IPv4 address on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Addr {
+    /// Interface index.
+    pub index: u32,
+    /// The local address.
+    pub addr: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+/// One IPv4 unicast route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Routing table id.
+    pub table: u32,
+    /// Destination network.
+    pub dst: Ipv4Addr,
+    /// Destination prefix length (0 = default route).
+    pub dst_len: u8,
+    /// Next hop.
+    pub gateway: Option<Ipv4Addr>,
+    /// Output interface index.
+    pub oif: Option<u32>,
+    /// Metric, if any (needed to delete the exact route).
+    pub metric: Option<u32>,
+    /// Routing protocol id (who installed it).
+    pub protocol: u8,
+}
+
+/// Identity of a route for reconciliation (who installed it and its metric do not matter).
+type RouteKey = (u32, Ipv4Addr, u8, Option<Ipv4Addr>, Option<u32>);
+
+impl Route {
+    fn key(&self) -> RouteKey {
+        (self.table, self.dst, self.dst_len, self.gateway, self.oif)
+    }
+}
+
+/// One IPv4 policy routing rule (only the selectors we use are modelled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Rule priority.
+    pub priority: u32,
+    /// Table looked up.
+    pub table: u32,
+    /// Firewall mark selector.
+    pub fwmark: Option<u32>,
+    /// Source port selector (single port).
+    pub sport: Option<u16>,
+    /// IP protocol selector.
+    pub ip_proto: Option<u8>,
+    /// Rule protocol id (who installed it).
+    pub protocol: u8,
+    /// True when the rule has selectors we do not model (never ours; never touched).
+    pub other_selectors: bool,
+}
+
+type RuleKey = (u32, u32, Option<u32>, Option<u16>, Option<u8>);
+
+impl Rule {
+    fn key(&self) -> RuleKey {
+        (
+            self.priority,
+            self.table,
+            self.fwmark,
+            self.sport,
+            self.ip_proto,
+        )
+    }
+}
+
+/// A snapshot of the kernel's IPv4 network state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetState {
+    /// All links.
+    pub links: Vec<Link>,
+    /// All IPv4 addresses.
+    pub addrs: Vec<Addr>,
+    /// IPv4 unicast routes outside the local table.
+    pub routes: Vec<Route>,
+    /// IPv4 policy rules.
+    pub rules: Vec<Rule>,
+}
+
+impl NetState {
+    /// Link by name.
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+    /// Link name by index (or `#index`).
+    pub fn name_of(&self, index: u32) -> String {
+        self.links
+            .iter()
+            .find(|l| l.index == index)
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| format!("#{index}"))
+    }
+}
+
+/// What a managed link should look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkWant {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Wanted admin state.
+    pub up: bool,
+    /// Wanted MTU (None = leave alone, used for loopback).
+    pub mtu: Option<u32>,
+}
+
+/// The state we want, restricted to what we manage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Links whose admin state / MTU we set.
+    pub links: Vec<LinkWant>,
+    /// Interfaces whose IPv4 addresses we own (stale ones are removed).
+    pub managed_ifs: Vec<u32>,
+    /// Wanted IPv4 addresses on managed interfaces.
+    pub addrs: Vec<Addr>,
+    /// Wanted managed routes (see [`is_managed_route`]).
+    pub routes: Vec<Route>,
+    /// Wanted managed rules (see [`is_managed_rule`]).
+    pub rules: Vec<Rule>,
+}
+
+/// Routes we own: every IPv4 default route in the main table (the box has exactly one
+/// default gateway) and anything stamped with our protocol id.
+pub fn is_managed_route(r: &Route) -> bool {
+    (r.table == RT_TABLE_MAIN && r.dst_len == 0) || r.protocol == RTPROT_APPLIANCE
+}
+
+/// Rules we own: those stamped with our protocol id.
+pub fn is_managed_rule(r: &Rule) -> bool {
+    r.protocol == RTPROT_APPLIANCE && !r.other_selectors
+}
+
+/// One rtnetlink change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Set the MTU (`from` kept for messages).
+    SetMtu {
+        /// Interface index.
+        index: u32,
+        /// Interface name.
+        name: String,
+        /// New MTU.
+        mtu: u32,
+        /// Previous MTU.
+        from: u32,
+    },
+    /// Set the link up or down.
+    SetUp {
+        /// Interface index.
+        index: u32,
+        /// Interface name.
+        name: String,
+        /// New admin state.
+        up: bool,
+    },
+    /// Add an address.
+    AddAddr(Addr, String),
+    /// Delete an address.
+    DelAddr(Addr, String),
+    /// Add a route.
+    AddRoute(Route),
+    /// Delete a route.
+    DelRoute(Route),
+    /// Add a rule.
+    AddRule(Rule),
+    /// Delete a rule.
+    DelRule(Rule),
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::SetMtu {
+                name, mtu, from, ..
+            } => write!(f, "set {name} mtu {from} -> {mtu}"),
+            Op::SetUp { name, up, .. } => {
+                write!(f, "set {name} {}", if *up { "up" } else { "down" })
+            }
+            Op::AddAddr(a, n) => write!(f, "add address {}/{} on {n}", a.addr, a.prefix),
+            Op::DelAddr(a, n) => write!(f, "remove address {}/{} from {n}", a.addr, a.prefix),
+            Op::AddRoute(r) => write!(f, "add route {}", RouteFmt(r)),
+            Op::DelRoute(r) => write!(f, "remove route {}", RouteFmt(r)),
+            Op::AddRule(r) => write!(f, "add rule {}", RuleFmt(r)),
+            Op::DelRule(r) => write!(f, "remove rule {}", RuleFmt(r)),
+        }
+    }
+}
+
+struct RouteFmt<'a>(&'a Route);
+impl fmt::Display for RouteFmt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        if r.dst_len == 0 {
+            write!(f, "default")?;
+        } else {
+            write!(f, "{}/{}", r.dst, r.dst_len)?;
+        }
+        if let Some(g) = r.gateway {
+            write!(f, " via {g}")?;
+        }
+        if let Some(o) = r.oif {
+            write!(f, " oif #{o}")?;
+        }
+        write!(f, " table {}", r.table)
+    }
+}
+
+struct RuleFmt<'a>(&'a Rule);
+impl fmt::Display for RuleFmt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        write!(f, "pref {}", r.priority)?;
+        if let Some(m) = r.fwmark {
+            write!(f, " fwmark {m:#x}")?;
+        }
+        if let Some(p) = r.ip_proto {
+            write!(f, " ipproto {p}")?;
+        }
+        if let Some(p) = r.sport {
+            write!(f, " sport {p}")?;
+        }
+        write!(f, " lookup {}", r.table)
+    }
+}
+
+/// Why a requested network config cannot be applied to this system.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// The named interface does not exist.
+    #[error("{role} interface '{name}' does not exist on this system (available: {available})")]
+    UnknownInterface {
+        /// WAN / LAN / loopback.
+        role: &'static str,
+        /// Requested name.
+        name: String,
+        /// Names that do exist.
+        available: String,
+    },
+    /// WAN and LAN name the same interface.
+    #[error("WAN and LAN are both '{0}'; they must be two different interfaces")]
+    SameInterface(String),
+    /// Prefix length not usable for an interface address.
+    #[error("{role} address {addr}/{prefix}: prefix length {prefix} is out of range, use 1-32 (e.g. 24)")]
+    PrefixOutOfRange {
+        /// WAN / LAN.
+        role: &'static str,
+        /// Address.
+        addr: Ipv4Addr,
+        /// Bad prefix.
+        prefix: u8,
+    },
+    /// Address unusable as a host address.
+    #[error("{role} address {net} is not a usable host address ({why})")]
+    BadHostAddress {
+        /// WAN / LAN / VIP.
+        role: &'static str,
+        /// The address.
+        net: String,
+        /// Reason.
+        why: &'static str,
+    },
+    /// Address or subnet clash.
+    #[error("address conflict: {0}")]
+    AddressConflict(String),
+    /// Gateway not inside the interface's subnet.
+    #[error(
+        "{role} gateway {gateway} is not inside {role} subnet {net}; use an address in that subnet"
+    )]
+    GatewayOffSubnet {
+        /// WAN / LAN / policy routing.
+        role: &'static str,
+        /// Gateway.
+        gateway: Ipv4Addr,
+        /// Subnet it should be in.
+        net: String,
+    },
+    /// MTU not accepted by the device.
+    #[error("{role} interface '{name}': MTU {mtu} is out of range ({min}-{max})")]
+    MtuOutOfRange {
+        /// WAN / LAN.
+        role: &'static str,
+        /// Interface.
+        name: String,
+        /// Requested.
+        mtu: u32,
+        /// Lowest allowed.
+        min: u32,
+        /// Highest allowed.
+        max: u32,
+    },
+    /// More than one default gateway.
+    #[error("both WAN and LAN have a gateway; set only one default gateway (normally on WAN)")]
+    TwoDefaultGateways,
+    /// Policy routing settings unusable.
+    #[error("policy routing: {0}")]
+    PolicyRouting(String),
+}
+
+fn net_of(n: &Ipv4Net) -> (u32, u32) {
+    let m = n.mask();
+    (u32::from(n.addr) & m, m)
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    // Two prefixes overlap when the shorter one contains the other's network address.
+    let (short, long) = if a.prefix <= b.prefix { (a, b) } else { (b, a) };
+    short.contains(Ipv4Addr::from(net_of(long).0))
+}
+
+fn subnet_str(n: &Ipv4Net) -> String {
+    format!("{}/{}", Ipv4Addr::from(net_of(n).0), n.prefix)
+}
+
+/// Build the desired state for `cfg` and validate it against `cur`.
+///
+/// Every problem is collected so the operator sees them all at once; nothing is changed
+/// by the caller unless this returns `Ok`.
+pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let available = || {
+        cur.links
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let find = |role: &'static str, name: &str, problems: &mut Vec<Problem>| {
+        let l = cur.link(name);
+        if l.is_none() {
+            problems.push(Problem::UnknownInterface {
+                role,
+                name: name.to_owned(),
+                available: available(),
+            });
+        }
+        l
+    };
+    let wan = find("WAN", cfg.wan.name.as_str(), &mut problems);
+    let lan = find("LAN", cfg.lan.name.as_str(), &mut problems);
+    let lo = find("loopback", "lo", &mut problems);
+    if cfg.wan.name == cfg.lan.name {
+        problems.push(Problem::SameInterface(cfg.wan.name.to_string()));
+    }
+
+    // Interface addresses: prefix range, host-address sanity, gateway on subnet, MTU.
+    let mut prefixes_ok = true;
+    for (role, ifc, link) in [("WAN", &cfg.wan, wan), ("LAN", &cfg.lan, lan)] {
+        let n = ifc.address;
+        if !(1..=32).contains(&n.prefix) {
+            prefixes_ok = false;
+            problems.push(Problem::PrefixOutOfRange {
+                role,
+                addr: n.addr,
+                prefix: n.prefix,
+            });
+        } else {
+            let (netaddr, mask) = net_of(&n);
+            let a = u32::from(n.addr);
+            let why = if n.addr.is_unspecified() || n.addr.is_broadcast() {
+                Some("not a unicast address")
+            } else if n.addr.is_loopback() || n.addr.is_multicast() {
+                Some("loopback or multicast")
+            } else if n.prefix <= 30 && a == netaddr {
+                Some("it is the network address of its subnet")
+            } else if n.prefix <= 30 && a == (netaddr | !mask) {
+                Some("it is the broadcast address of its subnet")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                problems.push(Problem::BadHostAddress {
+                    role,
+                    net: n.to_string(),
+                    why,
+                });
+            }
+            if let Some(g) = ifc.gateway {
+                let gn = u32::from(g) & mask;
+                if gn != netaddr
+                    || g == n.addr
+                    || (n.prefix <= 30
+                        && (u32::from(g) == netaddr || u32::from(g) == netaddr | !mask))
+                {
+                    problems.push(Problem::GatewayOffSubnet {
+                        role,
+                        gateway: g,
+                        net: format!("{} (own address {})", subnet_str(&n), n.addr),
+                    });
+                }
+            }
+        }
+        if let Some(l) = link {
+            let min = l.min_mtu.unwrap_or(68).max(68);
+            let max = l.max_mtu.filter(|m| *m > 0).unwrap_or(65535);
+            let mtu = u32::from(ifc.mtu);
+            if mtu < min || mtu > max {
+                problems.push(Problem::MtuOutOfRange {
+                    role,
+                    name: l.name.clone(),
+                    mtu,
+                    min,
+                    max,
+                });
+            }
+        }
+    }
+    if cfg.wan.gateway.is_some() && cfg.lan.gateway.is_some() {
+        problems.push(Problem::TwoDefaultGateways);
+    }
+
+    // VIPs: extra /32s on WAN, deduplicated, skipping the WAN address itself.
+    let mut vips: Vec<Ipv4Addr> = Vec::new();
+    for s in cfg.services.iter() {
+        if s.vip != cfg.wan.address.addr && !vips.contains(&s.vip) {
+            vips.push(s.vip);
+        }
+    }
+
+    if prefixes_ok {
+        if overlaps(&cfg.wan.address, &cfg.lan.address) {
+            problems.push(Problem::AddressConflict(format!(
+                "WAN subnet {} overlaps LAN subnet {}; they must be disjoint",
+                subnet_str(&cfg.wan.address),
+                subnet_str(&cfg.lan.address)
+            )));
+        }
+        for v in &vips {
+            if v.is_unspecified() || v.is_broadcast() || v.is_multicast() || v.is_loopback() {
+                problems.push(Problem::BadHostAddress {
+                    role: "VIP",
+                    net: v.to_string(),
+                    why: "not a unicast address",
+                });
+            }
+            if cfg.lan.address.contains(*v) {
+                problems.push(Problem::AddressConflict(format!(
+                    "VIP {v} is inside the LAN subnet {}; VIPs belong on the WAN side",
+                    subnet_str(&cfg.lan.address)
+                )));
+            }
+        }
+        // Against the running system: our addresses must not live on other interfaces,
+        // and our subnets must not overlap subnets of unmanaged interfaces.
+        let ours: Vec<u32> = [wan, lan].iter().flatten().map(|l| l.index).collect();
+        let mut wanted: Vec<(&'static str, Ipv4Addr, u32)> = Vec::new();
+        if let Some(w) = wan {
+            wanted.push(("WAN address", cfg.wan.address.addr, w.index));
+            for v in &vips {
+                wanted.push(("VIP", *v, w.index));
+            }
+        }
+        if let Some(l) = lan {
+            wanted.push(("LAN address", cfg.lan.address.addr, l.index));
+        }
+        for a in &cur.addrs {
+            for (what, ip, target) in &wanted {
+                if a.addr == *ip && a.index != *target && !ours.contains(&a.index) {
+                    problems.push(Problem::AddressConflict(format!(
+                        "{what} {ip} is already configured on interface '{}'; remove it there first",
+                        cur.name_of(a.index)
+                    )));
+                }
+            }
+            if ours.contains(&a.index) || lo.is_some_and(|l| l.index == a.index) {
+                continue;
+            }
+            let other = Ipv4Net {
+                addr: a.addr,
+                prefix: a.prefix,
+            };
+            if a.prefix == 32 || a.addr.is_loopback() {
+                continue;
+            }
+            for (role, n) in [("WAN", &cfg.wan.address), ("LAN", &cfg.lan.address)] {
+                if overlaps(n, &other) {
+                    problems.push(Problem::AddressConflict(format!(
+                        "{role} subnet {} overlaps {}/{} on interface '{}'",
+                        subnet_str(n),
+                        a.addr,
+                        a.prefix,
+                        cur.name_of(a.index)
+                    )));
+                }
+            }
+        }
+    }
+
+    // Policy routing.
+    let pr = &cfg.policy_routing;
+    let mut policy = None;
+    if pr.enabled {
+        let mut ok = true;
+        let mut bad = |m: String| {
+            problems.push(Problem::PolicyRouting(m));
+            ok = false;
+        };
+        if pr.table == 0 || (253..=255).contains(&pr.table) {
+            bad(format!(
+                "table {} is reserved by the kernel; use 1-252 or 256 and above",
+                pr.table
+            ));
+        }
+        if pr.priority == 0 || pr.priority >= 32766 {
+            bad(format!(
+                "priority {} collides with the kernel's local/main/default rules; use 1-32765",
+                pr.priority
+            ));
+        }
+        if pr.fwmark == 0 && pr.sip_port == 0 {
+            bad("set fwmark or sip_port (source port of the servers' SIP replies)".into());
+        }
+        let gw = pr.gateway.or(cfg.wan.gateway);
+        match gw {
+            None => bad("no gateway: set policy_routing.gateway (or a WAN gateway)".into()),
+            Some(g) if prefixes_ok => {
+                let via = if cfg.wan.address.contains(g) {
+                    wan
+                } else if cfg.lan.address.contains(g) {
+                    lan
+                } else {
+                    problems.push(Problem::GatewayOffSubnet {
+                        role: "policy routing",
+                        gateway: g,
+                        net: format!(
+                            "{} or {}",
+                            subnet_str(&cfg.wan.address),
+                            subnet_str(&cfg.lan.address)
+                        ),
+                    });
+                    ok = false;
+                    None
+                };
+                if ok {
+                    policy = via.map(|l| (g, l.index));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // All lookups succeeded when there are no problems.
+    let (Some(wan), Some(lan), Some(lo)) = (wan, lan, lo) else {
+        return Err(problems);
+    };
+
+    let mut d = Desired {
+        links: vec![
+            LinkWant {
+                index: lo.index,
+                name: lo.name.clone(),
+                up: true,
+                mtu: None,
+            },
+            LinkWant {
+                index: wan.index,
+                name: wan.name.clone(),
+                up: true,
+                mtu: Some(u32::from(cfg.wan.mtu)),
+            },
+            LinkWant {
+                index: lan.index,
+                name: lan.name.clone(),
+                up: true,
+                mtu: Some(u32::from(cfg.lan.mtu)),
+            },
+        ],
+        managed_ifs: vec![wan.index, lan.index],
+        ..Desired::default()
+    };
+    d.addrs.push(Addr {
+        index: wan.index,
+        addr: cfg.wan.address.addr,
+        prefix: cfg.wan.address.prefix,
+    });
+    for v in vips {
+        d.addrs.push(Addr {
+            index: wan.index,
+            addr: v,
+            prefix: 32,
+        });
+    }
+    d.addrs.push(Addr {
+        index: lan.index,
+        addr: cfg.lan.address.addr,
+        prefix: cfg.lan.address.prefix,
+    });
+    let default_gw = cfg
+        .wan
+        .gateway
+        .map(|g| (g, wan.index))
+        .or(cfg.lan.gateway.map(|g| (g, lan.index)));
+    if let Some((g, oif)) = default_gw {
+        d.routes.push(Route {
+            table: RT_TABLE_MAIN,
+            dst: Ipv4Addr::UNSPECIFIED,
+            dst_len: 0,
+            gateway: Some(g),
+            oif: Some(oif),
+            metric: None,
+            protocol: RTPROT_APPLIANCE,
+        });
+    }
+    if let Some((g, oif)) = policy {
+        d.routes.push(Route {
+            table: pr.table,
+            dst: Ipv4Addr::UNSPECIFIED,
+            dst_len: 0,
+            gateway: Some(g),
+            oif: Some(oif),
+            metric: None,
+            protocol: RTPROT_APPLIANCE,
+        });
+        let (fwmark, sport, ip_proto) = if pr.fwmark != 0 {
+            (Some(pr.fwmark), None, None)
+        } else {
+            (None, Some(pr.sip_port), Some(IPPROTO_UDP))
+        };
+        d.rules.push(Rule {
+            priority: pr.priority,
+            table: pr.table,
+            fwmark,
+            sport,
+            ip_proto,
+            protocol: RTPROT_APPLIANCE,
+            other_selectors: false,
+        });
+    }
+    Ok(d)
+}
+
+/// The managed part of a snapshot, as a desired state (used to roll back).
+pub fn desired_from_state(snap: &NetState, managed: &Desired) -> Desired {
+    let links = managed
+        .links
+        .iter()
+        .filter_map(|w| {
+            snap.links
+                .iter()
+                .find(|l| l.index == w.index)
+                .map(|l| LinkWant {
+                    index: l.index,
+                    name: l.name.clone(),
+                    up: l.up,
+                    mtu: w.mtu.map(|_| l.mtu),
+                })
+        })
+        .collect();
+    Desired {
+        links,
+        managed_ifs: managed.managed_ifs.clone(),
+        addrs: snap
+            .addrs
+            .iter()
+            .filter(|a| managed.managed_ifs.contains(&a.index))
+            .copied()
+            .collect(),
+        routes: snap
+            .routes
+            .iter()
+            .filter(|r| is_managed_route(r))
+            .copied()
+            .collect(),
+        rules: snap
+            .rules
+            .iter()
+            .filter(|r| is_managed_rule(r))
+            .copied()
+            .collect(),
+    }
+}
+
+/// Ordered operations turning `cur` into `want`; empty when already there.
+///
+/// Order: links (MTU, then up), stale rules, stale routes, new addresses, stale addresses,
+/// new routes, new rules. New addresses go in before old ones leave so that (with
+/// `promote_secondaries`) routes via a still-valid gateway survive an address change.
+pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for w in &want.links {
+        let Some(l) = cur.links.iter().find(|l| l.index == w.index) else {
+            continue;
+        };
+        if let Some(mtu) = w.mtu {
+            if mtu != l.mtu {
+                ops.push(Op::SetMtu {
+                    index: l.index,
+                    name: l.name.clone(),
+                    mtu,
+                    from: l.mtu,
+                });
+            }
+        }
+        if w.up != l.up {
+            ops.push(Op::SetUp {
+                index: l.index,
+                name: l.name.clone(),
+                up: w.up,
+            });
+        }
+    }
+
+    // Rules: each wanted key satisfies at most one existing rule; extras are stale.
+    let mut rule_keys: Vec<RuleKey> = want.rules.iter().map(Rule::key).collect();
+    let mut have_rules = Vec::new();
+    for r in cur.rules.iter().filter(|r| is_managed_rule(r)) {
+        if let Some(i) = rule_keys.iter().position(|k| *k == r.key()) {
+            have_rules.push(rule_keys.remove(i));
+        } else {
+            ops.push(Op::DelRule(*r));
+        }
+    }
+    let mut route_keys: Vec<RouteKey> = want.routes.iter().map(Route::key).collect();
+    let mut have_routes = Vec::new();
+    for r in cur.routes.iter().filter(|r| is_managed_route(r)) {
+        if let Some(i) = route_keys.iter().position(|k| *k == r.key()) {
+            have_routes.push(route_keys.remove(i));
+        } else {
+            ops.push(Op::DelRoute(*r));
+        }
+    }
+
+    let have_addrs: BTreeSet<Addr> = cur.addrs.iter().copied().collect();
+    let want_addrs: BTreeSet<Addr> = want.addrs.iter().copied().collect();
+    for a in &want.addrs {
+        if !have_addrs.contains(a) {
+            ops.push(Op::AddAddr(*a, cur.name_of(a.index)));
+        }
+    }
+    for a in &cur.addrs {
+        if want.managed_ifs.contains(&a.index) && !want_addrs.contains(a) {
+            ops.push(Op::DelAddr(*a, cur.name_of(a.index)));
+        }
+    }
+    for r in &want.routes {
+        if let Some(i) = have_routes.iter().position(|k| *k == r.key()) {
+            have_routes.remove(i);
+        } else {
+            ops.push(Op::AddRoute(*r));
+        }
+    }
+    for r in &want.rules {
+        if let Some(i) = have_rules.iter().position(|k| *k == r.key()) {
+            have_rules.remove(i);
+        } else {
+            ops.push(Op::AddRule(*r));
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::bounded;
+
+    fn link(index: u32, name: &str) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            up: false,
+            carrier: false,
+            mtu: 1500,
+            min_mtu: Some(68),
+            max_mtu: Some(9000),
+        }
+    }
+
+    fn system() -> NetState {
+        NetState {
+            links: vec![link(1, "lo"), link(2, "eth0"), link(3, "eth1")],
+            ..NetState::default()
+        }
+    }
+
+    fn apply_ops(st: &mut NetState, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::SetMtu { index, mtu, .. } => {
+                    st.links.iter_mut().find(|l| l.index == *index).unwrap().mtu = *mtu
+                }
+                Op::SetUp { index, up, .. } => {
+                    st.links.iter_mut().find(|l| l.index == *index).unwrap().up = *up
+                }
+                Op::AddAddr(a, _) => st.addrs.push(*a),
+                Op::DelAddr(a, _) => st.addrs.retain(|x| x != a),
+                Op::AddRoute(r) => st.routes.push(*r),
+                Op::DelRoute(r) => st.routes.retain(|x| x != r),
+                Op::AddRule(r) => st.rules.push(*r),
+                Op::DelRule(r) => st.rules.retain(|x| x != r),
+            }
+        }
+    }
+
+    #[test]
+    fn fresh_system_gets_everything_then_nothing() {
+        let cfg = Config::builtin_default();
+        let mut st = system();
+        let d = desired(&cfg, &st).expect("valid");
+        let ops = plan(&d, &st);
+        // lo up, eth0 up, eth1 up, 3 addresses (WAN, VIP, LAN), default route.
+        assert_eq!(ops.len(), 7, "{ops:#?}");
+        assert!(ops.contains(&Op::AddAddr(
+            Addr {
+                index: 2,
+                addr: Ipv4Addr::new(203, 0, 113, 10),
+                prefix: 32
+            },
+            "eth0".into()
+        )));
+        apply_ops(&mut st, &ops);
+        assert_eq!(plan(&desired(&cfg, &st).unwrap(), &st), vec![]);
+    }
+
+    #[test]
+    fn address_change_adds_new_before_removing_old() {
+        let cfg = Config::builtin_default();
+        let mut st = system();
+        let ops = plan(&desired(&cfg, &st).unwrap(), &st);
+        apply_ops(&mut st, &ops);
+        let mut cfg2 = cfg.clone();
+        cfg2.wan.address.addr = Ipv4Addr::new(203, 0, 113, 3);
+        let ops = plan(&desired(&cfg2, &st).unwrap(), &st);
+        let add = ops
+            .iter()
+            .position(|o| matches!(o, Op::AddAddr(a, _) if a.addr == Ipv4Addr::new(203,0,113,3)));
+        let del = ops
+            .iter()
+            .position(|o| matches!(o, Op::DelAddr(a, _) if a.addr == Ipv4Addr::new(203,0,113,2)));
+        assert_eq!(ops.len(), 2, "{ops:#?}");
+        assert!(add.unwrap() < del.unwrap());
+    }
+
+    #[test]
+    fn stale_default_route_and_foreign_addresses_removed() {
+        let cfg = Config::builtin_default();
+        let mut st = system();
+        st.addrs.push(Addr {
+            index: 3,
+            addr: Ipv4Addr::new(192, 0, 2, 7),
+            prefix: 24,
+        });
+        st.routes.push(Route {
+            table: RT_TABLE_MAIN,
+            dst: Ipv4Addr::UNSPECIFIED,
+            dst_len: 0,
+            gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            oif: Some(3),
+            metric: None,
+            protocol: 3,
+        });
+        let ops = plan(&desired(&cfg, &st).unwrap(), &st);
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, Op::DelRoute(r) if r.gateway == Some(Ipv4Addr::new(192,0,2,1)))));
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, Op::DelAddr(a, _) if a.addr == Ipv4Addr::new(192,0,2,7))));
+    }
+
+    #[test]
+    fn policy_routing_rule_and_table_then_removed_when_disabled() {
+        let mut cfg = Config::builtin_default();
+        cfg.policy_routing.enabled = true;
+        let mut st = system();
+        let ops = plan(&desired(&cfg, &st).unwrap(), &st);
+        let rule = ops.iter().find_map(|o| match o {
+            Op::AddRule(r) => Some(*r),
+            _ => None,
+        });
+        let rule = rule.expect("rule added");
+        assert_eq!(
+            (rule.table, rule.priority, rule.sport, rule.ip_proto),
+            (100, 1000, Some(5060), Some(17))
+        );
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, Op::AddRoute(r) if r.table == 100)));
+        apply_ops(&mut st, &ops);
+        cfg.policy_routing.enabled = false;
+        let ops = plan(&desired(&cfg, &st).unwrap(), &st);
+        assert_eq!(ops.len(), 2, "{ops:#?}");
+        assert!(matches!(ops[0], Op::DelRule(_)));
+        assert!(matches!(ops[1], Op::DelRoute(r) if r.table == 100));
+    }
+
+    fn problems(cfg: &Config, st: &NetState) -> Vec<Problem> {
+        desired(cfg, st).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn validation_errors_are_specific() {
+        let st = system();
+        let mut c = Config::builtin_default();
+        c.wan.name = bounded("eth9");
+        assert!(
+            matches!(&problems(&c, &st)[0], Problem::UnknownInterface { name, .. } if name == "eth9")
+        );
+
+        let mut c = Config::builtin_default();
+        c.lan.address.prefix = 33;
+        assert!(matches!(
+            problems(&c, &st)[0],
+            Problem::PrefixOutOfRange { prefix: 33, .. }
+        ));
+
+        let mut c = Config::builtin_default();
+        c.wan.gateway = Some(Ipv4Addr::new(198, 51, 100, 254));
+        assert!(matches!(
+            problems(&c, &st)[0],
+            Problem::GatewayOffSubnet { .. }
+        ));
+
+        let mut c = Config::builtin_default();
+        c.lan.address = "203.0.113.129/25".parse().unwrap();
+        assert!(problems(&c, &st)
+            .iter()
+            .any(|p| matches!(p, Problem::AddressConflict(m) if m.contains("overlaps"))));
+
+        let mut st2 = system();
+        st2.links.push(link(4, "dummy0"));
+        st2.addrs.push(Addr {
+            index: 4,
+            addr: Ipv4Addr::new(203, 0, 113, 10),
+            prefix: 32,
+        });
+        let c = Config::builtin_default();
+        let p = problems(&c, &st2);
+        assert!(
+            p.iter()
+                .any(|p| matches!(p, Problem::AddressConflict(m) if m.contains("dummy0"))),
+            "{p:?}"
+        );
+
+        let mut c = Config::builtin_default();
+        c.wan.address = "203.0.113.0/24".parse().unwrap();
+        assert!(matches!(
+            problems(&c, &st)[0],
+            Problem::BadHostAddress { .. }
+        ));
+
+        let mut c = Config::builtin_default();
+        c.wan.mtu = 9500;
+        assert!(matches!(
+            problems(&c, &st)[0],
+            Problem::MtuOutOfRange { max: 9000, .. }
+        ));
+
+        let mut c = Config::builtin_default();
+        c.policy_routing.enabled = true;
+        c.policy_routing.table = 254;
+        assert!(matches!(problems(&c, &st)[0], Problem::PolicyRouting(_)));
+    }
+
+    #[test]
+    fn rollback_desired_restores_snapshot() {
+        let cfg = Config::builtin_default();
+        let before = system();
+        let d = desired(&cfg, &before).unwrap();
+        let mut now = before.clone();
+        apply_ops(&mut now, &plan(&d, &before));
+        assert_ne!(now, before);
+        let back = desired_from_state(&before, &d);
+        let undo = plan(&back, &now);
+        apply_ops(&mut now, &undo);
+        assert_eq!(now.addrs, before.addrs);
+        assert_eq!(now.routes, before.routes);
+        assert_eq!(now.links, before.links);
+    }
+}

@@ -1,0 +1,330 @@
+//! The record codec and the slot-choice rules: pure functions over bytes.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Loaded, Origin, Slot, StoreError};
+use crate::config::model::*;
+
+/// Record magic.
+pub const MAGIC: [u8; 4] = *b"SLBC";
+/// Record layout version (the payload has its own envelope version).
+pub const FORMAT_VERSION: u16 = 1;
+/// Bytes before the payload.
+pub const HEADER_LEN: usize = 20;
+/// Bytes after the payload.
+pub const CRC_LEN: usize = 4;
+/// Upper bound of a payload; [`largest_config`] must fit (checked by a test).
+pub const MAX_PAYLOAD: usize = 16 * 1024;
+/// Upper bound of a whole record; every backend's slot is at least this big.
+pub const MAX_RECORD: usize = HEADER_LEN + MAX_PAYLOAD + CRC_LEN;
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// The config as stored by format V1. Today it is the current model; when the
+/// model changes incompatibly, freeze a copy of it here and add `Envelope::V2`.
+pub type ConfigV1 = Config;
+
+/// Versioned payload. Variants are never reordered or removed (postcard encodes
+/// the variant index); old versions are migrated to the current model on load.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// First stored format.
+    V1(ConfigV1),
+}
+
+impl Envelope {
+    /// Migrate any stored version to the current model.
+    pub fn into_current(self) -> Config {
+        match self {
+            Envelope::V1(c) => c,
+        }
+    }
+}
+
+/// What one slot holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlotState {
+    /// A record that passed every check.
+    Valid {
+        /// Its generation.
+        generation: u64,
+        /// The (migrated) config.
+        config: Box<Config>,
+    },
+    /// Erased (all 0xFF) or never written (all 0x00) header.
+    Erased,
+    /// Anything else, with the reason.
+    Corrupt(String),
+}
+
+impl SlotState {
+    /// Short description for logs and the console.
+    pub fn describe(&self) -> String {
+        match self {
+            SlotState::Valid { generation, .. } => format!("valid, generation {generation}"),
+            SlotState::Erased => "erased".into(),
+            SlotState::Corrupt(why) => format!("corrupt ({why})"),
+        }
+    }
+    fn generation(&self) -> Option<u64> {
+        match self {
+            SlotState::Valid { generation, .. } => Some(*generation),
+            _ => None,
+        }
+    }
+}
+
+/// Encode a record of `config` with `generation`.
+pub fn encode_record(config: &Config, generation: u64) -> Result<Vec<u8>, StoreError> {
+    let payload = postcard::to_stdvec(&Envelope::V1(config.clone()))
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(StoreError::TooLarge {
+            len: payload.len() + HEADER_LEN + CRC_LEN,
+            slot: MAX_RECORD,
+        });
+    }
+    let mut rec = Vec::with_capacity(HEADER_LEN + payload.len() + CRC_LEN);
+    rec.extend_from_slice(&MAGIC);
+    rec.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    rec.extend_from_slice(&0u16.to_le_bytes());
+    rec.extend_from_slice(&generation.to_le_bytes());
+    // payload.len() <= MAX_PAYLOAD, which fits u32.
+    rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&payload);
+    let crc = CRC32.checksum(&rec);
+    rec.extend_from_slice(&crc.to_le_bytes());
+    Ok(rec)
+}
+
+/// From a header, the payload length: `Ok(None)` when erased, `Err(reason)` when corrupt.
+pub fn header_payload_len(h: &[u8], slot_size: usize) -> Result<Option<usize>, String> {
+    if h.len() < HEADER_LEN {
+        return Err("short header".into());
+    }
+    let h = &h[..HEADER_LEN];
+    if h.iter().all(|&b| b == 0xFF) || h.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    if h[0..4] != MAGIC {
+        return Err(format!("bad magic {:02x?}", &h[0..4]));
+    }
+    let version = u16::from_le_bytes([h[4], h[5]]);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "record format version {version} is not known to this firmware (knows {FORMAT_VERSION}); written by newer firmware or damaged"
+        ));
+    }
+    let len = u32::from_le_bytes([h[16], h[17], h[18], h[19]]) as usize;
+    let max = MAX_PAYLOAD.min(slot_size.saturating_sub(HEADER_LEN + CRC_LEN));
+    if len > max {
+        return Err(format!("payload length {len} exceeds the maximum {max}"));
+    }
+    Ok(Some(len))
+}
+
+/// Decode a slot's bytes (at least the whole record; extra bytes are ignored).
+pub fn decode_slot(bytes: &[u8]) -> SlotState {
+    let len = match header_payload_len(bytes, usize::MAX) {
+        Ok(Some(len)) => len,
+        Ok(None) => return SlotState::Erased,
+        Err(why) => return SlotState::Corrupt(why),
+    };
+    let end = HEADER_LEN + len;
+    let Some(crc_bytes) = bytes.get(end..end + CRC_LEN) else {
+        return SlotState::Corrupt("record truncated".into());
+    };
+    let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    if CRC32.checksum(&bytes[..end]) != stored {
+        return SlotState::Corrupt("CRC mismatch (interrupted write or damaged flash)".into());
+    }
+    let mut g = [0u8; 8];
+    g.copy_from_slice(&bytes[8..16]);
+    let generation = u64::from_le_bytes(g);
+    match postcard::take_from_bytes::<Envelope>(&bytes[HEADER_LEN..end]) {
+        Ok((env, rest)) if rest.is_empty() => SlotState::Valid {
+            generation,
+            config: Box::new(env.into_current()),
+        },
+        Ok((_, rest)) => SlotState::Corrupt(format!("{} trailing payload bytes", rest.len())),
+        Err(e) => SlotState::Corrupt(format!(
+            "payload does not decode ({e}); written by newer firmware?"
+        )),
+    }
+}
+
+/// Choose the config to run from the two slot states.
+pub fn pick(states: [SlotState; 2], factory: &Config) -> Loaded {
+    let notes = vec![
+        format!("slot A: {}", states[0].describe()),
+        format!("slot B: {}", states[1].describe()),
+    ];
+    let erased = states.iter().all(|s| *s == SlotState::Erased);
+    let [a, b] = states;
+    let best = match (a, b) {
+        (
+            SlotState::Valid {
+                generation: ga,
+                config: ca,
+            },
+            SlotState::Valid {
+                generation: gb,
+                config: cb,
+            },
+        ) => {
+            if ga >= gb {
+                Some((ga, ca, Origin::SlotA))
+            } else {
+                Some((gb, cb, Origin::SlotB))
+            }
+        }
+        (SlotState::Valid { generation, config }, _) => Some((generation, config, Origin::SlotA)),
+        (_, SlotState::Valid { generation, config }) => Some((generation, config, Origin::SlotB)),
+        _ => None,
+    };
+    match best {
+        Some((generation, config, origin)) => Loaded {
+            config: *config,
+            generation,
+            origin,
+            notes,
+        },
+        None => Loaded {
+            config: factory.clone(),
+            generation: 0,
+            origin: if erased {
+                Origin::Empty
+            } else {
+                Origin::BothCorrupt
+            },
+            notes,
+        },
+    }
+}
+
+/// The slot the next save writes (never the newest valid one) and its generation.
+pub fn next_target(states: &[SlotState; 2]) -> (Slot, u64) {
+    match (states[0].generation(), states[1].generation()) {
+        (Some(a), Some(b)) => {
+            if a <= b {
+                (Slot::A, b.saturating_add(1))
+            } else {
+                (Slot::B, a.saturating_add(1))
+            }
+        }
+        (Some(a), None) => (Slot::B, a.saturating_add(1)),
+        (None, Some(b)) => (Slot::A, b.saturating_add(1)),
+        (None, None) => (Slot::A, 1),
+    }
+}
+
+fn filled<const N: usize>(c: char) -> heapless::String<N> {
+    let mut s = heapless::String::new();
+    while s.push(c).is_ok() {}
+    s
+}
+
+/// The largest config the model can carry: every collection full, every string
+/// at capacity, every number at its type maximum (so every varint at its longest).
+/// Not a valid config; it bounds the record size.
+pub fn largest_config() -> Config {
+    let max_ip = Ipv4Addr::new(255, 255, 255, 255);
+    let iface = Interface {
+        name: filled('e'),
+        address: Ipv4Net {
+            addr: max_ip,
+            prefix: u8::MAX,
+        },
+        gateway: Some(max_ip),
+        mtu: u16::MAX,
+    };
+    let mut accept = heapless::Vec::new();
+    while accept
+        .push(CodeRange {
+            lo: u16::MAX,
+            hi: u16::MAX,
+        })
+        .is_ok()
+    {}
+    let probe = ProbeSettings {
+        enabled: true,
+        interval_ms: u32::MAX,
+        timeout_ms: u32::MAX,
+        rise: u8::MAX,
+        fall: u8::MAX,
+        accept,
+        from_uri: filled('f'),
+        to_uri: filled('t'),
+        user_agent: filled('u'),
+        on_failure: FailureAction::Remove,
+    };
+    let mut services = heapless::Vec::new();
+    for i in 0..MAX_SERVICES {
+        let mut servers = heapless::Vec::new();
+        for j in 0..MAX_SERVERS {
+            let _ = servers.push(RealServer {
+                address: Ipv4Addr::new(255, 255, i as u8, j as u8),
+                port: u16::MAX,
+                weight: u32::MAX,
+                state: AdminState::Disabled,
+            });
+        }
+        let _ = services.push(VirtualService {
+            name: filled('s'),
+            vip: max_ip,
+            port: u16::MAX,
+            protocol: Protocol::Udp,
+            scheduler: Scheduler::Mh,
+            forwarding: Forwarding::Dr,
+            persistence_timeout: u32::MAX,
+            sip_persistence: true,
+            one_packet: true,
+            persistence_granularity: max_ip,
+            probe: probe.clone(),
+            servers,
+        });
+    }
+    let mut leds = heapless::Vec::new();
+    while leds
+        .push(LedBinding {
+            role: LedRole::Activity,
+            backend: LedBackend::Gpio,
+            name: filled('l'),
+            gpio: u32::MAX,
+            active_low: true,
+        })
+        .is_ok()
+    {}
+    Config {
+        hostname: filled('h'),
+        wan: iface.clone(),
+        lan: iface.clone(),
+        policy_routing: PolicyRouting {
+            enabled: true,
+            table: u32::MAX,
+            priority: u32::MAX,
+            fwmark: u32::MAX,
+            sip_port: u16::MAX,
+            gateway: Some(max_ip),
+        },
+        services,
+        leds,
+        console: ConsoleSettings {
+            password_hash: filled('p'),
+            idle_lock_s: u32::MAX,
+        },
+        watchdog: WatchdogSettings {
+            enabled: true,
+            timeout_s: u32::MAX,
+        },
+        ha: HaSettings {
+            enabled: true,
+            vrid: u8::MAX,
+            priority: u8::MAX,
+            peer: Some(max_ip),
+            sync_interface: filled('i'),
+        },
+    }
+}

@@ -1,0 +1,575 @@
+//! Store tests: layout, golden vector, power-cut matrix, MTD semantics.
+
+use super::backend::{FileBackend, MtdBackend, FILE_SLOT_SIZE};
+use super::record::{self, pick};
+use super::sim::{SimDisk, SimFlash, SimMedium};
+use super::*;
+use crate::config::model::*;
+use crate::config::{from_toml, validate};
+
+fn cfg(servers: u8, host: &str) -> Config {
+    let mut c = Config::builtin_default();
+    c.hostname = bounded(host);
+    c.services[0].servers.clear();
+    for i in 0..servers {
+        let _ = c.services[0].servers.push(RealServer {
+            address: std::net::Ipv4Addr::new(198, 51, 100, 20 + i),
+            port: 5060,
+            weight: 1 + u32::from(i),
+            state: AdminState::Enabled,
+        });
+    }
+    c
+}
+
+fn file_sim() -> SimMedium {
+    SimMedium::new(2 * FILE_SLOT_SIZE, 4096, 0xFF)
+}
+
+fn file_store(m: &SimMedium) -> Store {
+    Store::with_backend(Box::new(FileBackend::with_disk(SimDisk(m.clone()))))
+}
+
+fn flash_sim(erase: u32, blocks: usize) -> SimMedium {
+    SimMedium::new(erase as usize * blocks, erase, 0xFF)
+}
+
+fn flash_store(m: &SimMedium) -> Store {
+    Store::with_backend(Box::new(
+        MtdBackend::new(SimFlash(m.clone())).expect("sim flash geometry"),
+    ))
+}
+
+#[test]
+fn empty_store_gives_factory_defaults() {
+    let m = file_sim();
+    let factory = cfg(1, "factory");
+    let l = file_store(&m).with_factory(factory.clone()).load().unwrap();
+    assert_eq!(l.origin, Origin::Empty);
+    assert_eq!(l.config, factory);
+    assert_eq!(l.generation, 0);
+    // A never-written (zero-filled) block device counts as empty too.
+    let z = SimMedium::new(2 * FILE_SLOT_SIZE, 4096, 0x00);
+    assert_eq!(file_store(&z).load().unwrap().origin, Origin::Empty);
+}
+
+#[test]
+fn save_alternates_slots_and_load_takes_newest() {
+    let m = file_sim();
+    let mut s = file_store(&m);
+    let (a, b, c) = (cfg(1, "a"), cfg(2, "b"), cfg(3, "c"));
+    assert_eq!(s.save(&a).unwrap(), 1);
+    let l = s.load().unwrap();
+    assert_eq!((l.origin, l.generation, &l.config), (Origin::SlotA, 1, &a));
+    assert_eq!(s.save(&b).unwrap(), 2);
+    let l = s.load().unwrap();
+    assert_eq!((l.origin, l.generation, &l.config), (Origin::SlotB, 2, &b));
+    assert_eq!(s.save(&c).unwrap(), 3);
+    let l = file_store(&m).load().unwrap();
+    assert_eq!((l.origin, l.generation, &l.config), (Origin::SlotA, 3, &c));
+    // Slot B still holds generation 2 (the previous config).
+    let img = m.image();
+    match record::decode_slot(&img[FILE_SLOT_SIZE..]) {
+        SlotState::Valid { generation, config } => assert_eq!((generation, *config), (2, b)),
+        other => panic!("slot B: {other:?}"),
+    }
+}
+
+#[test]
+fn both_corrupt_reports_and_leaves_slots_untouched() {
+    let m = file_sim();
+    let mut s = file_store(&m);
+    s.save(&cfg(1, "a")).unwrap();
+    s.save(&cfg(2, "b")).unwrap();
+    let mut img = m.image();
+    img[30] ^= 1;
+    img[FILE_SLOT_SIZE + 30] ^= 1;
+    m.set_image(&img);
+    let factory = cfg(3, "factory");
+    let l = file_store(&m).with_factory(factory.clone()).load().unwrap();
+    assert_eq!(l.origin, Origin::BothCorrupt);
+    assert_eq!(l.config, factory);
+    assert!(
+        l.notes.iter().all(|n| n.contains("CRC mismatch")),
+        "{:?}",
+        l.notes
+    );
+    assert_eq!(m.image(), img, "load must not touch corrupt slots");
+    // The next save repairs one slot.
+    let mut s = file_store(&m);
+    let g = s.save(&cfg(4, "d")).unwrap();
+    assert_eq!(g, 1);
+    assert_eq!(s.load().unwrap().config, cfg(4, "d"));
+}
+
+#[test]
+fn erase_is_factory_reset() {
+    let cases: [(SimMedium, &dyn Fn(&SimMedium) -> Store); 2] = [
+        (file_sim(), &file_store),
+        (flash_sim(4096, 16), &flash_store),
+    ];
+    for (m, open) in cases {
+        let mut s = open(&m);
+        s.save(&cfg(1, "a")).unwrap();
+        s.save(&cfg(2, "b")).unwrap();
+        s.erase().unwrap();
+        assert_eq!(s.load().unwrap().origin, Origin::Empty);
+    }
+}
+
+#[test]
+fn largest_config_fits_a_slot() {
+    let big = largest_config();
+    let rec = encode_record(&big, u64::MAX).expect("largest config encodes");
+    eprintln!(
+        "largest record: {} bytes (payload bound {MAX_PAYLOAD}, record bound {MAX_RECORD}, file slot {FILE_SLOT_SIZE})",
+        rec.len()
+    );
+    assert!(rec.len() <= MAX_RECORD);
+    assert!(MAX_RECORD <= FILE_SLOT_SIZE);
+    // And it survives a store round trip on every backend.
+    let cases: [(SimMedium, &dyn Fn(&SimMedium) -> Store); 3] = [
+        (file_sim(), &file_store),
+        (flash_sim(4096, 16), &flash_store),
+        (flash_sim(65536, 2), &flash_store),
+    ];
+    for (m, open) in cases {
+        let mut s = open(&m);
+        s.save(&big).unwrap();
+        assert_eq!(s.load().unwrap().config, big);
+    }
+}
+
+#[test]
+fn wrong_spec_and_tiny_flash_are_explained() {
+    let e = Store::open("disk:/x").unwrap_err().to_string();
+    assert!(
+        e.contains("use file:/path/to/config.bin or mtd:/dev/mtdN"),
+        "{e}"
+    );
+    let e = Store::open("mtd:/nonexistent/mtd9")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot open config store mtd:/nonexistent/mtd9"),
+        "{e}"
+    );
+    let m = flash_sim(4096, 4);
+    let e = MtdBackend::new(SimFlash(m)).unwrap_err().to_string();
+    assert!(e.contains("too small") && e.contains("16384 bytes"), "{e}");
+}
+
+#[test]
+fn file_backend_on_real_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("sub/config.bin");
+    let spec = format!("file:{}", p.display());
+    let mut s = Store::open(&spec).unwrap();
+    assert_eq!(
+        s.load().unwrap().origin,
+        Origin::Empty,
+        "missing file = empty"
+    );
+    assert!(!p.exists(), "load must not create the file");
+    s.save(&cfg(1, "a")).unwrap();
+    s.save(&cfg(2, "b")).unwrap();
+    let l = Store::open(&spec).unwrap().load().unwrap();
+    assert_eq!((l.origin, l.config), (Origin::SlotB, cfg(2, "b")));
+    Store::open(&spec).unwrap().erase().unwrap();
+    assert_eq!(
+        Store::open(&spec).unwrap().load().unwrap().origin,
+        Origin::Empty
+    );
+}
+
+// ---- golden vector -----------------------------------------------------------
+
+const GOLDEN_BIN: &[u8] = include_bytes!("../../tests/data/golden-v1.bin");
+const GOLDEN_TOML: &str = include_str!("../../tests/data/golden-v1.toml");
+const GOLDEN_GENERATION: u64 = 7;
+
+#[test]
+fn golden_v1_record_still_loads() {
+    let want = from_toml(GOLDEN_TOML).expect("golden toml");
+    match record::decode_slot(GOLDEN_BIN) {
+        SlotState::Valid { generation, config } => {
+            assert_eq!(generation, GOLDEN_GENERATION);
+            assert_eq!(*config, want);
+        }
+        other => panic!("golden V1 record no longer loads: {other:?}"),
+    }
+    // Through a whole store, in slot B.
+    let m = file_sim();
+    let mut img = m.image();
+    img[FILE_SLOT_SIZE..FILE_SLOT_SIZE + GOLDEN_BIN.len()].copy_from_slice(GOLDEN_BIN);
+    m.set_image(&img);
+    let l = file_store(&m).load().unwrap();
+    assert_eq!((l.origin, l.generation, l.config), (Origin::SlotB, 7, want));
+}
+
+#[test]
+fn golden_v1_encoding_is_stable() {
+    // If this fails the V1 wire format changed: freeze ConfigV1 and add Envelope::V2.
+    let want = from_toml(GOLDEN_TOML).expect("golden toml");
+    assert!(validate(&want).is_ok());
+    let rec = encode_record(&want, GOLDEN_GENERATION).unwrap();
+    assert_eq!(rec, GOLDEN_BIN);
+}
+
+// ---- power-cut matrix --------------------------------------------------------
+
+/// Outcome checker shared by all matrix cases.
+fn assert_prev_or_new(
+    l: &Loaded,
+    prev: &Config,
+    new: &Config,
+    must_be: Option<&Config>,
+    ctx: &str,
+) {
+    assert!(
+        matches!(l.origin, Origin::SlotA | Origin::SlotB),
+        "{ctx}: origin {:?}, notes {:?}",
+        l.origin,
+        l.notes
+    );
+    assert!(
+        l.config == *prev || l.config == *new,
+        "{ctx}: garbage config loaded"
+    );
+    if let Some(m) = must_be {
+        assert!(
+            l.config == *m,
+            "{ctx}: wrong config (generation {})",
+            l.generation
+        );
+    }
+}
+
+/// Decode two slot images the way `Store::load` does.
+fn pick_images(a: &[u8], b: &[u8]) -> Loaded {
+    pick(
+        [record::decode_slot(a), record::decode_slot(b)],
+        &Config::builtin_default(),
+    )
+}
+
+struct Matrix {
+    cases: usize,
+    flips: usize,
+}
+
+/// Save `history` in order, then cut the save of `new` after every byte count.
+/// With `flips`, additionally flip every bit of the target slot's record area at every cut.
+fn run_matrix(
+    m: &SimMedium,
+    open: &dyn Fn(&SimMedium) -> Store,
+    history: &[Config],
+    new: &Config,
+    flips: bool,
+) -> Matrix {
+    let mut s = open(m);
+    for c in history {
+        s.save(c).unwrap();
+    }
+    let prev = history.last().expect("history");
+    let snapshot = m.image();
+    let slot = s.slot_size();
+    m.reset_counters();
+    s.save(new).unwrap();
+    let total = m.written();
+    let after = m.image();
+    // The slot the save wrote: the one whose bytes changed.
+    let base = if snapshot[..slot] != after[..slot] {
+        0
+    } else {
+        slot
+    };
+    assert_ne!(snapshot[base..base + slot], after[base..base + slot]);
+    let other = if base == 0 { slot } else { 0 };
+    let mut out = Matrix { cases: 0, flips: 0 };
+    for n in 0..=total {
+        m.set_image(&snapshot);
+        m.set_budget(Some(n));
+        let r = open(m).save(new);
+        m.set_budget(None);
+        let ctx = format!("cut after {n}/{total} bytes");
+        if n < total {
+            assert!(r.is_err(), "{ctx}: save reported success");
+        } else {
+            r.unwrap();
+        }
+        let l = open(m)
+            .load()
+            .unwrap_or_else(|e| panic!("{ctx}: load error {e}"));
+        let must = if n < total { prev } else { new };
+        assert_prev_or_new(&l, prev, new, Some(must), &ctx);
+        out.cases += 1;
+        if flips {
+            let img = m.image();
+            let other_img = &img[other..other + slot];
+            let other_state = record::decode_slot(other_img);
+            let mut t = img[base..base + slot].to_vec();
+            let span = (total + 8).min(slot);
+            for bit in 0..span * 8 {
+                t[bit / 8] ^= 1 << (bit % 8);
+                let states = if base == 0 {
+                    [record::decode_slot(&t), other_state.clone()]
+                } else {
+                    [other_state.clone(), record::decode_slot(&t)]
+                };
+                let l = pick(states, &Config::builtin_default());
+                assert_prev_or_new(&l, prev, new, None, &format!("{ctx}, bit {bit} flipped"));
+                t[bit / 8] ^= 1 << (bit % 8);
+                out.flips += 1;
+            }
+        }
+    }
+    // Power restored: a normal save still works after the matrix.
+    m.set_image(&snapshot);
+    assert_eq!(
+        open(m).save(new).unwrap(),
+        open(m).load().unwrap().generation
+    );
+    out
+}
+
+#[test]
+fn power_cut_matrix_file_erased_rest() {
+    // Target slot B is erased (only one earlier save): the unwritten rest is 0xFF.
+    let m = file_sim();
+    let r = run_matrix(&m, &file_store, &[cfg(3, "prev")], &cfg(4, "new"), true);
+    eprintln!("file/erased: {} cut points, {} bit flips", r.cases, r.flips);
+}
+
+#[test]
+fn power_cut_matrix_file_stale_longer() {
+    // Target slot A holds an older, longer record: the unwritten rest is stale bytes.
+    let m = file_sim();
+    let r = run_matrix(
+        &m,
+        &file_store,
+        &[cfg(12, "old-long"), cfg(3, "prev")],
+        &cfg(2, "new"),
+        true,
+    );
+    eprintln!("file/stale: {} cut points, {} bit flips", r.cases, r.flips);
+}
+
+#[test]
+fn power_cut_matrix_file_stale_identical_content() {
+    // Worst case for stale bytes: the old record in the target slot has the same config as the new one.
+    let m = file_sim();
+    let same = cfg(3, "same");
+    let r = run_matrix(
+        &m,
+        &file_store,
+        &[same.clone(), cfg(1, "prev")],
+        &same,
+        true,
+    );
+    eprintln!(
+        "file/stale-identical: {} cut points, {} bit flips",
+        r.cases, r.flips
+    );
+}
+
+#[test]
+fn power_cut_matrix_mtd_small_erase_blocks() {
+    let m = flash_sim(4096, 12);
+    let r = run_matrix(
+        &m,
+        &flash_store,
+        &[cfg(12, "old"), cfg(3, "prev")],
+        &cfg(5, "new"),
+        true,
+    );
+    assert_eq!(
+        m.violations(),
+        0,
+        "the MTD backend programmed bits without erasing"
+    );
+    eprintln!("mtd/4KiB: {} cut points, {} bit flips", r.cases, r.flips);
+}
+
+#[test]
+fn power_cut_matrix_mtd_64k_blocks() {
+    let m = flash_sim(65536, 2);
+    let r = run_matrix(&m, &flash_store, &[cfg(2, "prev")], &cfg(6, "new"), false);
+    assert_eq!(m.violations(), 0);
+    eprintln!("mtd/64KiB: {} cut points", r.cases);
+}
+
+#[test]
+fn bit_flips_after_complete_save_every_bit_both_slots() {
+    let m = file_sim();
+    let mut s = file_store(&m);
+    let (prev, new) = (cfg(3, "prev"), cfg(4, "new"));
+    s.save(&prev).unwrap();
+    s.save(&new).unwrap();
+    let img = m.image();
+    let (a, b) = img.split_at(FILE_SLOT_SIZE);
+    let len_a = encode_record(&prev, 1).unwrap().len() + 8;
+    let len_b = encode_record(&new, 2).unwrap().len() + 8;
+    let mut flips = 0;
+    let mut ta = a.to_vec();
+    for bit in 0..len_a * 8 {
+        ta[bit / 8] ^= 1 << (bit % 8);
+        let l = pick_images(&ta, b);
+        assert_prev_or_new(&l, &prev, &new, Some(&new), &format!("slot A bit {bit}"));
+        ta[bit / 8] ^= 1 << (bit % 8);
+        flips += 1;
+    }
+    let mut tb = b.to_vec();
+    for bit in 0..len_b * 8 {
+        tb[bit / 8] ^= 1 << (bit % 8);
+        let l = pick_images(a, &tb);
+        // A flip inside B's record invalidates it (prev wins); past its end it is ignored.
+        let must = if bit / 8 < len_b - 8 { &prev } else { &new };
+        assert_prev_or_new(&l, &prev, &new, Some(must), &format!("slot B bit {bit}"));
+        tb[bit / 8] ^= 1 << (bit % 8);
+        flips += 1;
+    }
+    eprintln!("complete save: {flips} single-bit flips checked");
+}
+
+#[test]
+fn interrupted_erase_keeps_previous() {
+    let m = flash_sim(4096, 12);
+    let mut s = flash_store(&m);
+    let prev = cfg(3, "prev");
+    s.save(&cfg(5, "old")).unwrap();
+    s.save(&prev).unwrap();
+    let snapshot = m.image();
+    // A cut before the erase (budget 0 blocks erase in the sim) and one after.
+    m.set_budget(Some(0));
+    assert!(flash_store(&m).save(&cfg(1, "new")).is_err());
+    m.set_budget(None);
+    assert_eq!(flash_store(&m).load().unwrap().config, prev);
+    // Half-erased target slot: first erase block 0xFF, the rest old bytes.
+    let mut img = snapshot.clone();
+    img[..4096].fill(0xFF);
+    m.set_image(&img);
+    let l = flash_store(&m).load().unwrap();
+    assert_eq!(l.config, prev);
+}
+
+#[test]
+fn mtd_backend_obeys_flash_rules() {
+    let m = flash_sim(4096, 12);
+    let mut s = flash_store(&m);
+    assert_eq!(
+        s.slot_size(),
+        20480,
+        "5 x 4 KiB blocks hold a maximal record"
+    );
+    m.reset_counters();
+    for i in 0..6u8 {
+        s.save(&cfg(i + 1, "x")).unwrap();
+    }
+    assert_eq!(m.violations(), 0);
+    assert_eq!(m.erases(), 6, "one erase per save");
+    // Slot B starts on an erase-block boundary, in its own blocks.
+    assert_eq!(s.slot_size() % 4096, 0);
+    let img = m.image();
+    assert_eq!(&img[20480..20484], &MAGIC);
+}
+
+#[test]
+fn verify_catches_a_device_that_does_not_store() {
+    // A flash whose target slot was not erased by us and has 0 bits: writes cannot set them.
+    struct NoErase(SimFlash);
+    impl FlashDevice for NoErase {
+        fn describe(&self) -> String {
+            "broken-flash".into()
+        }
+        fn geometry(&self) -> backend::Geometry {
+            self.0.geometry()
+        }
+        fn read(&mut self, o: u64, b: &mut [u8]) -> std::io::Result<()> {
+            self.0.read(o, b)
+        }
+        fn erase(&mut self, _o: u64, _l: u64) -> std::io::Result<()> {
+            Ok(()) // silently does nothing, like a worn-out block
+        }
+        fn write(&mut self, o: u64, d: &[u8]) -> std::io::Result<()> {
+            self.0.write(o, d)
+        }
+    }
+    let m = SimMedium::new(4096 * 12, 4096, 0x00);
+    let mut s = Store::with_backend(Box::new(MtdBackend::new(NoErase(SimFlash(m))).unwrap()));
+    let e = s.save(&cfg(1, "a")).unwrap_err().to_string();
+    assert!(e.contains("did not verify after writing"), "{e}");
+}
+
+// ---- real MTD device ---------------------------------------------------------
+
+#[test]
+fn real_mtd_device_if_available() {
+    let dev = std::env::var("APPLIANCE_TEST_MTD").unwrap_or_else(|_| "/dev/mtd0".into());
+    if !std::path::Path::new(&dev).exists() {
+        eprintln!(
+            "SKIPPED: no MTD device at {dev} (this host kernel has no mtd/mtdram/block2mtd: /proc/mtd absent, modprobe unavailable); the QEMU image runs this test against block2mtd /dev/mtd0. Set APPLIANCE_TEST_MTD=/dev/mtdN to use another device. THIS ERASES THE DEVICE."
+        );
+        return;
+    }
+    let mut s = Store::open(&format!("mtd:{dev}")).expect("open mtd");
+    let (a, b) = (cfg(2, "mtd-a"), cfg(3, "mtd-b"));
+    let g1 = s.save(&a).unwrap();
+    let g2 = s.save(&b).unwrap();
+    assert_eq!(g2, g1 + 1);
+    let l = Store::open(&format!("mtd:{dev}")).unwrap().load().unwrap();
+    assert_eq!(l.config, b);
+    s.erase().unwrap();
+    assert_eq!(s.load().unwrap().origin, Origin::Empty);
+}
+
+#[test]
+fn mtd_abi_layout() {
+    assert_eq!(std::mem::size_of::<backend::MtdInfoUser>(), 32);
+    assert_eq!(std::mem::size_of::<backend::EraseInfoUser>(), 8);
+    // MEMGETINFO = _IOR('M', 1, struct mtd_info_user), MEMERASE = _IOW('M', 2, struct erase_info_user).
+    assert_eq!(nix::request_code_read!(b'M', 1, 32) as u64, 0x8020_4d01);
+    assert_eq!(nix::request_code_write!(b'M', 2, 8) as u64, 0x4008_4d02);
+}
+
+// ---- benchmark ---------------------------------------------------------------
+
+#[test]
+#[ignore = "benchmark: run with `cargo test --release -p appliance store::tests::bench -- --ignored --nocapture`"]
+fn bench_save_load() {
+    use std::time::Instant;
+    let big = largest_config();
+    let demo = Config::builtin_default();
+    let rec_big = encode_record(&big, 1).unwrap().len();
+    let rec_demo = encode_record(&demo, 1).unwrap().len();
+    println!("record size: largest config {rec_big} bytes, demo config {rec_demo} bytes");
+    let d = tempfile::tempdir().unwrap();
+    let runs = 50;
+    for (label, spec_or_sim) in [
+        ("file (tmpdir, fdatasync)", true),
+        ("sim flash 64 KiB blocks", false),
+    ] {
+        let m = flash_sim(65536, 4);
+        let mk = || -> Store {
+            if spec_or_sim {
+                Store::open(&format!("file:{}", d.path().join("bench.bin").display())).unwrap()
+            } else {
+                flash_store(&m)
+            }
+        };
+        for (name, c) in [("largest", &big), ("demo", &demo)] {
+            let mut s = mk();
+            let t = Instant::now();
+            for _ in 0..runs {
+                s.save(c).unwrap();
+            }
+            let save = t.elapsed() / runs;
+            let t = Instant::now();
+            for _ in 0..runs {
+                assert_eq!(&s.load().unwrap().config, c);
+            }
+            let load = t.elapsed() / runs;
+            println!("{label:28} {name:8} save {save:>10.1?}  load {load:>10.1?}");
+        }
+    }
+}

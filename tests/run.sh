@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what is missing, then runs
+#   1. the Buildroot tree's static check,
+#   2. unit tests and host integration tests (network namespaces, sipp on loopback),
+#   3. the offline dev image build (kernel cached by config) and the QEMU boot + SIP lab tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/run.sh: run as root: the tests create network namespaces, taps and QEMU VMs" >&2
+    exit 1
+fi
+
+bash tests/setup-host.sh
+
+echo "==> Buildroot external tree: static checks"
+bash tests/buildroot/check-tree.sh
+
+echo "==> unit and host integration tests"
+cargo test --locked -p appliance
+
+echo "==> dev image (kernel is cached by its config)"
+bash tests/image/build-image.sh
+
+echo "==> QEMU boot and SIP lab tests"
+cargo test --locked -p appliance-tests -- --test-threads=2
