@@ -5,3 +5,6 @@
 pub mod vm;
 
 pub use vm::{ensure_image, Image, Pattern, Serial, Vm, VmError, VmOptions};
+
+pub mod lab;
+pub mod sipp;
