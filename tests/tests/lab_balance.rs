@@ -22,12 +22,13 @@ fn lab_spread_persistence_nat() {
     let servers = lv.lab.server_addrs();
 
     // Short persistence timeout through the appliance's own config path.
+    let want = SHORT_PERSISTENCE * lv.hz;
     match lv.set_config_keys(&[("persistence_timeout", &SHORT_PERSISTENCE.to_string())]) {
         Ok(()) => lv
             .wait_weights(
                 Duration::from_secs(120),
                 "short persistence timeout applied",
-                |s| s.persistence() == Some(SHORT_PERSISTENCE) && s.dests.iter().all(|d| d.2 > 0),
+                |s| s.persistence_jiffies() == Some(want) && s.dests.iter().all(|d| d.2 > 0),
             )
             .expect("config change applied"),
         Err(e) => eprintln!(
@@ -37,10 +38,13 @@ fn lab_spread_persistence_nat() {
     lv.wait_balancing(Duration::from_secs(60))
         .expect("balancing");
     let persistence = lv
-        .kernel_service()
+        .persistence_s()
         .expect("read ip_vs")
-        .and_then(|s| s.persistence())
         .expect("the VIP's service is persistent");
+    assert!(
+        persistence <= 30,
+        "persistence timeout {persistence} s: too long for the refresh check (config change failed?)"
+    );
     eprintln!("lab: persistence timeout {persistence} s");
 
     let mut lan = lv.capture_lan("lan.pcap").expect("LAN capture");
