@@ -151,6 +151,29 @@ fn lab_spread_persistence_nat() {
         "{srcs:?}"
     );
 
+    // Control: without a refresh inside the persistence timeout the call's
+    // next request is scheduled afresh and lands on another server (the
+    // seed's warning), so the check above can fail.
+    let mut lan = lv.capture_lan("lan-control.pcap").expect("LAN capture");
+    let mut f = UacOptions::basic(&lv.lab, lv.lab.vip(), 1, 1);
+    f.scenario = "uac_refresh.xml".into();
+    f.hold_ms = persistence * 1000 + 3000;
+    f.recv_timeout_ms = 3000;
+    f.port = 5070;
+    f.time_limit = Duration::from_millis(f.hold_ms as u64 * 4 + 60_000);
+    let sf = Uac::run(&lv.lab, &f, "control").expect("control call");
+    let cp = lan.stop().expect("LAN capture");
+    let split = evidence::split_calls(&cp, &servers);
+    eprintln!(
+        "control (gap {} ms > timeout): sipp {sf:?}, split {split:?}",
+        f.hold_ms
+    );
+    assert_eq!(
+        split.len(),
+        1,
+        "a call idle past the persistence timeout should move"
+    );
+
     // A server that hangs up itself: its BYE reaches the client from the VIP.
     lv.switch_servers("uas_bye.xml", 500)
         .expect("restart servers");
