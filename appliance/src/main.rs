@@ -5,45 +5,62 @@
 
 use std::process::ExitCode;
 
-fn usage() -> &'static str {
-    "usage: appliance <command> [args]
+const USAGE: &str = "usage: appliance <command> [args]
 
-commands:
-  daemon [--dry-run] [--config FILE]   run the balancer service (started by init)
-  console                              serial console menu (started by init)
-  status [--json]                      pool and service status
-  show servers|services|ipvs [--json]  detailed views
-  config check|export|import FILE      validate / write / load the TOML config
-  config import-keepalived FILE        convert a keepalived.conf
-  factory-reset [--yes]                erase the stored config
-  net apply|show [--config FILE]       apply / show interfaces, addresses, routes, sysctls
-  probe HOST[:PORT] [--count N] [--json] send SIP OPTIONS and print the reply
-  version                              firmware version
-"
-}
+service (started by init):
+  daemon [--dry-run] [--config FILE]       run the balancer service; --dry-run prints the plan
+  console [--socket PATH]                  serial console menu
+
+operation (talk to the running daemon):
+  status [--json]                          pool and service status
+  show servers|services|config|diff [--json]
+  drain SERVICE SERVER                     weight 0 now; existing calls finish
+  apply | save | revert                    candidate -> running -> flash
+  logs [-n N]                              recent daemon events
+
+configuration and store:
+  config check|export|import FILE [--store SPEC]
+  config import-keepalived FILE [--apply]  convert a keepalived.conf
+  factory-reset [--yes] [--store SPEC]     erase the stored config
+
+diagnostics:
+  probe HOST[:PORT] [--count N] [--json]   send SIP OPTIONS and print the reply
+  ipvs show|sync|info|timeouts|sysctl      kernel IPVS table (appliance ipvs help)
+  net apply|show [--config FILE]           interfaces, addresses, routes, sysctls
+  leds test-uleds NAME[,NAME...]           drive userspace LEDs from stdin
+  version                                  firmware version
+";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprint!("{}", usage());
+        eprint!("{USAGE}");
         return ExitCode::from(2);
     };
     let rest = &args[1..];
     match cmd.as_str() {
+        "daemon" => appliance::daemon::cli(rest),
+        "console" => appliance::console::run(rest),
+        "status" | "show" | "drain" | "apply" | "save" | "revert" | "logs" => {
+            appliance::control::cli(&args)
+        }
+        "config" => appliance::config::cli(rest),
+        "factory-reset" => appliance::store::cli(rest),
+        "probe" => appliance::probe::cli(rest),
+        "ipvs" => appliance::ipvs::cli(rest),
+        "net" => appliance::net::cli(rest),
+        "leds" => appliance::leds::cli(rest),
         "version" | "--version" => {
             println!("appliance {}", appliance::VERSION);
             ExitCode::SUCCESS
         }
         "help" | "--help" | "-h" => {
-            print!("{}", usage());
+            print!("{USAGE}");
             ExitCode::SUCCESS
         }
-        "net" => appliance::net::cli(rest),
-        "probe" => appliance::probe::cli(rest),
         other => {
-            let _ = rest;
             eprintln!("appliance: unknown command '{other}'\n");
-            eprint!("{}", usage());
+            eprint!("{USAGE}");
             ExitCode::from(2)
         }
     }

@@ -5,6 +5,7 @@
 # harness (tests/src/vm.rs) runs this script with --serial0/--serial1 sockets.
 #
 # usage: run-qemu.sh [options]
+#   --build               build the image first (tests/image/build-image.sh)
 #   --kernel PATH         bzImage (default build/bzImage)
 #   --initrd PATH         initramfs (default build/initramfs.cpio[.gz])
 #   --disk PATH           config store disk, raw; created 1 MiB of 0xFF
@@ -35,13 +36,14 @@ initrd=
 disk=$build/store.img
 wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= noreboot=0
 wan_mac=52:54:00:00:00:01 lan_mac=52:54:00:00:00:02
-timeout=3600 memory=256M dryrun=0
+timeout=3600 memory=256M dryrun=0 build_first=0
 
 die() { echo "run-qemu: ERROR: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 
 while [ $# -gt 0 ]; do
     case $1 in
+        --build) build_first=1; shift ;;
         --kernel) need "$@"; kernel=$2; shift 2 ;;
         --initrd) need "$@"; initrd=$2; shift 2 ;;
         --disk) need "$@"; disk=$2; shift 2 ;;
@@ -66,6 +68,9 @@ done
 command -v qemu-system-x86_64 >/dev/null \
     || die "qemu-system-x86_64 not found: run tests/setup-host.sh (installs qemu-system-x86)"
 [[ $timeout =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, not '$timeout'"
+if [ "$build_first" = 1 ]; then
+    "$here/build-image.sh" >/dev/null || die "image build failed (see above)"
+fi
 if [ -z "$initrd" ]; then
     for c in "$build/initramfs.cpio" "$build/initramfs.cpio.gz"; do
         [ -r "$c" ] && { initrd=$c; break; }

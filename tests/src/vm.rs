@@ -619,7 +619,7 @@ impl Vm {
     }
 
     /// Wait until the ttyS1 test shell answers; returns the time since QEMU
-    /// was started (boot-to-shell). Pokes the shell every 2 s because bytes
+    /// was started (boot-to-shell). Pokes the shell every 0.5 s because bytes
     /// sent before init opens ttyS1 may be lost.
     pub fn wait_shell(&mut self, timeout: Duration) -> Result<Duration, VmError> {
         if !self.opts.testshell {
@@ -638,7 +638,7 @@ impl Vm {
             let left = deadline.saturating_duration_since(Instant::now());
             match self
                 .test
-                .wait_for(marker.as_str(), left.min(Duration::from_secs(2)))
+                .wait_for(marker.as_str(), left.min(Duration::from_millis(500)))
             {
                 Ok(_) => return Ok(self.started.elapsed()),
                 Err(VmError::Timeout { .. }) if Instant::now() < deadline => continue,
@@ -666,7 +666,7 @@ impl Vm {
     }
 
     /// [`Vm::shell`] with an explicit timeout. `cmd` is one shell line
-    /// (keep it under the 4 KiB tty line limit).
+    /// (no newlines; keep it under the 4 KiB tty line limit).
     pub fn shell_timeout(
         &mut self,
         cmd: &str,
@@ -676,7 +676,16 @@ impl Vm {
         let id = format!("{}-{}", self.boot_no, self.shell_seq);
         // Markers are split by quotes in what we type, so only the shell's
         // output can match them, whether or not the tty echoes.
-        let line = format!("echo '@@BEG''IN-{id}@@'\n{cmd}\necho \"@@E\"\"ND-{id}@@ $?\"\n");
+        // One line: the guest side is a read/eval loop, and `$?` must be the
+        // status of `cmd`, passed quoted to eval so any shell text is fine.
+        let quoted = cmd.replace('\'', r"'\''");
+        let line =
+            format!("echo '@@BEG''IN-{id}@@'; eval '{quoted}'; echo \"@@E\"\"ND-{id}@@ $?\"\n");
+        if cmd.contains('\n') {
+            return Err(VmError::Io(format!(
+                "shell command must be a single line (use ';'): {cmd:?}"
+            )));
+        }
         self.test.send(line.as_bytes())?;
         let re = Pattern::re(&format!(
             r"@@BEGIN-{id}@@\r?\n((?s:.*?))@@END-{id}@@ (\d+)\r?\n"

@@ -89,7 +89,7 @@ fn image_boots_with_appliance_kernel_features() -> Result<(), VmError> {
     assert_contains(
         "board.toml",
         &vm.shell_ok("cat /etc/appliance/board.toml")?,
-        "device = \"mtd:/dev/mtd0\"",
+        "store = \"mtd:/dev/mtd0\"",
     );
 
     // The static appliance binary can be executed by the kernel (126/127
@@ -139,6 +139,110 @@ fn test_shell_is_off_without_kernel_flag() -> Result<(), VmError> {
         !port.contains("@@SHELL@@"),
         "ttyS1 answered without appliance.testshell=1:\n{}",
         port.transcript()
+    );
+    Ok(())
+}
+
+/// A network namespace with tap devices, deleted (with its taps) on drop.
+struct NetnsGuard {
+    name: String,
+}
+
+impl NetnsGuard {
+    fn new(tag: &str) -> NetnsGuard {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("apt-{tag}-{}-{n}", std::process::id());
+        ip(&["netns", "add", &name]);
+        NetnsGuard { name }
+    }
+
+    fn run(&self, args: &[&str]) {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        ip(&full);
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tap_nics_are_eth0_wan_and_eth1_lan() -> Result<(), VmError> {
+    let ns = NetnsGuard::new("nic");
+    for (tap, addr) in [("tapwan", "203.0.113.1/24"), ("taplan", "198.51.100.11/24")] {
+        ns.run(&["tuntap", "add", "dev", tap, "mode", "tap"]);
+        ns.run(&["addr", "add", addr, "dev", tap]);
+        ns.run(&["link", "set", tap, "up"]);
+    }
+    let mut opts = VmOptions::new(ensure_image()?);
+    opts.netns = Some(ns.name.clone());
+    opts.wan_tap = Some("tapwan".into());
+    opts.lan_tap = Some("taplan".into());
+    let mut vm = Vm::boot(opts)?;
+    vm.wait_shell(BOOT_TIMEOUT)?;
+    assert_eq!(
+        vm.shell_ok("cat /sys/class/net/eth0/address")?.trim(),
+        "52:54:00:00:00:01"
+    );
+    assert_eq!(
+        vm.shell_ok("cat /sys/class/net/eth1/address")?.trim(),
+        "52:54:00:00:00:02"
+    );
+    // Both wires carry traffic to the namespace side of the taps.
+    vm.shell_ok("ip addr add 203.0.113.2/24 dev eth0 && ip link set eth0 up")?;
+    vm.shell_ok("ip addr add 198.51.100.1/24 dev eth1 && ip link set eth1 up")?;
+    vm.shell_ok("ping -c 1 -W 10 203.0.113.1")?;
+    vm.shell_ok("ping -c 1 -W 10 198.51.100.11")?;
+    Ok(())
+}
+
+#[test]
+fn watchdog_resets_guest_when_not_kicked() -> Result<(), VmError> {
+    let mut opts = VmOptions::new(ensure_image()?);
+    opts.no_reboot = true; // a watchdog reset then makes QEMU exit
+    let mut vm = Vm::boot(opts)?;
+    vm.wait_shell(BOOT_TIMEOUT)?;
+    // 2 s timeout, kicked only every 600 s: the i6300esb must fire.
+    vm.shell_ok("watchdog -T 2 -t 600 /dev/watchdog")?;
+    let armed = std::time::Instant::now();
+    let status = vm.wait_exit(Duration::from_secs(120))?;
+    eprintln!(
+        "QEMU exited {:.1} s after arming a 2 s watchdog: {status}",
+        armed.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[test]
+fn orderly_reboot_comes_back() -> Result<(), VmError> {
+    let mut vm = boot()?;
+    vm.wait_shell(BOOT_TIMEOUT)?;
+    let boot_id = vm.shell_ok("cat /proc/sys/kernel/random/boot_id")?;
+    vm.shell_ok("reboot")?;
+    vm.wait_for("reboot: Restarting system", Duration::from_secs(60))?;
+    vm.wait_shell(BOOT_TIMEOUT)?;
+    let new_id = vm.shell_ok("cat /proc/sys/kernel/random/boot_id")?;
+    assert!(
+        boot_id.trim().len() == 36 && new_id.trim() != boot_id.trim(),
+        "no new boot: boot_id {boot_id:?} then {new_id:?}"
     );
     Ok(())
 }

@@ -24,6 +24,8 @@ pub struct Board {
     pub name: String,
     /// Config store spec, `file:/path` or `mtd:/dev/mtdN`.
     pub store: String,
+    /// Store used when `store` cannot be opened (e.g. block2mtd not attached); empty = none.
+    pub store_fallback: String,
     /// Watchdog device path (empty = none).
     pub watchdog: String,
     /// Factory config file.
@@ -32,6 +34,10 @@ pub struct Board {
     pub leds_root: String,
     /// Serial console device for the menu.
     pub console: String,
+    /// LED class devices to create through /dev/uleds (boards without LED hardware, e.g. QEMU).
+    pub uleds: Vec<String>,
+    /// Default role -> LED map, used when the operator's config has no `[[leds]]`.
+    pub leds: Vec<super::LedBinding>,
 }
 
 impl Default for Board {
@@ -39,10 +45,13 @@ impl Default for Board {
         Board {
             name: "generic".into(),
             store: DEFAULT_STORE.into(),
+            store_fallback: String::new(),
             watchdog: DEFAULT_WATCHDOG.into(),
             factory: super::FACTORY_PATH.into(),
             leds_root: "/sys/class/leds".into(),
             console: "/dev/console".into(),
+            uleds: Vec::new(),
+            leds: Vec::new(),
         }
     }
 }
@@ -104,5 +113,66 @@ mod tests {
             Board::default()
         );
         assert_eq!(Board::default().store, DEFAULT_STORE);
+    }
+}
+
+#[cfg(test)]
+mod board_file_tests {
+    use super::*;
+
+    #[test]
+    fn every_board_file_parses_with_known_keys() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../board");
+        let mut seen = 0;
+        for e in std::fs::read_dir(root).expect("board dir") {
+            let p = e
+                .expect("entry")
+                .path()
+                .join("rootfs-overlay/etc/appliance/board.toml");
+            if !p.exists() {
+                continue;
+            }
+            seen += 1;
+            let text = std::fs::read_to_string(&p).expect("read");
+            // Unknown keys are ignored at run time (forward compatibility), so check
+            // here that every key is one we read: a typo would silently use a default.
+            let v: toml::Table = toml::from_str(&text).expect("toml");
+            for k in v.keys() {
+                assert!(
+                    [
+                        "name",
+                        "store",
+                        "store_fallback",
+                        "watchdog",
+                        "factory",
+                        "leds_root",
+                        "console",
+                        "uleds",
+                        "leds"
+                    ]
+                    .contains(&k.as_str()),
+                    "{}: unknown key '{k}'",
+                    p.display()
+                );
+            }
+            let b = Board::load(&p).expect("board file parses");
+            assert!(!b.store.is_empty(), "{}", p.display());
+            assert!(!b.leds.is_empty(), "{}: no LED map", p.display());
+        }
+        assert!(seen >= 3, "expected at least 3 boards, saw {seen}");
+    }
+
+    #[test]
+    fn qemu_board_file_parses() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../board/qemu-x86_64/rootfs-overlay/etc/appliance/board.toml"
+        );
+        let b = Board::load(path).expect("board file parses");
+        assert_eq!(b.store, "mtd:/dev/mtd0");
+        assert_eq!(b.store_fallback, "file:/dev/vda");
+        assert_eq!(b.uleds.len(), 4);
+        assert_eq!(b.leds.len(), 4);
+        assert!(b.leds.iter().all(|l| b.uleds.contains(&l.name.to_string())));
     }
 }

@@ -412,7 +412,9 @@ impl Default for ProbeSettings {
         let _ = accept.push(CodeRange { lo: 200, hi: 299 });
         ProbeSettings {
             enabled: true,
-            interval_ms: 200,
+            // 100 ms: a closed port is out ~100 ms after it closes (median), a
+            // silent server within 850 ms; see docs/probe.md for the trade-off.
+            interval_ms: 100,
             timeout_ms: 250,
             rise: 2,
             fall: 3,

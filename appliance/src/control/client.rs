@@ -14,7 +14,9 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Cannot connect or the connection broke.
-    #[error("cannot reach the appliance daemon at {path}: {source} (is it running? are you root?)")]
+    #[error(
+        "cannot reach the appliance daemon at {path}: {source} (is it running? are you root?)"
+    )]
     Unreachable {
         /// Socket path.
         path: String,

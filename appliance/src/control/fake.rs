@@ -60,10 +60,16 @@ fn fake_validate(c: &Config) -> Validation {
                 ));
             }
         }
-        if s.probe.timeout_ms > s.probe.interval_ms {
+        if !s.probe.enabled {
             v.warnings.push(format!(
-                "service {}: probe timeout {} ms is longer than the interval {} ms",
-                s.name, s.probe.timeout_ms, s.probe.interval_ms
+                "service {}: probing is disabled, every server counts as healthy",
+                s.name
+            ));
+        }
+        if s.sip_persistence && s.persistence_timeout == 0 {
+            v.errors.push(format!(
+                "service {}: pe sip needs a persistence timeout above 0",
+                s.name
             ));
         }
     }
@@ -84,6 +90,8 @@ pub struct FakeState {
     pub logs: Vec<LogEvent>,
     /// Alerts for the status header.
     pub alerts: Vec<String>,
+    /// Manual clock for the password back-off (tests); `None` = real time since start.
+    pub clock: Option<Duration>,
 }
 
 /// The fake daemon.
@@ -112,6 +120,7 @@ impl FakeDaemon {
                 actions: Vec::new(),
                 logs,
                 alerts: Vec::new(),
+                clock: None,
             })),
             started: Instant::now(),
         }
@@ -119,10 +128,10 @@ impl FakeDaemon {
 
     /// Handle a request synchronously.
     pub fn handle_sync(&self, req: Request) -> Response {
-        let now = self.started.elapsed();
         let Ok(mut st) = self.state.lock() else {
             return Response::error("fake daemon state poisoned");
         };
+        let now = st.clock.unwrap_or_else(|| self.started.elapsed());
         if let Some(r) = st.session.handle(&req, now) {
             let msg = format!("{req:?}");
             let level = if matches!(r, Response::Error { .. }) {
@@ -135,7 +144,10 @@ impl FakeDaemon {
                 level: level.into(),
                 message: format!("control: {}", msg.chars().take(60).collect::<String>()),
             };
-            if !matches!(req, Request::VerifyPassword { .. } | Request::SetPassword { .. }) {
+            if !matches!(
+                req,
+                Request::VerifyPassword { .. } | Request::SetPassword { .. }
+            ) {
                 st.logs.push(ev);
             }
             return r;

@@ -482,8 +482,7 @@ mod tests {
             config: Box::new(c),
             toml: String::new(),
         });
-        let back: Response =
-            serde_json::from_str(&serde_json::to_string(&resp).unwrap()).unwrap();
+        let back: Response = serde_json::from_str(&serde_json::to_string(&resp).unwrap()).unwrap();
         assert_eq!(back, resp);
         let e = serde_json::to_string(&Response::error("x")).unwrap();
         assert_eq!(e, r#"{"error":{"message":"x"}}"#);
@@ -502,7 +501,10 @@ mod tests {
             parse_server("198.51.100.11", 5060).unwrap(),
             "198.51.100.11:5060".parse().unwrap()
         );
-        assert_eq!(parse_server(" 198.51.100.11:5080 ", 5060).unwrap().port(), 5080);
+        assert_eq!(
+            parse_server(" 198.51.100.11:5080 ", 5060).unwrap().port(),
+            5080
+        );
         assert!(parse_server("198.51.100.11:0", 5060)
             .unwrap_err()
             .contains("port 0"));

@@ -20,6 +20,12 @@ use crate::control::proto::{Request, Response, MAX_LINE};
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Answers control requests; implemented by the daemon (and by test fakes).
+///
+/// Typical daemon shape: keep a `Mutex<ConfigSession<RealEffects>>`, try
+/// `session.handle(&req, monotonic_now)` first (config, diff, apply, save, revert,
+/// server actions, passwords) and answer the rest (status, show, drain status, logs,
+/// ping, SIP OPTIONS, import, reboot...) from live state; see `control::fake` for a
+/// complete in-memory example.
 pub trait Handler: Send + Sync + 'static {
     /// Handle one request. Must not panic on any input; report problems as `Response::Error`.
     fn handle(&self, req: Request) -> BoxFuture<'_, Response>;

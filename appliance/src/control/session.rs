@@ -239,7 +239,11 @@ impl<E: Effects> ConfigSession<E> {
                     return Err(SessionError::Weight(*weight));
                 }
                 let svc = find_service(&mut cand, service)?;
-                if svc.servers.iter().any(|s| s.address == *server.ip() && s.port == server.port()) {
+                if svc
+                    .servers
+                    .iter()
+                    .any(|s| s.address == *server.ip() && s.port == server.port())
+                {
                     return Err(SessionError::Duplicate(service.into(), server));
                 }
                 svc.servers
@@ -284,7 +288,8 @@ impl<E: Effects> ConfigSession<E> {
 
     /// Change the password (`old` is ignored when none is set) and save it at once.
     pub fn set_password(&mut self, old: &str, new: &str) -> Result<String, SessionError> {
-        if self.password_set() && !password::verify_password(&self.running.console.password_hash, old)
+        if self.password_set()
+            && !password::verify_password(&self.running.console.password_hash, old)
         {
             return Err(SessionError::WrongPassword);
         }
@@ -354,9 +359,9 @@ impl<E: Effects> ConfigSession<E> {
                 server,
                 action,
             } => self.server_action(service, *server, action),
-            Request::SetPassword { old, new } => {
-                self.set_password(old, new).map(|message| Reply::Done { message })
-            }
+            Request::SetPassword { old, new } => self
+                .set_password(old, new)
+                .map(|message| Reply::Done { message }),
             Request::VerifyPassword { password } => {
                 Ok(Reply::Verified(self.verify_password(password, now)))
             }
@@ -536,7 +541,8 @@ mod tests {
             for s in &c.services {
                 for r in &s.servers {
                     if !c.lan.address.contains(r.address) {
-                        v.errors.push(format!("server {} is not on the LAN subnet", r.address));
+                        v.errors
+                            .push(format!("server {} is not on the LAN subnet", r.address));
                     }
                 }
             }
@@ -574,13 +580,20 @@ mod tests {
         let mut s = session();
         assert!(!s.unapplied() && !s.unsaved());
         let r = s
-            .server_action("sip", sa("198.51.100.14:5060"), &ServerOp::Add { weight: 2 })
+            .server_action(
+                "sip",
+                sa("198.51.100.14:5060"),
+                &ServerOp::Add { weight: 2 },
+            )
             .unwrap();
         assert_eq!(r, Reply::Validation(Validation::default()));
         assert!(s.unapplied() && !s.unsaved());
         assert!(s.effects().applied.is_empty(), "an edit must not apply");
         let d = s.diff();
-        assert!(d.iter().any(|l| l == "+address = \"198.51.100.14\""), "{d:#?}");
+        assert!(
+            d.iter().any(|l| l == "+address = \"198.51.100.14\""),
+            "{d:#?}"
+        );
         assert!(d[0].starts_with("@@ -"), "{d:#?}");
         assert!(s.apply().unwrap().starts_with("applied"));
         assert_eq!(s.effects().applied.len(), 1);
@@ -602,7 +615,9 @@ mod tests {
         };
         assert_eq!(v.errors, vec!["server 192.0.2.9 is not on the LAN subnet"]);
         let e = s.apply().unwrap_err();
-        assert!(e.to_string().contains("  - server 192.0.2.9 is not on the LAN subnet"));
+        assert!(e
+            .to_string()
+            .contains("  - server 192.0.2.9 is not on the LAN subnet"));
         assert!(s.effects().applied.is_empty());
         assert_eq!(s.running(), &Config::builtin_default());
         s.revert(Which::Running).unwrap();
@@ -616,13 +631,19 @@ mod tests {
             .unwrap();
         s.effects_mut().fail_apply = true;
         let e = s.apply().unwrap_err();
-        assert!(e.to_string().contains("running config is unchanged: netlink said no"));
+        assert!(e
+            .to_string()
+            .contains("running config is unchanged: netlink said no"));
         assert_eq!(s.running(), &Config::builtin_default());
         assert!(s.unapplied());
         s.effects_mut().fail_apply = false;
         s.apply().unwrap();
         s.effects_mut().fail_save = true;
-        assert!(s.save().unwrap_err().to_string().contains("flash write error"));
+        assert!(s
+            .save()
+            .unwrap_err()
+            .to_string()
+            .contains("flash write error"));
         assert!(s.unsaved());
         assert_eq!(s.saved(), &Config::builtin_default());
         // Drain with a failing apply changes nothing either.
@@ -630,7 +651,10 @@ mod tests {
         assert!(s
             .server_action("sip", sa("198.51.100.12:5060"), &ServerOp::Drain)
             .is_err());
-        assert_eq!(s.running().services[0].servers[1].state, AdminState::Enabled);
+        assert_eq!(
+            s.running().services[0].servers[1].state,
+            AdminState::Enabled
+        );
     }
 
     #[test]
@@ -638,8 +662,14 @@ mod tests {
         let mut s = session();
         s.server_action("sip", sa("198.51.100.12:5060"), &ServerOp::Drain)
             .unwrap();
-        assert_eq!(s.running().services[0].servers[1].state, AdminState::Draining);
-        assert_eq!(s.candidate().services[0].servers[1].state, AdminState::Draining);
+        assert_eq!(
+            s.running().services[0].servers[1].state,
+            AdminState::Draining
+        );
+        assert_eq!(
+            s.candidate().services[0].servers[1].state,
+            AdminState::Draining
+        );
         assert_eq!(s.effects().applied.len(), 1);
         assert!(s.unsaved() && !s.unapplied());
     }
@@ -648,15 +678,30 @@ mod tests {
     fn server_action_errors() {
         let mut s = session();
         let e = |r: Result<Reply, SessionError>| r.unwrap_err().to_string();
-        assert!(e(s.server_action("nope", sa("198.51.100.11:5060"), &ServerOp::Enable))
-            .contains("no service named 'nope'"));
-        assert!(e(s.server_action("sip", sa("198.51.100.99:5060"), &ServerOp::Remove))
-            .contains("not in service 'sip'"));
-        assert!(e(s.server_action("sip", sa("198.51.100.11:5060"), &ServerOp::Add { weight: 1 }))
-            .contains("already in service"));
-        assert!(e(s.server_action("sip", sa("198.51.100.20:5060"), &ServerOp::Add { weight: 0 }))
-            .contains("weight 0 is out of range"));
-        assert!(!s.unapplied(), "failed actions must not touch the candidate");
+        assert!(
+            e(s.server_action("nope", sa("198.51.100.11:5060"), &ServerOp::Enable))
+                .contains("no service named 'nope'")
+        );
+        assert!(
+            e(s.server_action("sip", sa("198.51.100.99:5060"), &ServerOp::Remove))
+                .contains("not in service 'sip'")
+        );
+        assert!(e(s.server_action(
+            "sip",
+            sa("198.51.100.11:5060"),
+            &ServerOp::Add { weight: 1 }
+        ))
+        .contains("already in service"));
+        assert!(e(s.server_action(
+            "sip",
+            sa("198.51.100.20:5060"),
+            &ServerOp::Add { weight: 0 }
+        ))
+        .contains("weight 0 is out of range"));
+        assert!(
+            !s.unapplied(),
+            "failed actions must not touch the candidate"
+        );
         for i in 0..61u8 {
             s.server_action(
                 "sip",
@@ -665,8 +710,12 @@ mod tests {
             )
             .unwrap();
         }
-        assert!(e(s.server_action("sip", sa("198.51.100.250:5060"), &ServerOp::Add { weight: 1 }))
-            .contains("maximum of 64"));
+        assert!(e(s.server_action(
+            "sip",
+            sa("198.51.100.250:5060"),
+            &ServerOp::Add { weight: 1 }
+        ))
+        .contains("maximum of 64"));
     }
 
     #[test]
@@ -708,7 +757,10 @@ mod tests {
         assert_eq!((v.ok, v.retry_after_s), (false, 1));
         let v = s.verify_password("nope", t + Duration::from_secs(1));
         assert_eq!(v.retry_after_s, 2);
-        assert!(s.verify_password("first-password", t + Duration::from_secs(3)).ok);
+        assert!(
+            s.verify_password("first-password", t + Duration::from_secs(3))
+                .ok
+        );
         // set_candidate never changes the hash.
         let mut c = Config::builtin_default();
         c.hostname = crate::config::bounded("other");
@@ -736,7 +788,12 @@ mod tests {
             .unwrap();
         assert!(matches!(r, Response::Error { .. }), "{r:?}");
         let r = s
-            .handle(&Request::GetConfig { which: Which::Saved }, now)
+            .handle(
+                &Request::GetConfig {
+                    which: Which::Saved,
+                },
+                now,
+            )
             .unwrap();
         let Response::Ok(Reply::Config { toml, .. }) = r else {
             panic!()
@@ -752,9 +809,24 @@ mod tests {
         let d = unified_diff(a, b, 1);
         assert_eq!(
             d,
-            vec!["@@ -4,3 +4,3 @@", " 4", "-5", "+X", " 6", "@@ -12,1 +12,2 @@", " 12", "+Y"]
+            vec![
+                "@@ -4,3 +4,3 @@",
+                " 4",
+                "-5",
+                "+X",
+                " 6",
+                "@@ -12,1 +12,2 @@",
+                " 12",
+                "+Y"
+            ]
         );
-        assert_eq!(unified_diff("", "new\n", 3), vec!["@@ -0,0 +1,1 @@", "+new"]);
-        assert_eq!(unified_diff("old\n", "", 3), vec!["@@ -1,1 +0,0 @@", "-old"]);
+        assert_eq!(
+            unified_diff("", "new\n", 3),
+            vec!["@@ -0,0 +1,1 @@", "+new"]
+        );
+        assert_eq!(
+            unified_diff("old\n", "", 3),
+            vec!["@@ -1,1 +0,0 @@", "-old"]
+        );
     }
 }

@@ -1,3 +1,547 @@
 //! The daemon: loads config, applies network and IPVS state, runs probers and serves control.
+//!
+//! Start-up is idempotent: the kernel's IPVS table is adopted, never flushed, and servers
+//! whose health is not known yet keep the weight the kernel already gives them, so a
+//! respawned daemon disturbs no call. After that, every health transition and a periodic
+//! tick reconcile the kernel table against config + health (the tick also repairs drift).
 
+pub mod handler;
+pub mod live;
 pub mod logbuf;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use tracing_subscriber::prelude::*;
+
+use crate::config::{self, board::Board, Config};
+use crate::control::session::ConfigSession;
+use crate::store::{Origin, Store};
+
+pub use live::Live;
+
+/// How often the daemon re-reads the kernel table, repairs drift and refreshes stats.
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(2);
+
+/// Command-line options of `appliance daemon`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Print the plan and exit without touching the system.
+    pub dry_run: bool,
+    /// Use this TOML config instead of the store (tests, dry runs).
+    pub config: Option<PathBuf>,
+    /// Board facts file.
+    pub board: PathBuf,
+    /// Control socket path.
+    pub socket: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dry_run: false,
+            config: None,
+            board: PathBuf::from(config::board::BOARD_PATH),
+            socket: PathBuf::from(crate::control::proto::DEFAULT_SOCKET),
+        }
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--dry-run" => o.dry_run = true,
+            "--config" => o.config = Some(PathBuf::from(value("--config")?)),
+            "--board" => o.board = PathBuf::from(value("--board")?),
+            "--socket" => o.socket = PathBuf::from(value("--socket")?),
+            other => {
+                return Err(format!(
+                    "unknown option '{other}'\nusage: appliance daemon [--dry-run] [--config FILE] [--board FILE] [--socket PATH]"
+                ))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// `appliance daemon ...`
+pub fn cli(args: &[String]) -> ExitCode {
+    let opts = match parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("appliance daemon: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.dry_run {
+        return dry_run(&opts);
+    }
+    let ring = logbuf::LogRing::new();
+    init_tracing(ring.clone());
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(opts, ring)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "daemon stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(ring: logbuf::LogRing) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("APPLIANCE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(true);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(ring)
+        .try_init();
+}
+
+/// The configuration the daemon starts with, and why.
+pub struct Startup {
+    /// Config to run.
+    pub config: Config,
+    /// What flash holds (equal to `config` unless flash was empty/corrupt or `--config` was given).
+    pub saved: Config,
+    /// Human-readable origin for the log and console.
+    pub origin: String,
+    /// Alerts for the console (e.g. corrupt store).
+    pub alerts: Vec<String>,
+}
+
+/// Load the factory config: the board's file, else the built-in demo config (with an alert).
+pub fn factory_config(board: &Board, alerts: &mut Vec<String>) -> Config {
+    match config::load_factory(&board.factory) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!(
+                "factory config {} unusable ({e}); using the built-in defaults",
+                board.factory
+            );
+            warn!("{msg}");
+            alerts.push(msg);
+            Config::builtin_default()
+        }
+    }
+}
+
+/// Decide the start-up config: `--config` file, else the store's newest valid record, else factory.
+pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) -> Startup {
+    let mut alerts = Vec::new();
+    let factory = factory_config(board, &mut alerts);
+    if let Some(path) = &opts.config {
+        match config::text::read_file(path) {
+            Ok(c) => {
+                return Startup {
+                    saved: c.clone(),
+                    config: c,
+                    origin: format!("file {}", path.display()),
+                    alerts,
+                }
+            }
+            Err(e) => {
+                let msg = format!("--config {}: {e}; using factory defaults", path.display());
+                error!("{msg}");
+                alerts.push(msg);
+                return Startup {
+                    saved: factory.clone(),
+                    config: factory,
+                    origin: "factory defaults".into(),
+                    alerts,
+                };
+            }
+        }
+    }
+    let Some(store) = store else {
+        alerts.push("config store unavailable: running factory defaults, saves will fail".into());
+        return Startup {
+            saved: factory.clone(),
+            config: factory,
+            origin: "factory defaults (no store)".into(),
+            alerts,
+        };
+    };
+    match store.load() {
+        Ok(l) => {
+            for n in &l.notes {
+                info!(note = %n, "store");
+            }
+            let origin = match l.origin {
+                Origin::SlotA | Origin::SlotB => {
+                    format!("store {:?} generation {}", l.origin, l.generation)
+                }
+                Origin::Empty => {
+                    info!("config store is empty (first boot or factory reset): using factory defaults");
+                    return Startup {
+                        saved: factory.clone(),
+                        config: factory,
+                        origin: "factory defaults (store empty)".into(),
+                        alerts,
+                    };
+                }
+                Origin::BothCorrupt => {
+                    let msg = "both config store slots are corrupt: running factory defaults; \
+                               the slots are left untouched until the next save"
+                        .to_string();
+                    error!("{msg}");
+                    alerts.push(msg);
+                    return Startup {
+                        saved: factory.clone(),
+                        config: factory,
+                        origin: "factory defaults (store corrupt)".into(),
+                        alerts,
+                    };
+                }
+            };
+            let report = config::validate(&l.config);
+            if !report.errors.is_empty() {
+                // Only valid configs are ever saved; a newer firmware may be stricter.
+                for line in report.lines() {
+                    error!(problem = %line, "stored config");
+                }
+                let msg = format!(
+                    "stored config has {} error(s) under this firmware: running factory defaults (fix and save again)",
+                    report.errors.len()
+                );
+                alerts.push(msg);
+                return Startup {
+                    saved: l.config,
+                    config: factory,
+                    origin: "factory defaults (stored config invalid)".into(),
+                    alerts,
+                };
+            }
+            Startup {
+                saved: l.config.clone(),
+                config: l.config,
+                origin,
+                alerts,
+            }
+        }
+        Err(e) => {
+            let msg = format!("cannot read the config store: {e}; running factory defaults");
+            error!("{msg}");
+            alerts.push(msg);
+            Startup {
+                saved: factory.clone(),
+                config: factory,
+                origin: "factory defaults (store unreadable)".into(),
+                alerts,
+            }
+        }
+    }
+}
+
+fn open_store(board: &Board) -> Option<Store> {
+    let mut specs = vec![board.store.clone()];
+    if !board.store_fallback.is_empty() {
+        specs.push(board.store_fallback.clone());
+    }
+    for spec in specs {
+        match Store::open(&spec) {
+            Ok(s) => {
+                info!(store = %s.describe(), "config store opened");
+                return Some(s);
+            }
+            Err(e) => warn!(store = %spec, error = %e, "cannot open config store"),
+        }
+    }
+    None
+}
+
+/// `--dry-run`: print what would be applied; touch nothing.
+fn dry_run(opts: &Options) -> ExitCode {
+    let board = Board::load_or_default(&opts.board);
+    let mut store = if opts.config.is_none() {
+        open_store(&board)
+    } else {
+        None
+    };
+    let st = startup_config(opts, &board, store.as_mut());
+    println!("# config: {}", st.origin);
+    for a in &st.alerts {
+        println!("# alert: {a}");
+    }
+    let report = config::validate(&st.config);
+    for line in report.lines() {
+        println!("# {line}");
+    }
+    println!("\n## network plan");
+    match crate::net::dry_run(&st.config) {
+        Ok(ops) if ops.is_empty() => println!("(no changes)"),
+        Ok(ops) => ops.iter().for_each(|o| println!("{o}")),
+        Err(e) => println!("(cannot plan against this system: {e})"),
+    }
+    println!("\n## IPVS plan (all servers assumed healthy)");
+    let desired = crate::ipvs::reconcile::desired(&st.config, &|_, _| crate::probe::Health::Up);
+    let actual = crate::ipvs::Ipvs::connect()
+        .and_then(|mut i| i.dump())
+        .unwrap_or_else(|e| {
+            println!("(kernel table not readable: {e}; planning from an empty table)");
+            Vec::new()
+        });
+    for op in crate::ipvs::reconcile::plan(&desired, &actual) {
+        println!("{op}");
+    }
+    if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Shared daemon state: the config session wired to the live system.
+pub type Shared = Arc<Mutex<ConfigSession<Live>>>;
+
+/// Lock the shared state; a poisoned lock (a panic mid-update) still holds usable data.
+pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, ConfigSession<Live>> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    info!(version = crate::VERSION, "appliance daemon starting");
+    let board = Board::load_or_default(&opts.board);
+
+    let live_tasks = crate::watchdog::Liveness::new();
+    let mut store = open_store(&board);
+    let st = startup_config(&opts, &board, store.as_mut());
+    info!(origin = %st.origin, hostname = %st.config.hostname, "configuration loaded");
+
+    // Opening the device arms it: only do so when the config wants a watchdog.
+    let wd = if board.watchdog.is_empty() || !st.config.watchdog.enabled {
+        if !st.config.watchdog.enabled {
+            info!("hardware watchdog disabled in config");
+        }
+        None
+    } else {
+        match crate::watchdog::Watchdog::open(
+            std::path::Path::new(&board.watchdog),
+            st.config.watchdog.timeout_s,
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "hardware watchdog not available");
+                None
+            }
+        }
+    };
+    let history = crate::watchdog::log_restart_reason(
+        wd.as_ref(),
+        &crate::watchdog::restart::StartLog::new(
+            std::path::Path::new(crate::watchdog::restart::START_LOG),
+            crate::watchdog::restart::CRASH_WINDOW_S,
+            crate::watchdog::restart::CRASH_THRESHOLD,
+        ),
+    )
+    .ok();
+    let mut alerts = st.alerts.clone();
+    if let Some(h) = &history {
+        if h.crash_loop {
+            alerts.push(h.describe());
+        }
+    }
+
+    let (health_tx, mut health_rx) = mpsc::channel(1024);
+    let (link_tx, mut link_rx) = mpsc::channel(64);
+    let leds_uleds = live::create_uleds(&board);
+    let live = Live::start(
+        &board,
+        st.config.clone(),
+        store,
+        health_tx,
+        ring,
+        alerts,
+        started,
+        history.map(|h| h.crash_loop).unwrap_or(false),
+        leds_uleds,
+    );
+    let session = ConfigSession::new(st.saved.clone(), st.config.clone(), live);
+    let shared: Shared = Arc::new(Mutex::new(session));
+
+    // First apply: network, sysctls, IPVS adoption.
+    {
+        let mut s = lock(&shared);
+        let cfg = s.running().clone();
+        s.effects_mut().apply_boot(&cfg);
+    }
+
+    let _monitor = match crate::net::monitor::spawn(link_tx) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            warn!(error = %e, "link monitor not available");
+            None
+        }
+    };
+
+    let handler = Arc::new(handler::DaemonHandler::new(shared.clone()));
+    let server = crate::control::server::serve(&opts.socket, handler)
+        .map_err(|e| DaemonError::Control(e.to_string()))?;
+    info!(socket = %opts.socket.display(), "control socket ready");
+
+    let main_beat = live_tasks.register("main loop", Duration::from_secs(5));
+    let prober_hb = lock(&shared).effects().prober_heartbeat();
+    let prober_beat = live_tasks.register("prober", Duration::from_secs(5));
+    let kicker = wd.map(|w| {
+        let period = Duration::from_secs(u64::from(w.timeout_s().max(3) / 3));
+        crate::watchdog::spawn_kicker(w, live_tasks.clone(), period)
+    });
+
+    let mut tick = tokio::time::interval(RESYNC_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| DaemonError::Signal(e.to_string()))?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| DaemonError::Signal(e.to_string()))?;
+    info!(
+        ready_ms = started.elapsed().as_millis() as u64,
+        "appliance daemon ready"
+    );
+
+    loop {
+        tokio::select! {
+            Some(ev) = health_rx.recv() => {
+                let mut batch = vec![ev];
+                // Coalesce a burst (e.g. link down marks every server) into one sync.
+                while let Ok(more) = health_rx.try_recv() {
+                    batch.push(more);
+                }
+                let mut s = lock(&shared);
+                let cfg = s.running().clone();
+                s.effects_mut().on_health(&cfg, batch);
+            }
+            Some(ev) = link_rx.recv() => {
+                let mut s = lock(&shared);
+                let cfg = s.running().clone();
+                s.effects_mut().on_link(&cfg, ev);
+            }
+            _ = tick.tick() => {
+                main_beat.beat();
+                // The prober's own heartbeat proves its supervisor task still runs.
+                if prober_hb.age() < Duration::from_secs(5) {
+                    prober_beat.beat();
+                }
+                let mut s = lock(&shared);
+                let cfg = s.running().clone();
+                s.effects_mut().on_tick(&cfg);
+            }
+            _ = sigterm.recv() => { info!("SIGTERM: orderly stop"); break; }
+            _ = sigint.recv() => { info!("SIGINT: orderly stop"); break; }
+        }
+    }
+
+    server.abort();
+    if let Some(k) = kicker {
+        match k.stop().await {
+            Ok(()) => info!("watchdog disarmed (magic close)"),
+            Err(e) => warn!(error = %e, "watchdog magic close failed"),
+        }
+    }
+    // The IPVS table is left in place on purpose: calls keep flowing while init restarts us.
+    info!("appliance daemon stopped; IPVS table left in place");
+    Ok(())
+}
+
+/// Fatal daemon errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Control socket could not be created.
+    #[error("control socket: {0}")]
+    Control(String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_reject_unknown() {
+        let o = parse_args(&["--dry-run".into(), "--config".into(), "x.toml".into()]).unwrap();
+        assert!(o.dry_run);
+        assert_eq!(o.config, Some(PathBuf::from("x.toml")));
+        let e = parse_args(&["--bogus".into()]).unwrap_err();
+        assert!(e.contains("unknown option '--bogus'"), "{e}");
+        let e = parse_args(&["--config".into()]).unwrap_err();
+        assert!(e.contains("--config needs a value"), "{e}");
+    }
+
+    #[test]
+    fn startup_uses_factory_when_store_empty_and_store_when_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("store.bin");
+        std::fs::write(&disk, vec![0xFFu8; 256 * 1024]).unwrap();
+        let factory_path = dir.path().join("factory.toml");
+        let mut factory = Config::builtin_default();
+        factory.hostname = config::model::bounded("factory-box");
+        std::fs::write(&factory_path, config::to_toml(&factory)).unwrap();
+        let board = Board {
+            factory: factory_path.display().to_string(),
+            store: format!("file:{}", disk.display()),
+            ..Board::default()
+        };
+        let opts = Options::default();
+        let mut store = Store::open(&board.store).unwrap();
+        let st = startup_config(&opts, &board, Some(&mut store));
+        assert_eq!(st.config.hostname.as_str(), "factory-box");
+        assert!(st.origin.contains("store empty"), "{}", st.origin);
+
+        let mut saved = factory.clone();
+        saved.hostname = config::model::bounded("saved-box");
+        store.save(&saved).unwrap();
+        let mut store = Store::open(&board.store).unwrap();
+        let st = startup_config(&opts, &board, Some(&mut store));
+        assert_eq!(st.config.hostname.as_str(), "saved-box");
+        assert_eq!(st.saved, st.config);
+    }
+
+    #[test]
+    fn startup_with_broken_factory_file_falls_back_to_builtin_with_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let factory_path = dir.path().join("factory.toml");
+        std::fs::write(&factory_path, "hostname = [").unwrap();
+        let board = Board {
+            factory: factory_path.display().to_string(),
+            ..Board::default()
+        };
+        let st = startup_config(&Options::default(), &board, None);
+        assert_eq!(st.config, Config::builtin_default());
+        assert!(
+            st.alerts.iter().any(|a| a.contains("factory config")),
+            "{:?}",
+            st.alerts
+        );
+        assert!(
+            st.alerts.iter().any(|a| a.contains("store unavailable")),
+            "{:?}",
+            st.alerts
+        );
+    }
+}

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
+pub mod cli;
+pub use cli::cli;
+
 pub use crate::config::{LedBackend, LedBinding, LedRole};
 
 /// Pool health as the LEDs need it.
@@ -528,3 +531,4 @@ impl Leds {
 
 #[cfg(test)]
 mod tests;
+pub mod uleds;

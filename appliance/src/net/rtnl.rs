@@ -430,22 +430,16 @@ fn parse_rule(p: &Fibmsg) -> Option<Rule> {
             Frattr::Priority => r.priority = u32_of(b).unwrap_or(0),
             Frattr::Table => r.table = u32_of(b).unwrap_or(r.table),
             Frattr::Fwmark => r.fwmark = u32_of(b),
-            Frattr::Fwmask => {
-                if u32_of(b) != Some(u32::MAX) {
-                    r.other_selectors = true;
-                }
-            }
+            Frattr::Fwmask if u32_of(b) != Some(u32::MAX) => r.other_selectors = true,
             Frattr::Protocol => r.protocol = b.first().copied().unwrap_or(0),
             Frattr::IpProto => r.ip_proto = b.first().copied(),
-            Frattr::SportRange => {
-                if b.len() == 4 {
-                    let lo = u16::from_ne_bytes([b[0], b[1]]);
-                    let hi = u16::from_ne_bytes([b[2], b[3]]);
-                    if lo == hi {
-                        r.sport = Some(lo);
-                    } else {
-                        r.other_selectors = true;
-                    }
+            Frattr::SportRange if b.len() == 4 => {
+                let lo = u16::from_ne_bytes([b[0], b[1]]);
+                let hi = u16::from_ne_bytes([b[2], b[3]]);
+                if lo == hi {
+                    r.sport = Some(lo);
+                } else {
+                    r.other_selectors = true;
                 }
             }
             Frattr::Iifname | Frattr::Oifname | Frattr::Dst | Frattr::Src | Frattr::DportRange => {

@@ -76,7 +76,10 @@ pub enum ProbeError {
 
 /// Send one OPTIONS to `target` and wait `settings.timeout_ms` for the final reply.
 /// Blocking (std sockets): call it from a plain thread or `spawn_blocking`.
-pub fn options_once(target: SocketAddrV4, settings: &ProbeSettings) -> Result<ProbeReply, ProbeError> {
+pub fn options_once(
+    target: SocketAddrV4,
+    settings: &ProbeSettings,
+) -> Result<ProbeReply, ProbeError> {
     let timeout = Duration::from_millis(u64::from(settings.timeout_ms.max(1)));
     options_once_from(None, target, settings, timeout)
 }
@@ -135,10 +138,18 @@ pub fn options_once_from(
                 ignored,
             });
         }
-        sock.set_read_timeout(Some(left)).map_err(sock_err("set a timeout on"))?;
+        sock.set_read_timeout(Some(left))
+            .map_err(sock_err("set a timeout on"))?;
         let (n, src) = match sock.recv_from(&mut buf) {
             Ok(v) => v,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(map_io(target, e, "receive")),
         };
@@ -146,7 +157,9 @@ pub fn options_once_from(
         match packet::classify(data, src, &exp) {
             Verdict::Final { code, reason } => {
                 let rtt = start.elapsed();
-                let headers = packet::parse_reply(data).map(|r| r.headers).unwrap_or_default();
+                let headers = packet::parse_reply(data)
+                    .map(|r| r.headers)
+                    .unwrap_or_default();
                 return Ok(ProbeReply {
                     target,
                     local,
@@ -172,7 +185,11 @@ fn map_io(target: SocketAddrV4, e: io::Error, op: &'static str) -> ProbeError {
             ProbeError::Unreachable { target, source: e }
         }
         _ if op == "receive" => ProbeError::Unreachable { target, source: e },
-        _ => ProbeError::Socket { op, target, source: e },
+        _ => ProbeError::Socket {
+            op,
+            target,
+            source: e,
+        },
     }
 }
 
@@ -196,10 +213,14 @@ fn parse_target(s: &str) -> Result<SocketAddrV4, String> {
     if let Ok(ip) = s.parse::<Ipv4Addr>() {
         return Ok(SocketAddrV4::new(ip, 5060));
     }
-    let with_port = if s.contains(':') { s.to_string() } else { format!("{s}:5060") };
-    let addrs = with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{s}': {e} (give an IPv4 address like 198.51.100.11[:5060])"))?;
+    let with_port = if s.contains(':') {
+        s.to_string()
+    } else {
+        format!("{s}:5060")
+    };
+    let addrs = with_port.to_socket_addrs().map_err(|e| {
+        format!("cannot resolve '{s}': {e} (give an IPv4 address like 198.51.100.11[:5060])")
+    })?;
     addrs
         .filter_map(|a| match a {
             SocketAddr::V4(v) => Some(v),
@@ -234,11 +255,18 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--count" | "-c" => a.count = parse_num("--count", it.next(), 1, 100_000)? as u32,
-            "--interval" => a.interval = Duration::from_millis(parse_num("--interval", it.next(), 0, 60_000)?),
-            "--timeout" => a.timeout = Duration::from_millis(parse_num("--timeout", it.next(), 1, 60_000)?),
+            "--interval" => {
+                a.interval = Duration::from_millis(parse_num("--interval", it.next(), 0, 60_000)?)
+            }
+            "--timeout" => {
+                a.timeout = Duration::from_millis(parse_num("--timeout", it.next(), 1, 60_000)?)
+            }
             "--from" => {
                 let v = it.next().ok_or("--from needs an IPv4 address")?;
-                a.from = Some(v.parse().map_err(|_| format!("--from {v:?} is not an IPv4 address"))?);
+                a.from = Some(
+                    v.parse()
+                        .map_err(|_| format!("--from {v:?} is not an IPv4 address"))?,
+                );
             }
             "--json" => a.json = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
@@ -272,8 +300,12 @@ pub fn cli(args: &[String]) -> ExitCode {
         let r = options_once_from(a.from, a.target, &settings, a.timeout);
         if a.json {
             let v = match &r {
-                Ok(rep) => serde_json::json!({"target": a.target.to_string(), "ok": rep.accepted, "reply": rep}),
-                Err(e) => serde_json::json!({"target": a.target.to_string(), "ok": false, "error": e.to_string()}),
+                Ok(rep) => {
+                    serde_json::json!({"target": a.target.to_string(), "ok": rep.accepted, "reply": rep})
+                }
+                Err(e) => {
+                    serde_json::json!({"target": a.target.to_string(), "ok": false, "error": e.to_string()})
+                }
             };
             println!("{v}");
         } else {
@@ -286,7 +318,11 @@ pub fn cli(args: &[String]) -> ExitCode {
                         rep.code,
                         rep.reason,
                         rep.rtt_us as f64 / 1000.0,
-                        if rep.accepted { "" } else { "  (code not accepted: counts as DOWN)" }
+                        if rep.accepted {
+                            ""
+                        } else {
+                            "  (code not accepted: counts as DOWN)"
+                        }
                     );
                     if i == 0 {
                         for (n, v) in &rep.headers {
@@ -306,7 +342,11 @@ pub fn cli(args: &[String]) -> ExitCode {
     }
     if a.count > 1 && !a.json {
         let (min, max) = (rtts.iter().min(), rtts.iter().max());
-        let avg = if rtts.is_empty() { 0 } else { rtts.iter().sum::<u64>() / rtts.len() as u64 };
+        let avg = if rtts.is_empty() {
+            0
+        } else {
+            rtts.iter().sum::<u64>() / rtts.len() as u64
+        };
         println!(
             "--- {}: {} sent, {} accepted, {} replied; rtt min/avg/max = {:.3}/{:.3}/{:.3} ms",
             a.target,
@@ -362,7 +402,12 @@ mod tests {
             .map(|a| a.port())
             .expect("ephemeral port");
         let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-        let r = options_once_from(None, target, &ProbeSettings::default(), Duration::from_secs(2));
+        let r = options_once_from(
+            None,
+            target,
+            &ProbeSettings::default(),
+            Duration::from_secs(2),
+        );
         assert!(matches!(r, Err(ProbeError::Refused { .. })), "{r:?}");
     }
 
@@ -372,8 +417,16 @@ mod tests {
         let Ok(SocketAddr::V4(target)) = silent.local_addr() else {
             panic!("no v4 addr")
         };
-        let r = options_once_from(None, target, &ProbeSettings::default(), Duration::from_millis(100));
-        assert!(matches!(r, Err(ProbeError::Timeout { ms: 100, .. })), "{r:?}");
+        let r = options_once_from(
+            None,
+            target,
+            &ProbeSettings::default(),
+            Duration::from_millis(100),
+        );
+        assert!(
+            matches!(r, Err(ProbeError::Timeout { ms: 100, .. })),
+            "{r:?}"
+        );
         // It did receive our request: a well-formed OPTIONS.
         let mut buf = [0u8; 2048];
         let n = silent.recv(&mut buf).expect("request arrived");

@@ -403,8 +403,39 @@ mod tests {
         Duration::from_millis(v)
     }
 
+    /// Fixed timings for the tests (independent of the shipped defaults).
     fn policy() -> Policy {
-        Policy::from_settings(&ProbeSettings::default())
+        Policy::from_settings(&ProbeSettings {
+            interval_ms: 200,
+            timeout_ms: 250,
+            rise: 2,
+            fall: 3,
+            ..Default::default()
+        })
+    }
+
+    /// The shipped defaults meet the targets of the issue: a silent server out
+    /// within about 1 s, a closed port within about 100 ms, few probes per second.
+    #[test]
+    fn shipped_defaults_meet_detection_targets() {
+        let d = Policy::from_settings(&ProbeSettings::default());
+        let f = u32::from(d.fall);
+        // Worst case silent: the last answered probe just before the failure, the
+        // next one up to `interval` later, then `fall` timeouts back to back.
+        let silent_worst = d.interval + d.timeout * f;
+        assert!(silent_worst <= ms(1000), "{silent_worst:?}");
+        // Closed port: next probe within `interval`, refused in ~1 RTT, then
+        // `fall - 1` fast retries.
+        let closed_worst = d.interval + d.refused_retry * (f - 1) + ms(2);
+        assert!(closed_worst <= ms(160), "{closed_worst:?}");
+        let closed_median = d.interval / 2 + d.refused_retry * (f - 1);
+        assert!(closed_median <= ms(110), "{closed_median:?}");
+        assert!(d.interval >= ms(100), "no more than 10 probes/s per server");
+        // Check the arithmetic against the state machine itself.
+        let mut fsm = ServerFsm::new(d.clone(), ms(0));
+        run(&mut fsm, 0, 999, |_| Some(ok()), 0);
+        let down = run(&mut fsm, 1000, 3000, |_| None, 0);
+        assert!(ms(down[0].0 - 1000) <= silent_worst, "{down:?}");
     }
 
     fn ok() -> Outcome {
@@ -480,7 +511,9 @@ mod tests {
         assert_eq!(down.len(), 1, "{down:?}");
         let (at, tr) = &down[0];
         assert_eq!(tr.to, Health::Down);
-        assert!(tr.reason.starts_with("3 failures in a row, last: timeout after 250 ms"));
+        assert!(tr
+            .reason
+            .starts_with("3 failures in a row, last: timeout after 250 ms"));
         // Probes at 1000, 1250, 1500 time out at 1250, 1500, 1750 -> down at 1750.
         assert_eq!(*at, 1750);
         // Silence goes on: one timeout every 250 ms, no further events.
@@ -520,7 +553,11 @@ mod tests {
     fn rise_needs_consecutive_successes_from_down() {
         let mut f = ServerFsm::new(policy(), ms(0));
         let d = run(&mut f, 0, 1000, |_| None, 0);
-        assert_eq!(d[0].1.to, Health::Down, "Unknown -> Down after fall failures");
+        assert_eq!(
+            d[0].1.to,
+            Health::Down,
+            "Unknown -> Down after fall failures"
+        );
         assert_eq!(d[0].1.from, Health::Unknown);
         assert_eq!(d[0].0, 750);
         // One success, then a failure, then two successes: Up only after the pair.
@@ -593,7 +630,11 @@ mod tests {
         assert_eq!(ev[0].1.to, Health::Up);
         let ev = run(&mut f, 101, 2000, |_| Some(code(503)), 1);
         assert_eq!(ev[0].1.to, Health::Down);
-        assert!(ev[0].1.reason.ends_with("replied 503 X"), "{}", ev[0].1.reason);
+        assert!(
+            ev[0].1.reason.ends_with("replied 503 X"),
+            "{}",
+            ev[0].1.reason
+        );
     }
 
     #[test]
@@ -651,7 +692,10 @@ mod tests {
         let mut f = ServerFsm::new(policy(), ms(0));
         run(&mut f, 0, 500, |_| Some(ok()), 1);
         let t = f.set_link(false, ms(501)).expect("transition");
-        assert_eq!((t.from, t.to, t.reason.as_str()), (Health::Up, Health::Down, "LAN link down"));
+        assert_eq!(
+            (t.from, t.to, t.reason.as_str()),
+            (Health::Up, Health::Down, "LAN link down")
+        );
         assert_eq!(f.poll(ms(600)).0, Action::Paused);
         assert_eq!(f.set_link(false, ms(601)), None);
         assert_eq!(f.set_link(true, ms(700)), None);
@@ -665,8 +709,10 @@ mod tests {
 
     #[test]
     fn disabled_probing_means_up_and_no_probes() {
-        let mut s = ProbeSettings::default();
-        s.enabled = false;
+        let s = ProbeSettings {
+            enabled: false,
+            ..Default::default()
+        };
         let mut f = ServerFsm::new(Policy::from_settings(&s), ms(0));
         let (a, t) = f.poll(ms(0));
         assert_eq!(a, Action::Paused);
@@ -697,9 +743,11 @@ mod tests {
 
     #[test]
     fn fall_one_and_rise_one() {
-        let mut s = ProbeSettings::default();
-        s.rise = 1;
-        s.fall = 1;
+        let s = ProbeSettings {
+            rise: 1,
+            fall: 1,
+            ..Default::default()
+        };
         let mut f = ServerFsm::new(Policy::from_settings(&s), ms(0));
         let ev = run(&mut f, 0, 300, |_| Some(code(500)), 1);
         assert_eq!(ev[0].1.to, Health::Down);

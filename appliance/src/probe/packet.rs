@@ -372,10 +372,16 @@ fn parse_via(value: &str) -> Result<Via, ParseError> {
     let mut branch = None;
     for param in params.split(';') {
         let (name, val) = match param.find('=') {
-            Some(eq) => (&param[..eq], Some(param[eq + 1..].trim_matches([' ', '\t']))),
+            Some(eq) => (
+                &param[..eq],
+                Some(param[eq + 1..].trim_matches([' ', '\t'])),
+            ),
             None => (param, None),
         };
-        if name.trim_matches([' ', '\t']).eq_ignore_ascii_case("branch") {
+        if name
+            .trim_matches([' ', '\t'])
+            .eq_ignore_ascii_case("branch")
+        {
             let v = val.ok_or(ParseError::Malformed {
                 header: "Via",
                 why: "branch without value",
@@ -415,18 +421,17 @@ fn parse_sent_by(s: &str) -> Result<(&str, Option<u16>), ParseError> {
     if host.is_empty() || host.contains([' ', '\t', '[', ']']) {
         return Err(VIA_BAD);
     }
-    let port = match port.strip_prefix(':') {
-        Some(p) => Some(
-            p.trim_matches([' ', '\t'])
-                .parse::<u16>()
-                .map_err(|_| ParseError::Malformed {
+    let port =
+        match port.strip_prefix(':') {
+            Some(p) => Some(p.trim_matches([' ', '\t']).parse::<u16>().map_err(|_| {
+                ParseError::Malformed {
                     header: "Via",
                     why: "bad port",
-                })?,
-        ),
-        None if port.is_empty() => None,
-        None => return Err(VIA_BAD),
-    };
+                }
+            })?),
+            None if port.is_empty() => None,
+            None => return Err(VIA_BAD),
+        };
     Ok((host, port))
 }
 
@@ -618,13 +623,7 @@ pub fn build_options(p: &RequestParams<'_>) -> Result<Vec<u8>, PacketError> {
     let from = check_uri("from_uri", p.settings.from_uri.as_str())?;
     check_field("user_agent", p.settings.user_agent.as_str())?;
     let mut headers = rsip::Headers::default();
-    headers.push(
-        Via::new(format!(
-            "SIP/2.0/UDP {};branch={};rport",
-            p.local, p.branch
-        ))
-        .into(),
-    );
+    headers.push(Via::new(format!("SIP/2.0/UDP {};branch={};rport", p.local, p.branch)).into());
     headers.push(MaxForwards::new("70").into());
     headers.push(From::new(format!("<{from}>;tag={}", p.from_tag)).into());
     headers.push(To::new(format!("<{ruri}>")).into());
@@ -701,7 +700,11 @@ impl Ids {
 
     /// A fresh Call-ID `<random>@<host>`.
     pub fn call_id(&mut self, host: std::net::Ipv4Addr) -> String {
-        format!("{:016x}{:08x}@{host}", self.next_u64(), self.next_u64() as u32)
+        format!(
+            "{:016x}{:08x}@{host}",
+            self.next_u64(),
+            self.next_u64() as u32
+        )
     }
 
     /// A fresh From tag.
@@ -794,7 +797,11 @@ mod tests {
             }
         );
         let parsed = parse_reply(r.as_bytes()).expect("parses");
-        let from = parsed.headers.iter().find(|(n, _)| n == "From").map(|(_, v)| v.as_str());
+        let from = parsed
+            .headers
+            .iter()
+            .find(|(n, _)| n == "From")
+            .map(|(_, v)| v.as_str());
         assert_eq!(from, Some("<sip:a@b> ;tag=1"));
     }
 
@@ -818,10 +825,7 @@ mod tests {
 
     #[test]
     fn ipv6_top_via_parses() {
-        let r = ok_reply().replace(
-            "198.51.100.1:40000;branch",
-            "[2001:db8::5]:5070;branch",
-        );
+        let r = ok_reply().replace("198.51.100.1:40000;branch", "[2001:db8::5]:5070;branch");
         let p = parse_reply(r.as_bytes()).expect("parses");
         assert_eq!(p.top_via.host, "2001:db8::5");
         assert_eq!(p.top_via.port, Some(5070));
@@ -843,7 +847,10 @@ mod tests {
         let method = ok_reply().replace("7 OPTIONS", "7 INVITE");
         assert_eq!(verdict(&method), Verdict::Unmatched(Mismatch::WrongMethod));
         let nobranch = ok_reply().replace(";branch=z9hG4bKabc123", "");
-        assert_eq!(verdict(&nobranch), Verdict::Unmatched(Mismatch::WrongBranch));
+        assert_eq!(
+            verdict(&nobranch),
+            Verdict::Unmatched(Mismatch::WrongBranch)
+        );
         let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 5060));
         assert_eq!(
             classify(ok_reply().as_bytes(), other, &expected()),
@@ -858,10 +865,19 @@ mod tests {
 
     #[test]
     fn duplicate_conflicting_headers_rejected() {
-        let r = ok_reply().replace("CSeq: 7 OPTIONS\r\n", "CSeq: 7 OPTIONS\r\nCSeq: 8 OPTIONS\r\n");
-        assert_eq!(verdict(&r), Verdict::Malformed(ParseError::Duplicate("CSeq")));
+        let r = ok_reply().replace(
+            "CSeq: 7 OPTIONS\r\n",
+            "CSeq: 7 OPTIONS\r\nCSeq: 8 OPTIONS\r\n",
+        );
+        assert_eq!(
+            verdict(&r),
+            Verdict::Malformed(ParseError::Duplicate("CSeq"))
+        );
         let r = ok_reply().replace("Call-ID:", "i: other\r\nCall-ID:");
-        assert_eq!(verdict(&r), Verdict::Malformed(ParseError::Duplicate("Call-ID")));
+        assert_eq!(
+            verdict(&r),
+            Verdict::Malformed(ParseError::Duplicate("Call-ID"))
+        );
     }
 
     #[test]
@@ -875,27 +891,69 @@ mod tests {
         let cases: Vec<(String, &str)> = vec![
             (String::new(), "empty"),
             ("SIP/2.0 200 OK".into(), "no end of headers"),
-            (ok_reply()[..ok_reply().len() - 2].to_string(), "cut before blank line"),
+            (
+                ok_reply()[..ok_reply().len() - 2].to_string(),
+                "cut before blank line",
+            ),
             (ok_reply().replace("200 OK", "2OO OK"), "letters in code"),
             (ok_reply().replace("200 OK", "2000 OK"), "4-digit code"),
             (ok_reply().replace("200 OK", "099 X"), "code too small"),
             (ok_reply().replace("200 OK", "700 X"), "code too big"),
             (ok_reply().replace("SIP/2.0 200", "SIP/3.0 200"), "version"),
-            (ok_reply().replace("SIP/2.0 200 OK", "OPTIONS sip:x SIP/2.0"), "request"),
-            (ok_reply().replace("Call-ID: cid-1@198.51.100.1\r\n", ""), "no Call-ID"),
+            (
+                ok_reply().replace("SIP/2.0 200 OK", "OPTIONS sip:x SIP/2.0"),
+                "request",
+            ),
+            (
+                ok_reply().replace("Call-ID: cid-1@198.51.100.1\r\n", ""),
+                "no Call-ID",
+            ),
             (ok_reply().replace("CSeq: 7 OPTIONS\r\n", ""), "no CSeq"),
-            (ok_reply().replace("CSeq: 7 OPTIONS", "CSeq: OPTIONS"), "CSeq no number"),
-            (ok_reply().replace("CSeq: 7 OPTIONS", "CSeq: 99999999999 OPTIONS"), "CSeq overflow"),
-            (ok_reply().replace("CSeq: 7 OPTIONS", "CSeq: -7 OPTIONS"), "CSeq sign"),
+            (
+                ok_reply().replace("CSeq: 7 OPTIONS", "CSeq: OPTIONS"),
+                "CSeq no number",
+            ),
+            (
+                ok_reply().replace("CSeq: 7 OPTIONS", "CSeq: 99999999999 OPTIONS"),
+                "CSeq overflow",
+            ),
+            (
+                ok_reply().replace("CSeq: 7 OPTIONS", "CSeq: -7 OPTIONS"),
+                "CSeq sign",
+            ),
             (ok_reply().replace("From: ", "From "), "no colon"),
-            (ok_reply().replace("Via: SIP/2.0/UDP ", "Via: SIP/2.0/UDP\r"), "bare CR"),
-            (ok_reply().replace("Via: SIP/2.0/UDP 198", "Via: SIP/2.0/UDP198"), "via no host"),
-            (ok_reply().replace(":40000;branch", ":99999;branch"), "via port"),
-            (ok_reply().replace("Content-Length: 0", "Content-Length: 10"), "truncated body"),
-            (ok_reply().replace("Content-Length: 0", "Content-Length: x"), "bad length"),
+            (
+                ok_reply().replace("Via: SIP/2.0/UDP ", "Via: SIP/2.0/UDP\r"),
+                "bare CR",
+            ),
+            (
+                ok_reply().replace("Via: SIP/2.0/UDP 198", "Via: SIP/2.0/UDP198"),
+                "via no host",
+            ),
+            (
+                ok_reply().replace(":40000;branch", ":99999;branch"),
+                "via port",
+            ),
+            (
+                ok_reply().replace("Content-Length: 0", "Content-Length: 10"),
+                "truncated body",
+            ),
+            (
+                ok_reply().replace("Content-Length: 0", "Content-Length: x"),
+                "bad length",
+            ),
             (ok_reply().replace("To: ", "To\u{0}: "), "NUL in name"),
-            (ok_reply().replace("Via: SIP/2.0/UDP 198.51.100.1:40000;branch=z9hG4bKabc123;rport=40000\r\n", ""), "no Via"),
-            (ok_reply().replace(";rport=40000", ";branch=z9hG4bKabc123"), "two branches"),
+            (
+                ok_reply().replace(
+                    "Via: SIP/2.0/UDP 198.51.100.1:40000;branch=z9hG4bKabc123;rport=40000\r\n",
+                    "",
+                ),
+                "no Via",
+            ),
+            (
+                ok_reply().replace(";rport=40000", ";branch=z9hG4bKabc123"),
+                "two branches",
+            ),
         ];
         for (text, why) in cases {
             let v = verdict(&text);
@@ -914,7 +972,10 @@ mod tests {
             many.push_str(&format!("X-H{i}: v\r\n"));
         }
         many.push_str("\r\n");
-        assert!(matches!(parse_reply(many.as_bytes()), Err(ParseError::Malformed { .. })));
+        assert!(matches!(
+            parse_reply(many.as_bytes()),
+            Err(ParseError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -942,7 +1003,10 @@ mod tests {
         };
         let bytes = build_options(&p).expect("builds");
         let text = String::from_utf8(bytes.clone()).expect("utf8");
-        assert!(text.starts_with("OPTIONS sip:198.51.100.11:5060 SIP/2.0\r\n"), "{text}");
+        assert!(
+            text.starts_with("OPTIONS sip:198.51.100.11:5060 SIP/2.0\r\n"),
+            "{text}"
+        );
         for needle in [
             "Via: SIP/2.0/UDP 198.51.100.1:40000;branch=z9hG4bKdeadbeef;rport\r\n",
             "Max-Forwards: 70\r\n",
@@ -957,7 +1021,8 @@ mod tests {
             assert!(text.contains(needle), "missing {needle:?} in {text}");
         }
         assert!(text.ends_with("\r\n\r\n"), "{text:?}");
-        let parsed = rsip::SipMessage::try_from(bytes.as_slice()).expect("rsip reparses our request");
+        let parsed =
+            rsip::SipMessage::try_from(bytes.as_slice()).expect("rsip reparses our request");
         assert!(parsed.is_request());
     }
 
@@ -987,5 +1052,102 @@ mod tests {
         let mut r1 = Ids::new();
         let mut r2 = Ids::new();
         assert_ne!(r1.next_u64(), r2.next_u64());
+    }
+
+    /// Oracle shared with the cargo-fuzz target: a Final/Provisional verdict implies
+    /// every matching field is exactly the expected one.
+    fn check_oracle(data: &[u8]) {
+        let v = classify(data, SocketAddr::V4(peer()), &expected());
+        if let Verdict::Final { code, .. } | Verdict::Provisional { code } = v {
+            let r = parse_reply(data).expect("matched reply parses");
+            assert_eq!(r.code, code);
+            assert_eq!(r.top_via.branch.as_deref(), Some("z9hG4bKabc123"));
+            assert_eq!(r.call_id, "cid-1@198.51.100.1");
+            assert_eq!((r.cseq, r.cseq_method.as_str()), (7, "OPTIONS"));
+        }
+        let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 5060));
+        assert_eq!(
+            classify(data, other, &expected()),
+            Verdict::Unmatched(Mismatch::WrongSource)
+        );
+    }
+
+    /// Bounded mutation run in the normal suite (the real fuzzing is cargo fuzz, see
+    /// fuzz/fuzz_targets/sip_reply.rs): 50,000 mutants of a seed corpus.
+    #[test]
+    fn mutation_harness_never_panics_never_false_alive() {
+        const TOKENS: [&[u8]; 16] = [
+            b"\r\n",
+            b"\n",
+            b":",
+            b";",
+            b",",
+            b"[",
+            b"]",
+            b" ",
+            b"\t",
+            b"v:",
+            b"branch=",
+            b"z9hG4bKabc123",
+            b"i: cid-1@198.51.100.1",
+            b"CSeq: 7 OPTIONS",
+            b"\r\n\r\n",
+            b"\xff",
+        ];
+        let seeds: Vec<Vec<u8>> = vec![
+            ok_reply().into_bytes(),
+            ok_reply()
+                .replace("Via:", "v:")
+                .replace("Call-ID:", "i:")
+                .into_bytes(),
+            ok_reply().replace("200 OK", "100 Trying").into_bytes(),
+            ok_reply().replace("abc123", "abc124").into_bytes(),
+            ok_reply()
+                .replace("198.51.100.1:40000;branch", "[2001:db8::1]:5060;branch")
+                .into_bytes(),
+        ];
+        let mut rng = Ids::with_seed(0x5eed);
+        let (mut alive, mut total) = (0u32, 0u32);
+        for i in 0..50_000u32 {
+            let mut d = seeds[i as usize % seeds.len()].clone();
+            for _ in 0..1 + rng.next_u64() % 4 {
+                let r = rng.next_u64();
+                let pos = if d.is_empty() {
+                    0
+                } else {
+                    (r >> 8) as usize % (d.len() + 1)
+                };
+                match r % 6 {
+                    0 if !d.is_empty() && pos < d.len() => d[pos] ^= 1 << ((r >> 40) % 8),
+                    1 => d.insert(pos, (r >> 32) as u8),
+                    2 => {
+                        let end = (pos + 1 + (r >> 32) as usize % 16).min(d.len());
+                        if pos < end {
+                            d.drain(pos..end);
+                        }
+                    }
+                    3 => d.truncate(pos),
+                    4 => {
+                        let t = TOKENS[(r >> 32) as usize % TOKENS.len()];
+                        d.splice(pos..pos, t.iter().copied());
+                    }
+                    _ => {
+                        let end = (pos + (r >> 32) as usize % 64).min(d.len());
+                        let chunk = d[pos.min(end)..end].to_vec();
+                        d.splice(pos..pos, chunk);
+                    }
+                }
+            }
+            check_oracle(&d);
+            total += 1;
+            if matches!(
+                classify(&d, SocketAddr::V4(peer()), &expected()),
+                Verdict::Final { .. }
+            ) {
+                alive += 1;
+            }
+        }
+        // Mutants that keep every matching field intact legitimately stay alive.
+        assert!(alive > 0 && alive < total, "{alive}/{total}");
     }
 }

@@ -227,33 +227,40 @@ impl Store {
         self.backend.slot_size()
     }
 
-    fn read_slot(&mut self, slot: Slot) -> SlotState {
+    /// Read and decode one slot; `Err` only for I/O errors (bad contents are `Corrupt`).
+    fn read_slot(&mut self, slot: Slot) -> Result<SlotState, StoreError> {
         let mut header = [0u8; HEADER_LEN];
-        if let Err(e) = self.backend.read(slot, 0, &mut header) {
-            return SlotState::Corrupt(format!("read error: {e}"));
-        }
+        self.backend.read(slot, 0, &mut header)?;
         let len = match record::header_payload_len(&header, self.backend.slot_size()) {
             Ok(Some(len)) => len,
-            Ok(None) => return SlotState::Erased,
-            Err(why) => return SlotState::Corrupt(why),
+            Ok(None) => return Ok(SlotState::Erased),
+            Err(why) => return Ok(SlotState::Corrupt(why)),
         };
         let mut buf = vec![0u8; HEADER_LEN + len + CRC_LEN];
-        if let Err(e) = self.backend.read(slot, 0, &mut buf) {
-            return SlotState::Corrupt(format!("read error: {e}"));
-        }
-        decode_slot(&buf)
+        self.backend.read(slot, 0, &mut buf)?;
+        Ok(decode_slot(&buf))
     }
 
-    fn read_both(&mut self) -> [SlotState; 2] {
-        [self.read_slot(Slot::A), self.read_slot(Slot::B)]
+    /// Both slots; an unreadable slot counts as corrupt, unless both are unreadable.
+    fn read_both(&mut self) -> Result<[SlotState; 2], StoreError> {
+        match (self.read_slot(Slot::A), self.read_slot(Slot::B)) {
+            (Err(e), Err(_)) => Err(e),
+            (a, b) => {
+                let fix = |r: Result<SlotState, StoreError>| {
+                    r.unwrap_or_else(|e| SlotState::Corrupt(format!("unreadable: {e}")))
+                };
+                Ok([fix(a), fix(b)])
+            }
+        }
     }
 
     /// Load the newest valid config; factory defaults when there is none.
     ///
     /// Never fails because of slot contents; corrupt slots are reported in
-    /// `notes` and left untouched until the next save.
+    /// `notes` and left untouched until the next save. Fails only when the
+    /// medium cannot be read at all (e.g. permission denied).
     pub fn load(&mut self) -> Result<Loaded, StoreError> {
-        let states = self.read_both();
+        let states = self.read_both()?;
         let loaded = record::pick(states, &self.factory);
         let dev = self.backend.describe();
         match loaded.origin {
@@ -277,7 +284,7 @@ impl Store {
     ///
     /// The caller validates the config first (the store stores what it is given).
     pub fn save(&mut self, config: &Config) -> Result<u64, StoreError> {
-        let states = self.read_both();
+        let states = self.read_both()?;
         let (target, generation) = record::next_target(&states);
         let rec = encode_record(config, generation)?;
         let slot_size = self.backend.slot_size();
@@ -321,7 +328,7 @@ impl Store {
     /// The older slot is erased first so that a power cut in between leaves the
     /// newest config, never an older one.
     pub fn erase(&mut self) -> Result<(), StoreError> {
-        let states = self.read_both();
+        let states = self.read_both()?;
         let (older, _) = record::next_target(&states);
         self.backend.erase(older)?;
         self.backend.erase(older.other())?;

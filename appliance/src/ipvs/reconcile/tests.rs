@@ -94,7 +94,10 @@ fn sip_service_defaults_follow_the_pe_authors_recipe() {
     let p = &d[0].params;
     assert_eq!(p.sched, "rr");
     assert_eq!(p.flags, svc_flags::PERSISTENT | svc_flags::ONEPACKET);
-    assert_eq!(p.timeout, 60);
+    assert_eq!(
+        p.timeout,
+        crate::config::Config::builtin_default().services[0].persistence_timeout
+    );
     assert_eq!(p.netmask, 0, "granularity 0.0.0.0");
     assert_eq!(p.pe.as_deref(), Some("sip"), "lower-case pe name");
     assert!(d[0].dests.iter().all(|x| x.fwd == FwdMethod::Masq));

@@ -1,0 +1,503 @@
+//! Importer tests over the corpus in tests/data/keepalived.
+
+use super::*;
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keepalived");
+
+fn file(name: &str) -> ImportResult {
+    import_file(format!("{DATA}/{name}"), &Config::builtin_default()).expect("corpus file readable")
+}
+
+fn has(r: &ImportResult, sev: Severity, line: usize, needle: &str) -> bool {
+    r.notes
+        .iter()
+        .any(|n| n.severity == sev && n.line == line && n.message.contains(needle))
+}
+
+#[track_caller]
+fn assert_note(r: &ImportResult, sev: Severity, line: usize, needle: &str) {
+    assert!(
+        has(r, sev, line, needle),
+        "no {sev:?} note at line {line} containing {needle:?}; notes:\n{}",
+        r.notes
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn seed_sample_as_printed() {
+    let r = file("seed-xms.conf");
+    assert_eq!(r.services, 1);
+    let s = &r.config.services[0];
+    assert_eq!(s.vip, Ipv4Addr::new(192, 168, 49, 16));
+    assert_eq!(s.port, 5060);
+    assert_eq!(s.scheduler, Scheduler::Rr);
+    assert_eq!(s.forwarding, Forwarding::Nat);
+    assert_eq!(s.persistence_timeout, 60);
+    assert!(s.sip_persistence);
+    assert!(!s.one_packet, "the seed has no ops");
+    assert_eq!(
+        s.persistence_granularity,
+        Ipv4Addr::BROADCAST,
+        "ipvsadm default netmask"
+    );
+    assert_eq!(s.probe.interval_ms, 120_000);
+    assert_eq!(s.probe.on_failure, FailureAction::Remove);
+    let servers: Vec<_> = s
+        .servers
+        .iter()
+        .map(|x| (x.address.to_string(), x.port, x.weight))
+        .collect();
+    assert_eq!(
+        servers,
+        vec![
+            ("192.168.49.7".to_string(), 5060, 1),
+            ("192.168.49.17".to_string(), 5060, 1)
+        ]
+    );
+    // Line numbers are the file's (blank lines included).
+    assert_note(
+        &r,
+        Severity::Info,
+        7,
+        "delay_loop 120 s mapped to probe interval 120000 ms",
+    );
+    assert_note(&r, Severity::Info, 7, "default is 200 ms");
+    assert_note(&r, Severity::Info, 13, "nat_mask not needed");
+    assert_note(
+        &r,
+        Severity::Info,
+        19,
+        "persistence engine 'SIP' imported as sip",
+    );
+    assert_note(
+        &r,
+        Severity::Info,
+        28,
+        "local probe port 5080 is not needed",
+    );
+    assert_note(
+        &r,
+        Severity::Info,
+        40,
+        "script /home/xms/script.sh replaced",
+    );
+    // The seed's addresses are not on the demo subnets: validation says so, and so do the lab-finding warnings.
+    assert!(r.report.errors.iter().any(|p| p
+        .message
+        .contains("VIP 192.168.49.16 is not on the WAN subnet")));
+    assert!(r.report.errors.iter().any(|p| p
+        .message
+        .contains("192.168.49.7:5060 in service sip is not on the LAN subnet")));
+    assert!(r
+        .report
+        .warnings
+        .iter()
+        .any(|p| p.message.contains("one-packet scheduling is off")));
+    assert!(r
+        .report
+        .warnings
+        .iter()
+        .any(|p| p.message.contains("granularity 255.255.255.255")));
+    assert!(r
+        .report
+        .warnings
+        .iter()
+        .any(|p| p.message.contains("persistence timeout 60 s is below 90 s")));
+    assert!(!r.ok_to_apply());
+    // Interfaces are kept from the base config.
+    assert_eq!(r.config.wan, Config::builtin_default().wan);
+    assert!(r
+        .notes
+        .iter()
+        .any(|n| n.message.contains("only the services are replaced")));
+    let text = r.render();
+    assert!(
+        text.contains("vip = \"192.168.49.16\"") && text.contains("NOT applicable"),
+        "{text}"
+    );
+}
+
+#[test]
+fn seed_sample_on_matching_base_is_applicable_after_fixes() {
+    // With a base config on the seed's subnet and ops + granularity added, the import is clean of errors.
+    let text = std::fs::read_to_string(format!("{DATA}/seed-xms.conf")).unwrap();
+    let fixed = text.replace(
+        "pe SIP",
+        "pe SIP\n    ops\n    persistence_granularity 0.0.0.0",
+    );
+    let mut base = Config::builtin_default();
+    base.wan.address = "192.168.49.2/24".parse().unwrap();
+    base.wan.gateway = Some(Ipv4Addr::new(192, 168, 49, 1));
+    base.lan.address = "192.168.50.1/24".parse().unwrap();
+    let r = import_into(&fixed, &base);
+    // The servers are on the VIP's subnet in the seed (single-subnet set-up): still an error here.
+    assert!(
+        r.report
+            .errors
+            .iter()
+            .all(|p| p.message.contains("not on the LAN subnet")),
+        "{:#?}",
+        r.report
+    );
+    base.lan.address = "192.168.49.1/24".parse().unwrap();
+    base.wan.address = "192.168.48.2/23".parse().unwrap();
+    let r = import_into(&fixed, &base);
+    assert!(
+        r.report
+            .errors
+            .iter()
+            .any(|p| p.message.contains("overlapping")),
+        "{:#?}",
+        r.report
+    );
+}
+
+#[test]
+fn documented_lvs_examples() {
+    let r = file("lvs-doc-examples.conf");
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        3,
+        "global_defs (lines 3-9) not imported",
+    );
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        11,
+        "VRRP/high availability is not supported",
+    );
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        21,
+        "virtual_server_group SIP_GROUP (lines 21-24) is not supported",
+    );
+    assert_note(&r, Severity::Error, 32, "protocol TCP is not supported");
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        33,
+        "sorry_server 198.51.100.250 80 not imported",
+    );
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        37,
+        "HTTP_GET (lines 37-45) replaced",
+    );
+    // The UDP service with the new spellings.
+    assert_eq!(r.services, 1, "TCP and fwmark services are not imported");
+    let s = &r.config.services[0];
+    assert_eq!(s.vip, Ipv4Addr::new(203, 0, 113, 10));
+    assert_eq!(s.scheduler, Scheduler::Wrr);
+    assert_eq!(s.persistence_timeout, KEEPALIVED_DEFAULT_PERSISTENCE);
+    assert_note(&r, Severity::Info, 55, "keepalived's default 360 s");
+    assert_eq!(s.persistence_granularity, Ipv4Addr::UNSPECIFIED);
+    assert!(s.sip_persistence && s.one_packet);
+    assert_eq!(s.probe.interval_ms, 2000);
+    assert_eq!(s.probe.timeout_ms, 2000, "misc_timeout 2");
+    assert_eq!(s.probe.fall, 3, "TCP_CHECK retry 2 => fall 3");
+    assert_eq!(
+        s.probe.on_failure,
+        FailureAction::Weight0,
+        "inhibit_on_failure everywhere"
+    );
+    assert_note(
+        &r,
+        Severity::Info,
+        59,
+        "alpha is how the appliance always works",
+    );
+    assert_note(&r, Severity::Unmapped, 60, "quorum is not supported");
+    assert_note(&r, Severity::Unmapped, 61, "hysteresis");
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        75,
+        "TCP_CHECK (lines 75-78) replaced",
+    );
+    assert_note(
+        &r,
+        Severity::Info,
+        84,
+        "the script probed 198.51.100.99, not the real server",
+    );
+    assert_note(&r, Severity::Unmapped, 85, "misc_dynamic not imported");
+    assert_note(
+        &r,
+        Severity::Info,
+        81,
+        "weight 0 imported as state \"draining\"",
+    );
+    assert_eq!(s.servers[2].state, AdminState::Draining);
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        91,
+        "fwmark virtual servers are not supported",
+    );
+    // TCP service error blocks applying even though the remaining service validates.
+    assert!(r.report.is_ok(), "{:#?}", r.report);
+    assert!(!r.ok_to_apply());
+}
+
+#[test]
+fn include_is_followed_from_files() {
+    let r = file("include/main.conf");
+    assert_eq!(r.services, 2, "{:#?}", r.notes);
+    assert_eq!(r.config.services[1].scheduler, Scheduler::Lc);
+    assert!(r.config.services[1].sip_persistence, "PE Sip in any case");
+    let bogus = r
+        .notes
+        .iter()
+        .find(|n| n.message.contains("unknown keyword 'bogus_keyword'"))
+        .expect("unknown keyword reported");
+    assert_eq!(bogus.line, 13);
+    assert!(
+        bogus
+            .file
+            .as_deref()
+            .unwrap_or("")
+            .ends_with("20-sip2.conf"),
+        "{bogus:?}"
+    );
+    assert_note(&r, Severity::Error, 3, "cannot read included file");
+    assert!(!r.ok_to_apply());
+    // Without the missing include the result is clean.
+    let text = std::fs::read_to_string(format!("{DATA}/include/main.conf")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.conf"),
+        text.replace("include missing-file.conf", ""),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    for f in ["10-sip.conf", "20-sip2.conf"] {
+        let t = std::fs::read_to_string(format!("{DATA}/include/conf.d/{f}")).unwrap();
+        let t = t.replace("    bogus_keyword 17\n", "");
+        std::fs::write(dir.path().join("conf.d").join(f), t).unwrap();
+    }
+    let r = import_file(dir.path().join("main.conf"), &Config::builtin_default()).unwrap();
+    assert!(r.ok_to_apply(), "{}", r.render());
+    assert!(r.report.warnings.is_empty(), "{:#?}", r.report.warnings);
+}
+
+#[test]
+fn include_in_pasted_text_is_reported() {
+    let r = import("include /etc/keepalived/conf.d/*.conf\n");
+    assert_note(&r, Severity::Error, 1, "cannot be followed in pasted text");
+    assert_eq!(r.services, 0);
+    assert!(r
+        .report
+        .errors
+        .iter()
+        .any(|p| p.message.contains("no virtual service")));
+}
+
+#[test]
+fn include_loop_is_stopped() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("a.conf"), "include b.conf\n").unwrap();
+    std::fs::write(d.path().join("b.conf"), "include a.conf\n").unwrap();
+    let r = import_file(d.path().join("a.conf"), &Config::builtin_default()).unwrap();
+    assert!(r
+        .notes
+        .iter()
+        .any(|n| n.message.contains("nested more than 8 levels")));
+}
+
+#[test]
+fn malformed_unclosed_block() {
+    let r = file("malformed-unclosed.conf");
+    assert_note(
+        &r,
+        Severity::Error,
+        1,
+        "block 'virtual_server' opened here is never closed",
+    );
+    assert!(!r.ok_to_apply());
+}
+
+#[test]
+fn malformed_stray_close() {
+    let r = file("malformed-stray-close.conf");
+    assert_note(&r, Severity::Error, 5, "unexpected '}' with no open block");
+    assert!(!r.ok_to_apply());
+}
+
+#[test]
+fn malformed_values() {
+    let r = file("malformed-values.conf");
+    assert_note(&r, Severity::Error, 2, "lb_algo needs a value");
+    assert_note(
+        &r,
+        Severity::Error,
+        3,
+        "delay_loop needs a whole number (seconds between checks), got 'fast'",
+    );
+    assert_note(
+        &r,
+        Severity::Error,
+        7,
+        "real_server 198.51.100.11: missing port",
+    );
+    assert_note(
+        &r,
+        Severity::Error,
+        11,
+        "weight needs a whole number (weight), got 'heavy'",
+    );
+    assert_note(&r, Severity::Error, 13, "unterminated quoted string");
+    assert_note(
+        &r,
+        Severity::Error,
+        17,
+        "'2001:db8::1' is not an IPv4 address",
+    );
+    assert!(!r.ok_to_apply());
+}
+
+#[test]
+fn braces_comments_and_quotes_tokenize() {
+    let r = import(
+        "virtual_server 203.0.113.10 5060{ # comment {\n protocol UDP ! another }\n persistence_timeout 120\n pe sip\n ops\n persistence_granularity 0.0.0.0\n inhibit_on_failure\n real_server 198.51.100.11 5060 { weight 2 }\n}\n",
+    );
+    assert_eq!(r.services, 1, "{}", r.render());
+    assert_eq!(r.config.services[0].servers[0].weight, 2);
+    assert!(r.ok_to_apply(), "{}", r.render());
+    // Brace on its own line.
+    let r = import("virtual_server 203.0.113.10 5060\n{\n protocol UDP\n}\n");
+    assert_eq!(r.services, 1, "{}", r.render());
+}
+
+#[test]
+fn pe_without_persistence_is_refused() {
+    let r = import("virtual_server 203.0.113.10 5060 {\n protocol UDP\n pe sip\n ops\n real_server 198.51.100.11 5060 {\n }\n}\n");
+    assert_note(
+        &r,
+        Severity::Info,
+        3,
+        "keepalived silently drops the engine",
+    );
+    assert!(r.report.errors.iter().any(|p| p
+        .message
+        .contains("SIP persistence engine needs persistence")));
+    assert!(!r.ok_to_apply());
+}
+
+#[test]
+fn unknown_keywords_everywhere_are_reported_with_lines() {
+    let r = import("frobnicate 1\nvirtual_server 203.0.113.10 5060 {\n wibble\n real_server 198.51.100.11 5060 {\n  wobble 2\n  MISC_CHECK {\n   zap\n  }\n }\n}\n");
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        1,
+        "unknown top-level keyword 'frobnicate'",
+    );
+    assert_note(&r, Severity::Unmapped, 3, "unknown keyword 'wibble'");
+    assert_note(&r, Severity::Unmapped, 5, "unknown keyword 'wobble'");
+    assert_note(
+        &r,
+        Severity::Unmapped,
+        7,
+        "unknown keyword 'zap' in MISC_CHECK",
+    );
+}
+
+#[test]
+fn too_many_servers_and_services() {
+    let mut t = String::new();
+    for v in 0..10 {
+        t.push_str(&format!(
+            "virtual_server 203.0.113.{} 5060 {{\n protocol UDP\n",
+            10 + v
+        ));
+        t.push_str(" real_server 198.51.100.11 5060 {\n }\n}\n");
+    }
+    let r = import(&t);
+    assert_eq!(r.services, MAX_SERVICES);
+    assert!(r
+        .notes
+        .iter()
+        .any(|n| n.severity == Severity::Error && n.message.contains("at most 8")));
+    let mut t = String::from("virtual_server 203.0.113.10 5060 {\n protocol UDP\n");
+    for i in 0..70 {
+        t.push_str(&format!(
+            " real_server 198.51.100.{} 5060 {{\n }}\n",
+            10 + i
+        ));
+    }
+    t.push_str("}\n");
+    let r = import(&t);
+    assert!(r
+        .notes
+        .iter()
+        .any(|n| n.severity == Severity::Error && n.message.contains("more than 64 real servers")));
+}
+
+/// Deterministic random-input harness (the cargo-fuzz target in fuzz/ runs the same entry point).
+#[test]
+fn random_inputs_never_panic() {
+    let words = [
+        "virtual_server",
+        "real_server",
+        "{",
+        "}",
+        "\"",
+        "!",
+        "#",
+        "include",
+        "weight",
+        "pe",
+        "SIP",
+        "lb_algo",
+        "persistence_timeout",
+        "MISC_CHECK",
+        "misc_path",
+        "203.0.113.10",
+        "5060",
+        "\n",
+        " ",
+        "ops",
+        "x",
+        "99999999999",
+        "-1",
+        "\u{0}",
+        "é",
+        "virtual_server_group",
+        "retry",
+        "delay_loop",
+        "protocol",
+        "UDP",
+        "TCP",
+    ];
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let iterations = 20_000;
+    for _ in 0..iterations {
+        let n = (next() % 60) as usize;
+        let mut s = String::new();
+        for _ in 0..n {
+            if next() % 5 == 0 {
+                s.push(char::from_u32((next() % 0x250) as u32).unwrap_or('?'));
+            } else {
+                s.push_str(words[(next() % words.len() as u64) as usize]);
+                if next() % 2 == 0 {
+                    s.push(' ');
+                }
+            }
+        }
+        let r = import(&s);
+        let _ = r.render();
+    }
+}

@@ -1,0 +1,1960 @@
+//! The console menu logic, written against two small traits so it runs without a terminal:
+//! [`Port`] (line input, output, timed key waits) and [`Daemon`] (control requests).
+//!
+//! Ctrl-C, idle timeout and terminal loss travel up as [`Esc`] through `?`: Ctrl-C
+//! returns to the main menu, idle locks the console, EOF ends the program (init respawns it).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use crate::config::{bounded, Config, RealServer, VirtualService};
+use crate::console::fields::{self, Parsed};
+use crate::console::screens::{self, fit};
+use crate::control::client::Client;
+use crate::control::password;
+use crate::control::proto::{Reply, Request, ServerOp, ServerRow, StatusInfo, Validation, Which};
+
+/// What a line read produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A line (without the terminator), or any key for `wait_key`.
+    Line(String),
+    /// Ctrl-C.
+    Interrupt,
+    /// The timeout passed without input.
+    Timeout,
+    /// The terminal went away (EOF, Ctrl-D, hang-up).
+    Eof,
+}
+
+/// The terminal, as the menu sees it.
+pub trait Port {
+    /// Write text (`\n` line ends).
+    fn write(&mut self, text: &str);
+    /// Read one line; `secret` disables echo; `Timeout` after `timeout` without a key.
+    fn read_line(&mut self, secret: bool, timeout: Option<Duration>) -> Input;
+    /// Wait up to `timeout` for any key (consumed); `Line("")` when one came.
+    fn wait_key(&mut self, timeout: Duration) -> Input;
+    /// Sleep, discarding typed input (password back-off); `Timeout` when done.
+    fn pause(&mut self, d: Duration) -> Input;
+    /// Start a fresh screen (clear on VT100, a separator on dumb terminals).
+    fn clear(&mut self);
+    /// Run an interactive shell on the terminal and wait for it.
+    fn shell(&mut self) -> Result<(), String>;
+}
+
+/// The daemon, as the menu sees it.
+pub trait Daemon {
+    /// Send one request; `Err` carries the message to show.
+    fn call(&mut self, req: &Request) -> Result<Reply, String>;
+}
+
+impl Daemon for Client {
+    fn call(&mut self, req: &Request) -> Result<Reply, String> {
+        Client::call(self, req).map_err(|e| e.to_string())
+    }
+}
+
+/// Ways out of a screen other than finishing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Esc {
+    /// Ctrl-C: back to the main menu.
+    Interrupt,
+    /// Idle too long: lock.
+    Idle,
+    /// Terminal lost: exit.
+    Eof,
+}
+
+type R<T> = Result<T, Esc>;
+
+/// Timings (shortened by tests).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Live status refresh.
+    pub refresh: Duration,
+    /// Drain countdown poll.
+    pub drain_poll: Duration,
+    /// Retry interval while the daemon is unreachable.
+    pub retry: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            refresh: Duration::from_secs(2),
+            drain_poll: Duration::from_secs(1),
+            retry: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Recorded field changes for the confirmation summary.
+#[derive(Default)]
+struct Changes(Vec<(String, String, String)>);
+
+impl Changes {
+    fn note(&mut self, label: &str, old: impl ToString, new: impl ToString) {
+        let (o, n) = (old.to_string(), new.to_string());
+        if o != n {
+            self.0.push((label.into(), o, n));
+        }
+    }
+}
+
+/// The console menu.
+pub struct Menu<P: Port, D: Daemon> {
+    /// The terminal.
+    pub port: P,
+    /// The daemon connection.
+    pub daemon: D,
+    /// Timings.
+    pub timing: Timing,
+    status: StatusInfo,
+    idle: Option<Duration>,
+}
+
+/// Lines per page when paging long output.
+const PAGE: usize = 20;
+/// Largest keepalived.conf paste accepted.
+const MAX_PASTE: usize = 200_000;
+
+impl<P: Port, D: Daemon> Menu<P, D> {
+    /// A menu on `port` talking to `daemon`.
+    pub fn new(port: P, daemon: D) -> Self {
+        Menu {
+            port,
+            daemon,
+            timing: Timing::default(),
+            status: StatusInfo::default(),
+            idle: None,
+        }
+    }
+
+    /// Run until the terminal goes away.
+    pub fn run(&mut self) {
+        loop {
+            match self.session() {
+                Err(Esc::Eof) => {
+                    self.port.write("\nTerminal closed; console exiting.\n");
+                    return;
+                }
+                Err(Esc::Idle) => self.port.write(&format!(
+                    "\n\nConsole locked after {} s without input.\n",
+                    self.idle.map_or(0, |d| d.as_secs())
+                )),
+                Err(Esc::Interrupt) | Ok(()) => self.port.write("\nConsole locked.\n"),
+            }
+        }
+    }
+
+    /// One login session: connect, authenticate, main menu until logout/idle.
+    fn session(&mut self) -> R<()> {
+        self.connect()?;
+        if self.status.password_set {
+            self.login()?;
+        } else {
+            self.first_password()?;
+        }
+        loop {
+            match self.main_once() {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(Esc::Interrupt) => self.port.write("^C\n"),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn set_status(&mut self, s: StatusInfo) {
+        self.idle = (s.idle_lock_s > 0).then(|| Duration::from_secs(u64::from(s.idle_lock_s)));
+        self.status = s;
+    }
+
+    fn connect(&mut self) -> R<()> {
+        loop {
+            match self.daemon.call(&Request::Status) {
+                Ok(Reply::Status(s)) => {
+                    self.set_status(*s);
+                    return Ok(());
+                }
+                Ok(other) => self.say(&format!("unexpected answer to status: {other:?}")),
+                Err(m) => self.say(&m),
+            }
+            self.port.write(&format!(
+                "Retrying in {} s (press Enter to retry now).\n",
+                self.timing.retry.as_secs()
+            ));
+            if self.port.wait_key(self.timing.retry) == Input::Eof {
+                return Err(Esc::Eof);
+            }
+        }
+    }
+
+    fn refresh(&mut self) {
+        if let Ok(Reply::Status(s)) = self.daemon.call(&Request::Status) {
+            self.set_status(*s);
+        }
+    }
+
+    // ---- input helpers -------------------------------------------------------
+
+    fn say(&mut self, m: &str) {
+        for l in m.lines() {
+            for (i, part) in screens::wrap(l, screens::WIDTH - 4).iter().enumerate() {
+                let lead = if i == 0 { "  ! " } else { "    " };
+                self.port.write(&format!("{lead}{part}\n"));
+            }
+        }
+    }
+
+    fn read(&mut self, prompt: &str, secret: bool, idle: Option<Duration>) -> R<String> {
+        self.port.write(prompt);
+        match self.port.read_line(secret, idle) {
+            Input::Line(s) => Ok(if secret { s } else { s.trim().to_owned() }),
+            Input::Interrupt => Err(Esc::Interrupt),
+            Input::Timeout => Err(Esc::Idle),
+            Input::Eof => Err(Esc::Eof),
+        }
+    }
+
+    fn line(&mut self, prompt: &str) -> R<String> {
+        self.read(prompt, false, self.idle)
+    }
+
+    fn secret(&mut self, prompt: &str) -> R<String> {
+        let r = self.read(prompt, true, self.idle);
+        self.port.write("\n");
+        r
+    }
+
+    /// Ask for a value, re-prompting with the parser's message until it parses.
+    fn ask<T>(&mut self, label: &str, current: &str, parse: impl Fn(&str) -> Parsed<T>) -> R<T> {
+        loop {
+            let prompt = if current.is_empty() {
+                format!("{label}: ")
+            } else {
+                format!("{label} [{current}]: ")
+            };
+            let s = self.line(&prompt)?;
+            let s = if s.is_empty() { current.to_owned() } else { s };
+            match parse(&s) {
+                Ok(v) => return Ok(v),
+                Err(m) => self.say(&m),
+            }
+        }
+    }
+
+    fn confirm(&mut self, q: &str) -> R<bool> {
+        self.ask(&format!("{q} (y/n)"), "", fields::yes_no)
+    }
+
+    fn req(&mut self, r: Request) -> Option<Reply> {
+        match self.daemon.call(&r) {
+            Ok(reply) => Some(reply),
+            Err(m) => {
+                self.say(&m);
+                None
+            }
+        }
+    }
+
+    fn page(&mut self, lines: &[String]) -> R<()> {
+        let pages = lines.len().div_ceil(PAGE);
+        for (i, chunk) in lines.chunks(PAGE).enumerate() {
+            for l in chunk {
+                self.port.write(&format!("{}\n", fit(l)));
+            }
+            if i + 1 < pages {
+                let s = self.line("-- more: Enter for the next page, q to stop: ")?;
+                if s.eq_ignore_ascii_case("q") {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for a key during a watch loop, counting idle time; `true` = key pressed.
+    fn watch_wait(&mut self, d: Duration, waited: &mut Duration) -> R<bool> {
+        match self.port.wait_key(d) {
+            Input::Line(_) => Ok(true),
+            Input::Interrupt => Err(Esc::Interrupt),
+            Input::Eof => Err(Esc::Eof),
+            Input::Timeout => {
+                *waited += d;
+                match self.idle {
+                    Some(limit) if *waited >= limit => Err(Esc::Idle),
+                    _ => Ok(false),
+                }
+            }
+        }
+    }
+
+    // ---- authentication --------------------------------------------------------
+
+    fn new_password(&mut self) -> R<String> {
+        loop {
+            let pw = self.secret(&format!(
+                "New password ({}-{} characters): ",
+                password::MIN_LEN,
+                password::MAX_LEN
+            ))?;
+            if let Err(e) = password::check_policy(&pw) {
+                self.say(&e.to_string());
+                continue;
+            }
+            let again = self.secret("Repeat the new password: ")?;
+            if again != pw {
+                self.say("the two passwords differ; try again");
+                continue;
+            }
+            return Ok(pw);
+        }
+    }
+
+    fn first_password(&mut self) -> R<()> {
+        self.port.write(
+            "\nNo console password is set (first boot).\n\
+             Set one now: it protects this menu and the shell.\n",
+        );
+        loop {
+            let pw = match self.new_password() {
+                Ok(pw) => pw,
+                Err(Esc::Eof) => return Err(Esc::Eof),
+                // Ctrl-C or idle cannot skip the first password.
+                Err(_) => {
+                    self.port
+                        .write("\nA password must be set before anything else.\n");
+                    continue;
+                }
+            };
+            if let Some(Reply::Done { message }) = self.req(Request::SetPassword {
+                old: String::new(),
+                new: pw,
+            }) {
+                self.port.write(&format!("{message}\n"));
+                self.refresh();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ask for the password once; `Ok(true)` when accepted. Applies the back-off pause.
+    fn check_password(&mut self, idle: Option<Duration>) -> R<bool> {
+        let pw = self.read("Password: ", true, idle)?;
+        self.port.write("\n");
+        match self.req(Request::VerifyPassword { password: pw }) {
+            Some(Reply::Verified(v)) if v.ok => Ok(true),
+            Some(Reply::Verified(v)) => {
+                self.port.write(&format!(
+                    "Wrong password. Wait {} s before the next attempt.\n",
+                    v.retry_after_s
+                ));
+                if self
+                    .port
+                    .pause(Duration::from_secs(u64::from(v.retry_after_s)))
+                    == Input::Eof
+                {
+                    return Err(Esc::Eof);
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn login(&mut self) -> R<()> {
+        self.port.write(&format!(
+            "\n{} (appliance {}) console is locked.\n",
+            self.status.hostname, self.status.version
+        ));
+        loop {
+            match self.check_password(None) {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(Esc::Interrupt) | Err(Esc::Idle) => {}
+                Err(Esc::Eof) => return Err(Esc::Eof),
+            }
+        }
+    }
+
+    // ---- main menu -------------------------------------------------------------
+
+    /// Show the main menu once and run the chosen item; `Ok(false)` = logout.
+    fn main_once(&mut self) -> R<bool> {
+        self.refresh();
+        self.port.write("\n");
+        self.port.write(&screens::main_menu(&self.status));
+        let choice = match self.port.read_line(false, self.idle) {
+            Input::Line(s) => s.trim().to_owned(),
+            Input::Interrupt => return Err(Esc::Interrupt),
+            Input::Timeout => return Err(Esc::Idle),
+            Input::Eof => return Err(Esc::Eof),
+        };
+        match choice.as_str() {
+            "" => {}
+            "1" => self.live_status()?,
+            "2" => self.interfaces()?,
+            "3" => self.services()?,
+            "4" => self.servers()?,
+            "5" => self.probe()?,
+            "6" => self.changes()?,
+            "7" => self.diagnostics()?,
+            "8" => self.logs()?,
+            "9" => self.change_password()?,
+            "10" => self.factory_reset()?,
+            "11" => self.power()?,
+            "12" => self.shell()?,
+            "13" => self.import()?,
+            "0" => return Ok(false),
+            other => {
+                let shown: String = other.chars().take(20).collect();
+                self.say(&format!(
+                    "'{shown}' is not an option: enter a number from the menu"
+                ))
+            }
+        }
+        Ok(true)
+    }
+
+    // ---- 1: live status --------------------------------------------------------
+
+    fn live_status(&mut self) -> R<()> {
+        let mut waited = Duration::ZERO;
+        loop {
+            self.refresh();
+            let rows: Vec<ServerRow> = match self.daemon.call(&Request::ShowServers) {
+                Ok(Reply::Servers(r)) => r,
+                Ok(_) => Vec::new(),
+                Err(m) => {
+                    self.say(&m);
+                    Vec::new()
+                }
+            };
+            self.port.clear();
+            let body = screens::status_table(&self.status, &rows, self.timing.refresh.as_secs());
+            self.port.write(&body);
+            if self.watch_wait(self.timing.refresh, &mut waited)? {
+                return Ok(());
+            }
+        }
+    }
+
+    // ---- config editing helpers -------------------------------------------------
+
+    fn candidate(&mut self) -> Option<Config> {
+        match self.req(Request::GetConfig {
+            which: Which::Candidate,
+        })? {
+            Reply::Config { config, .. } => Some(*config),
+            other => {
+                self.say(&format!("unexpected answer: {other:?}"));
+                None
+            }
+        }
+    }
+
+    fn show_validation(&mut self, v: &Validation) {
+        for w in &v.warnings {
+            self.port.write(&format!("  warning: {}\n", fit(w)));
+        }
+        if !v.errors.is_empty() {
+            self.port.write(&format!(
+                "The candidate has {} problem(s); it cannot be applied until they are fixed:\n",
+                v.errors.len()
+            ));
+            for e in &v.errors {
+                self.port.write(&format!("  - {}\n", fit(e)));
+            }
+        }
+    }
+
+    /// After a staged edit: show problems, offer apply (and then save).
+    fn after_stage(&mut self, v: &Validation) -> R<()> {
+        self.show_validation(v);
+        if !v.is_ok() {
+            self.port
+                .write("Staged in the candidate. Fix the problems, then use 6) Changes.\n");
+            return Ok(());
+        }
+        self.port
+            .write("Staged in the candidate (not running yet).\n");
+        if self.confirm("Apply the candidate now")? {
+            self.apply()?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self) -> R<()> {
+        if let Some(Reply::Done { message }) = self.req(Request::Apply) {
+            self.port.write(&format!("{}\n", fit(&message)));
+            self.refresh();
+            if self.status.unsaved && self.confirm("Save the running config to flash now")? {
+                self.save();
+            }
+        }
+        Ok(())
+    }
+
+    fn save(&mut self) {
+        if let Some(Reply::Done { message }) = self.req(Request::Save) {
+            self.port.write(&format!("{}\n", fit(&message)));
+        }
+    }
+
+    /// Confirm the recorded changes and stage `new` as the candidate.
+    fn stage(&mut self, new: Config, changes: Changes) -> R<()> {
+        if changes.0.is_empty() {
+            self.port.write("No changes.\n");
+            return Ok(());
+        }
+        self.port.write("Changes:\n");
+        for (l, o, n) in &changes.0 {
+            self.port
+                .write(&format!("{}\n", fit(&format!("  {l}: {o} -> {n}"))));
+        }
+        if !self.confirm("Stage these changes in the candidate config")? {
+            self.port.write("Nothing changed.\n");
+            return Ok(());
+        }
+        if let Some(Reply::Validation(v)) = self.req(Request::SetCandidate {
+            config: Box::new(new),
+        }) {
+            self.after_stage(&v)?;
+        }
+        Ok(())
+    }
+
+    fn pick_service(&mut self, c: &Config) -> R<Option<usize>> {
+        match c.services.len() {
+            0 => {
+                self.say(
+                    "no virtual service is configured; add one in 3) Virtual service settings",
+                );
+                Ok(None)
+            }
+            1 => Ok(Some(0)),
+            n => {
+                for (i, s) in c.services.iter().enumerate() {
+                    self.port
+                        .write(&format!("  {}) {}  {}:{}\n", i + 1, s.name, s.vip, s.port));
+                }
+                let k = self.ask("Service number (0 = back)", "", |s| {
+                    fields::number(s, 0, n, "service number")
+                })?;
+                Ok(k.checked_sub(1))
+            }
+        }
+    }
+
+    // ---- 2: interfaces -------------------------------------------------------------
+
+    fn interfaces(&mut self) -> R<()> {
+        loop {
+            let Some(c) = self.candidate() else {
+                return Ok(());
+            };
+            self.port.write("\nInterfaces (candidate config)\n");
+            self.port.write(&screens::interfaces(&c));
+            match self.line("Interface option: ")?.as_str() {
+                "0" | "" => return Ok(()),
+                "1" => self.edit_iface(c, true)?,
+                "2" => self.edit_iface(c, false)?,
+                "3" => {
+                    let h = self.ask("Hostname", &c.hostname, fields::hostname)?;
+                    let mut ch = Changes::default();
+                    ch.note("hostname", &c.hostname, &h);
+                    let mut n = c;
+                    n.hostname = bounded(&h);
+                    self.stage(n, ch)?;
+                }
+                other => self.say(&format!("'{other}' is not an option: enter 0 to 3")),
+            }
+        }
+    }
+
+    fn edit_iface(&mut self, c: Config, wan: bool) -> R<()> {
+        let (label, cur, other) = if wan {
+            ("WAN", c.wan.clone(), c.lan.name.to_string())
+        } else {
+            ("LAN", c.lan.clone(), c.wan.name.to_string())
+        };
+        self.port.write(&format!(
+            "Editing {label}. Press Enter to keep the value in brackets.\n"
+        ));
+        let name = self.ask(&format!("{label} interface name"), &cur.name, |s| {
+            let n = fields::ifname(s)?;
+            if n == other {
+                Err(format!(
+                    "{n} is already the other interface; WAN and LAN must differ"
+                ))
+            } else {
+                Ok(n)
+            }
+        })?;
+        let addr = self.ask(
+            &format!("{label} address/prefix"),
+            &cur.address.to_string(),
+            fields::net,
+        )?;
+        let gw_cur = match cur.gateway {
+            Some(g) if addr.contains(g) => g.to_string(),
+            _ => "none".into(),
+        };
+        let gw = self.ask(&format!("{label} gateway or 'none'"), &gw_cur, |s| {
+            fields::gateway(s, addr)
+        })?;
+        let mtu = self.ask(&format!("{label} MTU"), &cur.mtu.to_string(), fields::mtu)?;
+        let mut ch = Changes::default();
+        ch.note(&format!("{label} name"), &cur.name, &name);
+        ch.note(&format!("{label} address"), cur.address, addr);
+        ch.note(
+            &format!("{label} gateway"),
+            fields::show_gateway(cur.gateway),
+            fields::show_gateway(gw),
+        );
+        ch.note(&format!("{label} MTU"), cur.mtu, mtu);
+        let mut n = c;
+        let i = if wan { &mut n.wan } else { &mut n.lan };
+        i.name = bounded(&name);
+        i.address = addr;
+        i.gateway = gw;
+        i.mtu = mtu;
+        self.stage(n, ch)
+    }
+
+    // ---- 3: virtual services -----------------------------------------------------
+
+    fn services(&mut self) -> R<()> {
+        loop {
+            let Some(c) = self.candidate() else {
+                return Ok(());
+            };
+            self.port.write("\nVirtual services (candidate config)\n");
+            for (i, s) in c.services.iter().enumerate() {
+                self.port.write(&format!(
+                    "{}\n",
+                    fit(&format!(
+                        "  {}) {:<10} {}:{} {} {} persist {} s pe sip {}",
+                        i + 1,
+                        s.name,
+                        s.vip,
+                        s.port,
+                        s.scheduler.kernel_name(),
+                        fields::show_forwarding(s.forwarding),
+                        s.persistence_timeout,
+                        if s.sip_persistence { "on" } else { "off" }
+                    ))
+                ));
+            }
+            self.port
+                .write("  a) Add a service   r) Remove a service   0) Back\n");
+            let s = self.line("Service to edit (number), a, r or 0: ")?;
+            match s.as_str() {
+                "0" | "" => return Ok(()),
+                "a" | "A" => self.add_service(c)?,
+                "r" | "R" => self.remove_service(c)?,
+                n => match n.parse::<usize>() {
+                    Ok(k) if (1..=c.services.len()).contains(&k) => self.edit_service(c, k - 1)?,
+                    _ => self.say(&format!(
+                        "'{n}' is not an option: enter a service number, a, r or 0"
+                    )),
+                },
+            }
+        }
+    }
+
+    fn add_service(&mut self, c: Config) -> R<()> {
+        if c.services.len() >= crate::config::MAX_SERVICES {
+            self.say(&format!(
+                "the maximum of {} services is reached",
+                crate::config::MAX_SERVICES
+            ));
+            return Ok(());
+        }
+        let names: Vec<String> = c.services.iter().map(|s| s.name.to_string()).collect();
+        let name = self.ask("New service name", "", |s| {
+            let n = fields::service_name(s)?;
+            if names.contains(&n) {
+                Err(format!("a service named '{n}' already exists"))
+            } else {
+                Ok(n)
+            }
+        })?;
+        let vip = self.ask("VIP address", "", fields::ipv4)?;
+        let port = self.ask("VIP port", "5060", fields::port)?;
+        let svc = VirtualService {
+            name: bounded(&name),
+            vip,
+            port,
+            protocol: Default::default(),
+            scheduler: Default::default(),
+            forwarding: Default::default(),
+            persistence_timeout: 60,
+            sip_persistence: true,
+            one_packet: true,
+            persistence_granularity: Ipv4Addr::UNSPECIFIED,
+            probe: Default::default(),
+            servers: heapless::Vec::new(),
+        };
+        let mut ch = Changes::default();
+        ch.note(
+            "services",
+            "-",
+            format!("add {name} {vip}:{port} (no servers yet)"),
+        );
+        let mut n = c;
+        if n.services.push(svc).is_err() {
+            self.say("no room for another service");
+            return Ok(());
+        }
+        self.stage(n, ch)
+    }
+
+    fn remove_service(&mut self, c: Config) -> R<()> {
+        let Some(i) = self.pick_service_any(&c)? else {
+            return Ok(());
+        };
+        let mut ch = Changes::default();
+        let name = c.services[i].name.to_string();
+        ch.note(
+            "services",
+            format!("{name} present"),
+            format!("{name} removed"),
+        );
+        let mut n = c;
+        n.services.remove(i);
+        self.stage(n, ch)
+    }
+
+    /// Like `pick_service` but always asks (used for remove, even with one service).
+    fn pick_service_any(&mut self, c: &Config) -> R<Option<usize>> {
+        if c.services.is_empty() {
+            self.say("there is no service to remove");
+            return Ok(None);
+        }
+        for (i, s) in c.services.iter().enumerate() {
+            self.port
+                .write(&format!("  {}) {}  {}:{}\n", i + 1, s.name, s.vip, s.port));
+        }
+        let n = c.services.len();
+        let k = self.ask("Service number (0 = back)", "", |s| {
+            fields::number(s, 0, n, "service number")
+        })?;
+        Ok(k.checked_sub(1))
+    }
+
+    fn edit_service(&mut self, c: Config, i: usize) -> R<()> {
+        let s = c.services[i].clone();
+        self.port.write(&format!(
+            "Editing service '{}'. Press Enter to keep the value in brackets.\n",
+            s.name
+        ));
+        let vip = self.ask("VIP address", &s.vip.to_string(), fields::ipv4)?;
+        let port = self.ask("VIP port", &s.port.to_string(), fields::port)?;
+        let sched = self.ask(
+            "Scheduler rr|wrr|lc|wlc|sh|mh",
+            s.scheduler.kernel_name(),
+            fields::scheduler,
+        )?;
+        let fwd = self.ask(
+            "Forwarding nat|dr",
+            &fields::show_forwarding(s.forwarding),
+            fields::forwarding,
+        )?;
+        let pt = self.ask(
+            "Persistence timeout in s (0 = off)",
+            &s.persistence_timeout.to_string(),
+            |v| fields::number(v, 0u32, 86_400, "persistence timeout"),
+        )?;
+        let pe = self.ask(
+            "SIP persistence engine (pe sip) y/n",
+            &fields::show_yn(s.sip_persistence),
+            fields::yes_no,
+        )?;
+        let ops = self.ask(
+            "One-packet scheduling y/n",
+            &fields::show_yn(s.one_packet),
+            fields::yes_no,
+        )?;
+        let gran = self.ask(
+            "Persistence granularity netmask",
+            &s.persistence_granularity.to_string(),
+            fields::netmask,
+        )?;
+        let mut ch = Changes::default();
+        ch.note("VIP", s.vip, vip);
+        ch.note("port", s.port, port);
+        ch.note("scheduler", s.scheduler.kernel_name(), sched.kernel_name());
+        ch.note(
+            "forwarding",
+            fields::show_forwarding(s.forwarding),
+            fields::show_forwarding(fwd),
+        );
+        ch.note("persistence timeout", s.persistence_timeout, pt);
+        ch.note(
+            "pe sip",
+            fields::show_yn(s.sip_persistence),
+            fields::show_yn(pe),
+        );
+        ch.note(
+            "one-packet",
+            fields::show_yn(s.one_packet),
+            fields::show_yn(ops),
+        );
+        ch.note("granularity", s.persistence_granularity, gran);
+        let mut n = c;
+        let t = &mut n.services[i];
+        t.vip = vip;
+        t.port = port;
+        t.scheduler = sched;
+        t.forwarding = fwd;
+        t.persistence_timeout = pt;
+        t.sip_persistence = pe;
+        t.one_packet = ops;
+        t.persistence_granularity = gran;
+        self.stage(n, ch)
+    }
+
+    // ---- 4: servers ------------------------------------------------------------------
+
+    fn servers(&mut self) -> R<()> {
+        let Some(c) = self.candidate() else {
+            return Ok(());
+        };
+        let Some(si) = self.pick_service(&c)? else {
+            return Ok(());
+        };
+        let service = c.services[si].name.to_string();
+        loop {
+            let Some(c) = self.candidate() else {
+                return Ok(());
+            };
+            let Some(svc) = c.services.iter().find(|s| s.name.as_str() == service) else {
+                self.say(&format!(
+                    "service '{service}' is no longer in the candidate"
+                ));
+                return Ok(());
+            };
+            let live = match self.daemon.call(&Request::ShowServers) {
+                Ok(Reply::Servers(r)) => r,
+                _ => Vec::new(),
+            };
+            self.port.write(&format!(
+                "\nServers of '{}' (VIP {}:{}), candidate config + live state\n",
+                svc.name, svc.vip, svc.port
+            ));
+            self.port
+                .write("   #  Server                 Weight  Admin     Health  Kernel wt\n");
+            for (i, r) in svc.servers.iter().enumerate() {
+                let sa = SocketAddrV4::new(r.address, r.port);
+                let l = live.iter().find(|x| x.service == service && x.server == sa);
+                let health = l.map_or("-".to_string(), |x| {
+                    format!("{:?}", x.health).to_lowercase()
+                });
+                let kw = l
+                    .and_then(|x| x.kernel_weight)
+                    .map_or("-".into(), |w| w.to_string());
+                self.port.write(&format!(
+                    "{}\n",
+                    fit(&format!(
+                        "  {:>2}) {:<22} {:>6}  {:<9} {:<7} {}",
+                        i + 1,
+                        sa.to_string(),
+                        r.weight,
+                        screens::admin(r.state),
+                        health,
+                        kw
+                    ))
+                ));
+            }
+            if svc.servers.is_empty() {
+                self.port.write("  (no servers)\n");
+            }
+            self.port
+                .write("  a) Add  r) Remove  e) Enable  d) Drain now  x) Disable  0) Back\n");
+            let servers: Vec<RealServer> = svc.servers.iter().cloned().collect();
+            let s = self.line("Server action: ")?;
+            match s.to_ascii_lowercase().as_str() {
+                "0" | "" => return Ok(()),
+                "a" => self.add_server(&service, &servers)?,
+                "r" => self.server_op(&service, &servers, ServerOp::Remove, "Remove")?,
+                "e" => self.server_op(&service, &servers, ServerOp::Enable, "Enable")?,
+                "x" => self.server_op(&service, &servers, ServerOp::Disable, "Disable")?,
+                "d" => self.drain(&service, &servers)?,
+                other => self.say(&format!(
+                    "'{other}' is not an action: use a, r, e, d, x or 0"
+                )),
+            }
+        }
+    }
+
+    fn pick_server(&mut self, servers: &[RealServer]) -> R<Option<SocketAddrV4>> {
+        if servers.is_empty() {
+            self.say("there are no servers in this service");
+            return Ok(None);
+        }
+        let n = servers.len();
+        let k = self.ask("Server number (0 = back)", "", |s| {
+            fields::number(s, 0, n, "server number")
+        })?;
+        Ok(k.checked_sub(1)
+            .map(|i| SocketAddrV4::new(servers[i].address, servers[i].port)))
+    }
+
+    fn add_server(&mut self, service: &str, servers: &[RealServer]) -> R<()> {
+        let existing: Vec<SocketAddrV4> = servers
+            .iter()
+            .map(|r| SocketAddrV4::new(r.address, r.port))
+            .collect();
+        let ip = self.ask("Server address", "", fields::ipv4)?;
+        let port = self.ask("Server port", "5060", |s| {
+            let p = fields::port(s)?;
+            if existing.contains(&SocketAddrV4::new(ip, p)) {
+                Err(format!("{ip}:{p} is already in this service"))
+            } else {
+                Ok(p)
+            }
+        })?;
+        let weight = self.ask("Weight", "1", |s| fields::number(s, 1u32, 65535, "weight"))?;
+        let sa = SocketAddrV4::new(ip, port);
+        if !self.confirm(&format!("Add {sa} with weight {weight} to the candidate"))? {
+            self.port.write("Nothing changed.\n");
+            return Ok(());
+        }
+        self.server_request(service, sa, ServerOp::Add { weight })
+    }
+
+    fn server_op(
+        &mut self,
+        service: &str,
+        servers: &[RealServer],
+        op: ServerOp,
+        verb: &str,
+    ) -> R<()> {
+        let Some(sa) = self.pick_server(servers)? else {
+            return Ok(());
+        };
+        if !self.confirm(&format!("{verb} {sa} in the candidate"))? {
+            self.port.write("Nothing changed.\n");
+            return Ok(());
+        }
+        self.server_request(service, sa, op)
+    }
+
+    fn server_request(&mut self, service: &str, sa: SocketAddrV4, op: ServerOp) -> R<()> {
+        if let Some(Reply::Validation(v)) = self.req(Request::ServerAction {
+            service: service.into(),
+            server: sa,
+            action: op,
+        }) {
+            self.after_stage(&v)?;
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self, service: &str, servers: &[RealServer]) -> R<()> {
+        let Some(sa) = self.pick_server(servers)? else {
+            return Ok(());
+        };
+        self.port.write(
+            "Draining acts NOW on the running config: no new calls go to the server,\n\
+             calls in progress continue. It stays unsaved until you save.\n",
+        );
+        if !self.confirm(&format!("Drain {sa} now"))? {
+            self.port.write("Nothing changed.\n");
+            return Ok(());
+        }
+        let Some(Reply::Done { message }) = self.req(Request::ServerAction {
+            service: service.into(),
+            server: sa,
+            action: ServerOp::Drain,
+        }) else {
+            return Ok(());
+        };
+        self.port.write(&format!("{}\n", fit(&message)));
+        self.port
+            .write("Counting down the calls left; press Enter to stop watching.\n");
+        let mut waited = Duration::ZERO;
+        loop {
+            let Some(Reply::Drain(d)) = self.req(Request::DrainStatus {
+                service: service.into(),
+                server: sa,
+            }) else {
+                return Ok(());
+            };
+            self.port
+                .write(&format!("\rCalls remaining on {sa}: {:<10}", d.remaining));
+            if d.remaining == 0 {
+                self.port.write(&format!(
+                    "\nServer {sa} has no calls left: it can be serviced or removed.\n"
+                ));
+                return Ok(());
+            }
+            if self.watch_wait(self.timing.drain_poll, &mut waited)? {
+                self.port
+                    .write("\nStopped watching; the server keeps draining.\n");
+                return Ok(());
+            }
+        }
+    }
+
+    // ---- 5: probe settings -------------------------------------------------------------
+
+    fn probe(&mut self) -> R<()> {
+        let Some(c) = self.candidate() else {
+            return Ok(());
+        };
+        let Some(i) = self.pick_service(&c)? else {
+            return Ok(());
+        };
+        let p = c.services[i].probe.clone();
+        self.port.write(&format!(
+            "Probe settings of '{}' (SIP OPTIONS). Press Enter to keep the value in brackets.\n",
+            c.services[i].name
+        ));
+        let en = self.ask(
+            "Probing enabled y/n",
+            &fields::show_yn(p.enabled),
+            fields::yes_no,
+        )?;
+        let iv = self.ask("Interval in ms", &p.interval_ms.to_string(), |s| {
+            fields::number(s, 20u32, 60_000, "interval")
+        })?;
+        let to = self.ask("Timeout in ms", &p.timeout_ms.to_string(), |s| {
+            fields::number(s, 10u32, 60_000, "timeout")
+        })?;
+        let rise = self.ask("Rise (successes to mark up)", &p.rise.to_string(), |s| {
+            fields::number(s, 1u8, 20, "rise count")
+        })?;
+        let fall = self.ask("Fall (failures to mark down)", &p.fall.to_string(), |s| {
+            fields::number(s, 1u8, 20, "fall count")
+        })?;
+        let acc = self.ask(
+            "Accepted reply codes",
+            &fields::show_codes(&p.accept),
+            fields::codes,
+        )?;
+        let from = self.ask("From URI", &p.from_uri, |s| fields::sip_uri(s, false))?;
+        let to_cur = if p.to_uri.is_empty() {
+            "-"
+        } else {
+            p.to_uri.as_str()
+        };
+        let to_uri = self.ask("To URI ('-' = the server)", to_cur, |s| {
+            fields::sip_uri(s, true)
+        })?;
+        let ua = self.ask("User-Agent", &p.user_agent, fields::header_value)?;
+        let fail = self.ask(
+            "On failure weight0|remove",
+            &fields::show_failure(p.on_failure),
+            fields::failure_action,
+        )?;
+        let mut ch = Changes::default();
+        ch.note("enabled", fields::show_yn(p.enabled), fields::show_yn(en));
+        ch.note("interval ms", p.interval_ms, iv);
+        ch.note("timeout ms", p.timeout_ms, to);
+        ch.note("rise", p.rise, rise);
+        ch.note("fall", p.fall, fall);
+        ch.note(
+            "accept",
+            fields::show_codes(&p.accept),
+            fields::show_codes(&acc),
+        );
+        ch.note("From", &p.from_uri, &from);
+        ch.note("To", to_cur, if to_uri.is_empty() { "-" } else { &to_uri });
+        ch.note("User-Agent", &p.user_agent, &ua);
+        ch.note(
+            "on failure",
+            fields::show_failure(p.on_failure),
+            fields::show_failure(fail),
+        );
+        let mut n = c;
+        let q = &mut n.services[i].probe;
+        q.enabled = en;
+        q.interval_ms = iv;
+        q.timeout_ms = to;
+        q.rise = rise;
+        q.fall = fall;
+        q.accept = acc.into_iter().collect();
+        q.from_uri = bounded(&from);
+        q.to_uri = bounded(&to_uri);
+        q.user_agent = bounded(&ua);
+        q.on_failure = fail;
+        self.stage(n, ch)
+    }
+
+    // ---- 6: changes ------------------------------------------------------------------------
+
+    fn changes(&mut self) -> R<()> {
+        loop {
+            self.refresh();
+            let st = &self.status;
+            let cand = if st.unapplied {
+                "has changes that are not applied"
+            } else {
+                "same as running"
+            };
+            let errs = if st.candidate_errors > 0 {
+                format!(" ({} problems)", st.candidate_errors)
+            } else {
+                String::new()
+            };
+            let run = if st.unsaved {
+                "NOT saved to flash"
+            } else {
+                "saved to flash"
+            };
+            self.port.write(&format!(
+                "\nChanges\n  Candidate: {cand}{errs}\n  Running:   {run}\n\
+                 \x20 1) Show diff (running -> candidate)\n\
+                 \x20 2) Apply the candidate\n\
+                 \x20 3) Save the running config to flash\n\
+                 \x20 4) Revert: discard candidate changes\n\
+                 \x20 5) Revert: load the saved config into the candidate\n\
+                 \x20 0) Back\n"
+            ));
+            match self.line("Changes option: ")?.as_str() {
+                "0" | "" => return Ok(()),
+                "1" => {
+                    if let Some(Reply::Diff(d)) = self.req(Request::Diff) {
+                        if d.lines.is_empty() {
+                            self.port
+                                .write("No differences between running and candidate.\n");
+                        } else {
+                            self.page(&d.lines)?;
+                        }
+                    }
+                }
+                "2" => {
+                    if self.confirm("Apply the candidate now")? {
+                        self.apply()?;
+                    }
+                }
+                "3" => {
+                    if self.confirm("Save the running config to flash")? {
+                        self.save();
+                    }
+                }
+                "4" => self.revert(Which::Running, "Discard all candidate changes")?,
+                "5" => self.revert(Which::Saved, "Load the saved config into the candidate")?,
+                other => self.say(&format!("'{other}' is not an option: enter 0 to 5")),
+            }
+        }
+    }
+
+    fn revert(&mut self, from: Which, q: &str) -> R<()> {
+        if !self.confirm(q)? {
+            self.port.write("Nothing changed.\n");
+            return Ok(());
+        }
+        if let Some(Reply::Done { message }) = self.req(Request::Revert { from }) {
+            self.port.write(&format!("{}\n", fit(&message)));
+        }
+        Ok(())
+    }
+
+    // ---- 7: diagnostics ----------------------------------------------------------------------
+
+    fn first_server(&mut self) -> String {
+        match self.daemon.call(&Request::ShowServers) {
+            Ok(Reply::Servers(r)) => r
+                .first()
+                .map_or(String::new(), |s| s.server.ip().to_string()),
+            _ => String::new(),
+        }
+    }
+
+    fn diagnostics(&mut self) -> R<()> {
+        loop {
+            self.port.write(
+                "\nDiagnostics\n  1) Ping a host\n  2) Send a SIP OPTIONS and show the reply\n  0) Back\n",
+            );
+            match self.line("Diagnostics option: ")?.as_str() {
+                "0" | "" => return Ok(()),
+                "1" => {
+                    let def = self.first_server();
+                    let host = self.ask("Host to ping", &def, fields::host)?;
+                    let count = self.ask("Count", "3", |s| fields::number(s, 1u8, 10, "count"))?;
+                    self.port.write(&format!("Pinging {host}...\n"));
+                    if let Some(Reply::Output { success, lines }) =
+                        self.req(Request::Ping { host, count })
+                    {
+                        self.page(&lines)?;
+                        self.port.write(if success {
+                            "Ping: host answered.\n"
+                        } else {
+                            "Ping: FAILED.\n"
+                        });
+                    }
+                }
+                "2" => {
+                    let def = self.first_server();
+                    let ip = self.ask("SIP host address", &def, fields::ipv4)?;
+                    let port = self.ask("SIP port", "5060", fields::port)?;
+                    self.port
+                        .write(&format!("Sending OPTIONS to {ip}:{port}...\n"));
+                    if let Some(Reply::Sip(s)) = self.req(Request::SipOptions {
+                        host: ip.to_string(),
+                        port,
+                    }) {
+                        let rtt = s.rtt_ms.map_or(String::new(), |r| format!(" in {r:.1} ms"));
+                        match s.code {
+                            Some(code) => self.port.write(&format!(
+                                "Reply from {}: {} {}{}\n",
+                                s.target, code, s.reason, rtt
+                            )),
+                            None => self
+                                .port
+                                .write(&format!("No reply from {}: {}\n", s.target, s.reason)),
+                        }
+                        let lines: Vec<String> = s
+                            .text
+                            .lines()
+                            .take(15)
+                            .map(|l| format!("  | {l}"))
+                            .collect();
+                        self.page(&lines)?;
+                    }
+                }
+                other => self.say(&format!("'{other}' is not an option: enter 0 to 2")),
+            }
+        }
+    }
+
+    // ---- 8: logs ---------------------------------------------------------------------------------
+
+    fn logs(&mut self) -> R<()> {
+        if let Some(Reply::Logs(ev)) = self.req(Request::Logs { n: 100 }) {
+            self.port.write("\nRecent events (oldest first)\n");
+            if ev.is_empty() {
+                self.port.write("(no events)\n");
+            }
+            let lines: Vec<String> = ev
+                .iter()
+                .map(|e| format!("[{:>7}s] {:<5} {}", e.uptime_s, e.level, e.message))
+                .collect();
+            self.page(&lines)?;
+        }
+        Ok(())
+    }
+
+    // ---- 9: password -----------------------------------------------------------------------------
+
+    fn change_password(&mut self) -> R<()> {
+        self.port.write("\nChange the console password\n");
+        let old = self.secret("Current password: ")?;
+        let new = self.new_password()?;
+        if let Some(Reply::Done { message }) = self.req(Request::SetPassword { old, new }) {
+            self.port.write(&format!("{message}\n"));
+        }
+        Ok(())
+    }
+
+    // ---- 10, 11: reset and power -----------------------------------------------------------------
+
+    fn factory_reset(&mut self) -> R<()> {
+        self.port.write(
+            "\nFactory reset erases the saved config (interfaces, services, password)\n\
+             and reboots on factory defaults. Calls in progress are dropped.\n",
+        );
+        let s = self.line("Type 'yes' to erase and reboot, anything else cancels: ")?;
+        if s == "yes" {
+            if let Some(Reply::Done { message }) = self.req(Request::FactoryReset { confirm: true })
+            {
+                self.port.write(&format!("{message}\n"));
+            }
+        } else {
+            self.port.write("Cancelled; nothing changed.\n");
+        }
+        Ok(())
+    }
+
+    fn power(&mut self) -> R<()> {
+        self.port
+            .write("\nReboot / power off\n  1) Reboot\n  2) Power off\n  0) Back\n");
+        let (req, what) = match self.line("Power option: ")?.as_str() {
+            "1" => (Request::Reboot, "reboot"),
+            "2" => (Request::PowerOff, "power off"),
+            "0" | "" => return Ok(()),
+            other => {
+                self.say(&format!("'{other}' is not an option: enter 0 to 2"));
+                return Ok(());
+            }
+        };
+        self.refresh();
+        if self.status.unsaved {
+            self.port.write(
+                "Note: the running config has changes not saved to flash; they will be lost.\n",
+            );
+        }
+        let s = self.line(&format!(
+            "Calls in progress are dropped. Type 'yes' to {what} now: "
+        ))?;
+        if s != "yes" {
+            self.port.write("Cancelled.\n");
+            return Ok(());
+        }
+        if let Some(Reply::Done { message }) = self.req(req) {
+            self.port.write(&format!("{message}\n"));
+        }
+        Ok(())
+    }
+
+    // ---- 12: shell -------------------------------------------------------------------------------
+
+    fn shell(&mut self) -> R<()> {
+        self.port
+            .write("\nThe shell needs the console password again.\n");
+        if !self.check_password(self.idle)? {
+            self.port.write("No shell.\n");
+            return Ok(());
+        }
+        self.port
+            .write("Starting /bin/sh; type 'exit' to return to the menu.\n");
+        if let Err(m) = self.port.shell() {
+            self.say(&m);
+        }
+        Ok(())
+    }
+
+    // ---- 13: keepalived import -------------------------------------------------------------------
+
+    fn import(&mut self) -> R<()> {
+        self.port.write(
+            "\nPaste keepalived.conf now, then a line containing only '.' (Ctrl-C cancels).\n",
+        );
+        let mut text = String::new();
+        loop {
+            let l = match self.port.read_line(false, self.idle) {
+                Input::Line(l) => l,
+                Input::Interrupt => return Err(Esc::Interrupt),
+                Input::Timeout => return Err(Esc::Idle),
+                Input::Eof => return Err(Esc::Eof),
+            };
+            if l.trim() == "." {
+                break;
+            }
+            if text.len() + l.len() + 1 > MAX_PASTE {
+                self.say(&format!(
+                    "the paste is longer than {MAX_PASTE} bytes; cancelled, nothing changed"
+                ));
+                return Ok(());
+            }
+            text.push_str(&l);
+            text.push('\n');
+        }
+        let Some(Reply::Import(info)) = self.req(Request::ImportKeepalived { text }) else {
+            return Ok(());
+        };
+        if !info.toml.is_empty() {
+            self.port.write("Result (TOML):\n");
+            let lines: Vec<String> = info.toml.lines().map(str::to_owned).collect();
+            self.page(&lines)?;
+        }
+        if info.unmapped.is_empty() {
+            self.port.write("Unmapped lines: none\n");
+        } else {
+            self.port
+                .write(&format!("Unmapped lines ({}):\n", info.unmapped.len()));
+            let lines: Vec<String> = info
+                .unmapped
+                .iter()
+                .map(|u| format!("  line {}: {} -- {}", u.line, u.text.trim(), u.reason))
+                .collect();
+            self.page(&lines)?;
+        }
+        self.show_validation(&info.validation);
+        let Some(cfg) = info.config else {
+            self.port.write("Nothing to stage; nothing changed.\n");
+            return Ok(());
+        };
+        if !self.confirm("Replace the candidate config with this result")? {
+            self.port.write("Nothing changed.\n");
+            return Ok(());
+        }
+        if let Some(Reply::Validation(v)) = self.req(Request::SetCandidate {
+            config: Box::new(cfg),
+        }) {
+            self.after_stage(&v)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AdminState;
+    use crate::control::fake::FakeDaemon;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    /// Scripted terminal: pops inputs, records output; EOF when the script ends.
+    #[derive(Default)]
+    struct Script {
+        inputs: VecDeque<Input>,
+        out: String,
+        pauses: Vec<Duration>,
+        shells: u32,
+        fake: Option<Arc<FakeDaemon>>,
+    }
+
+    impl Port for Script {
+        fn write(&mut self, text: &str) {
+            self.out.push_str(text);
+        }
+        fn read_line(&mut self, _secret: bool, _t: Option<Duration>) -> Input {
+            self.inputs.pop_front().unwrap_or(Input::Eof)
+        }
+        fn wait_key(&mut self, _t: Duration) -> Input {
+            self.inputs.pop_front().unwrap_or(Input::Eof)
+        }
+        fn pause(&mut self, d: Duration) -> Input {
+            self.pauses.push(d);
+            if let Some(f) = &self.fake {
+                let mut st = f.state.lock().unwrap();
+                st.clock = Some(st.clock.unwrap_or_default() + d);
+            }
+            Input::Timeout
+        }
+        fn clear(&mut self) {
+            self.out.push_str("<CLEAR>");
+        }
+        fn shell(&mut self) -> Result<(), String> {
+            self.shells += 1;
+            Ok(())
+        }
+    }
+
+    struct Direct(Arc<FakeDaemon>);
+    impl Daemon for Direct {
+        fn call(&mut self, req: &Request) -> Result<Reply, String> {
+            match self.0.handle_sync(req.clone()) {
+                crate::control::proto::Response::Ok(r) => Ok(r),
+                crate::control::proto::Response::Error { message } => Err(message),
+            }
+        }
+    }
+
+    const PW: &str = "console-pw-1";
+
+    fn fake(with_password: bool) -> Arc<FakeDaemon> {
+        let f = Arc::new(FakeDaemon::new(Config::builtin_default()));
+        f.state.lock().unwrap().clock = Some(Duration::ZERO);
+        if with_password {
+            f.state
+                .lock()
+                .unwrap()
+                .session
+                .set_password("", PW)
+                .unwrap();
+        }
+        f
+    }
+
+    fn l(s: &str) -> Input {
+        Input::Line(s.into())
+    }
+
+    /// Log in, then run `steps`; returns the output and the script port.
+    fn drive(f: &Arc<FakeDaemon>, steps: Vec<Input>) -> Script {
+        let mut inputs = vec![l(PW)];
+        inputs.extend(steps);
+        let port = Script {
+            inputs: inputs.into(),
+            fake: Some(f.clone()),
+            ..Default::default()
+        };
+        let mut m = Menu::new(port, Direct(f.clone()));
+        m.run();
+        m.port
+    }
+
+    fn lines(v: &[&str]) -> Vec<Input> {
+        v.iter().map(|s| l(s)).collect()
+    }
+
+    #[test]
+    fn first_boot_forces_a_password_then_login_backs_off() {
+        let f = fake(false);
+        let mut steps = vec![Input::Interrupt];
+        steps.extend(lines(&[
+            "abc",
+            "longpassword",
+            "different1",
+            "longpassword",
+            "longpassword",
+            "0",
+        ]));
+        steps.extend(lines(&["wrong-one", "wrong-two", "longpassword", "0"]));
+        let port = Script {
+            inputs: steps.into(),
+            fake: Some(f.clone()),
+            ..Default::default()
+        };
+        let mut m = Menu::new(port, Direct(f.clone()));
+        m.run();
+        let out = &m.port.out;
+        assert!(
+            out.contains("No console password is set (first boot)"),
+            "{out}"
+        );
+        assert!(out.contains("A password must be set before anything else"));
+        assert!(out.contains("the password must be 8 to 128 printable characters"));
+        assert!(out.contains("the two passwords differ"));
+        assert!(out.contains("password changed and saved to flash"));
+        assert!(out.contains(screens::MAIN_PROMPT));
+        assert!(out.contains("console is locked"));
+        assert!(out.contains("Wrong password. Wait 1 s"));
+        assert!(out.contains("Wrong password. Wait 2 s"), "{out}");
+        assert_eq!(
+            m.port.pauses,
+            vec![Duration::from_secs(1), Duration::from_secs(2)]
+        );
+        assert!(out.ends_with("Terminal closed; console exiting.\n"));
+        assert!(f.state.lock().unwrap().session.password_set());
+    }
+
+    #[test]
+    fn bad_menu_options_and_ctrl_c_and_idle_lock() {
+        let f = fake(true);
+        let mut steps = lines(&["99", "x\u{fffd}y", "2", "1"]);
+        steps.push(Input::Interrupt); // abandon the WAN edit
+        steps.push(Input::Timeout); // idle at the main menu
+        steps.push(l(PW));
+        let port = drive(&f, steps);
+        let out = &port.out;
+        assert!(out.contains("'99' is not an option"), "{out}");
+        assert!(out.contains("is not an option: enter a number from the menu"));
+        assert!(out.contains("WAN interface name [eth0]: "));
+        assert!(out.contains("^C"));
+        assert!(out.contains("Console locked after 900 s without input."));
+        assert_eq!(out.matches("console is locked").count(), 2);
+        assert!(
+            !f.state.lock().unwrap().session.unapplied(),
+            "Ctrl-C must change nothing"
+        );
+    }
+
+    #[test]
+    fn interfaces_validate_every_field_then_stage_apply_save() {
+        let f = fake(true);
+        let steps = lines(&[
+            "2",
+            "1", // interfaces, WAN
+            "eth 0",
+            "eth1",
+            "", // bad name, LAN's name, keep
+            "bad",
+            "203.0.113.0/24",
+            "203.0.113.3/24", // bad, network address, ok
+            "198.51.100.1",
+            "203.0.113.1", // gateway off-subnet, ok
+            "100",
+            "1400", // MTU
+            "maybe",
+            "y", // stage?
+            "y",
+            "y", // apply, save
+            "3",
+            "-bad-",
+            "lb-2",
+            "n", // hostname, then decline staging
+            "0",
+            "0",
+        ]);
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "'eth 0' is not an interface name",
+            "eth1 is already the other interface",
+            "'bad' is not an IPv4 address with prefix",
+            "is the network or broadcast address",
+            "gateway 198.51.100.1 is not on this interface's subnet 203.0.113.3/24",
+            "'100' is not a valid MTU",
+            "'maybe': answer y or n",
+            "WAN address: 203.0.113.2/24 -> 203.0.113.3/24",
+            "WAN MTU: 1500 -> 1400",
+            "applied:",
+            "saved the running config to flash",
+            "'-bad-' is not a hostname",
+            "Nothing changed.",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        assert_eq!(st.session.saved().wan.mtu, 1400);
+        assert_eq!(
+            st.session.running().wan.address.to_string(),
+            "203.0.113.3/24"
+        );
+        assert_eq!(st.session.running().hostname.as_str(), "sip-lb");
+    }
+
+    #[test]
+    fn service_edit_add_remove() {
+        let f = fake(true);
+        let steps = lines(&[
+            "3",
+            "1",
+            "999.1.1.1",
+            "", // VIP bad, keep
+            "0",
+            "5080", // port
+            "fifo",
+            "wrr",
+            "tun",
+            "dr",
+            "-1",
+            "120",
+            "perhaps",
+            "n",
+            "y",
+            "255.0.255.0",
+            "255.255.255.255",
+            "y",
+            "n", // stage, no apply
+            "a",
+            "sip",
+            "sip2",
+            "203.0.113.11",
+            "",
+            "y",
+            "n",
+            "r",
+            "2",
+            "y",
+            "n",
+            "q",
+            "0",
+            "0",
+        ]);
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "'999.1.1.1' is not an IPv4 address",
+            "'0' is not a valid port",
+            "'fifo' is not a scheduler",
+            "'tun' is not a forwarding method",
+            "'-1' is not a valid persistence timeout",
+            "'perhaps': answer y or n",
+            "255.0.255.0 is not a contiguous netmask",
+            "scheduler: rr -> wrr",
+            "pe sip: y -> n",
+            "a service named 'sip' already exists",
+            "add sip2 203.0.113.11:5060",
+            "sip2 removed",
+            "'q' is not an option",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        let c = st.session.candidate();
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.services[0].port, 5080);
+        assert!(!c.services[0].sip_persistence);
+        assert!(
+            st.session.effects().applied.is_empty(),
+            "nothing applied without confirmation"
+        );
+    }
+
+    #[test]
+    fn servers_add_remove_enable_disable_and_drain_countdown() {
+        let f = fake(true);
+        f.state
+            .lock()
+            .unwrap()
+            .remaining
+            .insert("198.51.100.12:5060".parse().unwrap(), 2);
+        let mut steps = lines(&[
+            "4",
+            "a",
+            "nope",
+            "198.51.100.11",
+            "",
+            "0",
+            "5061",
+            "0",
+            "7",
+            "y",
+            "y",
+            "n",
+            "a",
+            "192.0.2.50",
+            "5060",
+            "1",
+            "y",
+            "r",
+            "5",
+            "y",
+            "n",
+            "x",
+            "9",
+            "1",
+            "y",
+            "n",
+            "e",
+            "1",
+            "y",
+            "n",
+            "d",
+            "2",
+            "y",
+        ]);
+        steps.extend([Input::Timeout, Input::Timeout]); // countdown polls until 0
+        steps.extend(lines(&["z", "0", "0"]));
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "Servers of 'sip'",
+            "'nope' is not an IPv4 address",
+            "198.51.100.11:5060 is already in this service",
+            "'0' is not a valid weight",
+            "'0' is not a valid port",
+            "Add 198.51.100.11:5061 with weight 7 to the candidate",
+            "real server 192.0.2.50:5060 is not on the LAN subnet",
+            "cannot be applied until they are fixed",
+            "'9' is not a valid server number",
+            "is draining now",
+            "Calls remaining on 198.51.100.12:5060: 2",
+            "Calls remaining on 198.51.100.12:5060: 1",
+            "Calls remaining on 198.51.100.12:5060: 0",
+            "has no calls left",
+            "'z' is not an action",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        let run = st.session.running();
+        assert_eq!(run.services[0].servers[1].state, AdminState::Draining);
+        assert!(st.session.unsaved());
+        let cand = st.session.candidate();
+        assert_eq!(cand.services[0].servers.len(), 4, "added 2, removed 1");
+        assert_eq!(cand.services[0].servers[0].state, AdminState::Enabled);
+    }
+
+    #[test]
+    fn drain_watch_stops_on_a_key() {
+        let f = fake(true);
+        f.state
+            .lock()
+            .unwrap()
+            .remaining
+            .insert("198.51.100.11:5060".parse().unwrap(), 50);
+        let steps = lines(&["4", "d", "1", "y", "", "0", "0"]);
+        let out = drive(&f, steps).out;
+        assert!(
+            out.contains("Calls remaining on 198.51.100.11:5060: 50"),
+            "{out}"
+        );
+        assert!(out.contains("Stopped watching; the server keeps draining."));
+    }
+
+    #[test]
+    fn probe_settings() {
+        let f = fake(true);
+        let steps = lines(&[
+            "5",
+            "n",
+            "10",
+            "500",
+            "5",
+            "300",
+            "0",
+            "3",
+            "99",
+            "2",
+            "2xx,abc",
+            "2xx,404",
+            "http://x",
+            "sip:mon@lb.invalid",
+            "sip:a b",
+            "-",
+            "",
+            "explode",
+            "remove",
+            "y",
+            "n",
+            "0",
+        ]);
+        let out = drive(&f, steps).out;
+        for msg in [
+            "'10' is not a valid interval",
+            "'5' is not a valid timeout",
+            "'0' is not a valid rise count",
+            "'99' is not a valid fall count",
+            "is not a SIP status code range",
+            "'http://x' is not a SIP URI",
+            "'explode': use weight0",
+            "interval ms: 200 -> 500",
+            "warning: service sip: probing is disabled",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        let p = &st.session.candidate().services[0].probe;
+        assert_eq!(
+            (p.interval_ms, p.timeout_ms, p.rise, p.fall),
+            (500, 300, 3, 2)
+        );
+        assert_eq!(p.accept.len(), 2);
+        assert_eq!(p.from_uri.as_str(), "sip:mon@lb.invalid");
+    }
+
+    #[test]
+    fn changes_menu_diff_apply_save_revert() {
+        let f = fake(true);
+        let steps = lines(&[
+            "6", "1", "7", // no diff, bad option
+            "0", "4", "x", "1", "y", "n",
+            "0", // disable server 1 in the candidate, don't apply yet
+            "6", "1", "2", "y", "n", "3", "y", "4", "y", "5", "y", "0", "0",
+        ]);
+        let out = drive(&f, steps).out;
+        for msg in [
+            "No differences between running and candidate.",
+            "'7' is not an option: enter 0 to 5",
+            "@@ -",
+            "+state = \"disabled\"",
+            "applied:",
+            "saved the running config to flash",
+            "candidate changes discarded",
+            "the candidate now holds the saved config",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        assert_eq!(
+            st.session.saved().services[0].servers[0].state,
+            AdminState::Disabled
+        );
+    }
+
+    #[test]
+    fn diagnostics_logs_password_reset_power_shell_import() {
+        let f = fake(true);
+        let steps = lines(&[
+            "7",
+            "1",
+            "bad host!",
+            "",
+            "11",
+            "2",
+            "2",
+            "",
+            "",
+            "9",
+            "0",
+            "8",
+            "9",
+            "wrong-current",
+            "newpassword1",
+            "newpassword1",
+            "9",
+            PW,
+            "newpassword1",
+            "newpassword1",
+            "10",
+            "no",
+            "10",
+            "yes",
+            "11",
+            "1",
+            "nah",
+            "11",
+            "2",
+            "yes",
+            "11",
+            "5",
+            "12",
+            "bad",
+            "12",
+            "newpassword1",
+            "13",
+            "virtual_server 203.0.113.10 5060 {",
+            "  lb_algo rr",
+            "  real_server 198.51.100.21 5060 {",
+            "  }",
+            "}",
+            ".",
+            "q",
+            "y",
+            "n",
+            "0",
+        ]);
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "'bad host!' is not a host",
+            "'11' is not a valid count",
+            "64 bytes from 198.51.100.11",
+            "Reply from 198.51.100.11:5060: 200 OK in 0.4 ms",
+            "  | SIP/2.0 200 OK",
+            "'9' is not an option: enter 0 to 2",
+            "Recent events (oldest first)",
+            "fake daemon started",
+            "the current password is wrong",
+            "password changed and saved",
+            "Cancelled; nothing changed.",
+            "stored config erased",
+            "Cancelled.",
+            "powering off",
+            "'5' is not an option",
+            "No shell.",
+            "Starting /bin/sh",
+            "Result (TOML):",
+            "Unmapped lines (2):",
+            "line 2: lb_algo rr -- not understood",
+            "Staged in the candidate",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        assert_eq!(port.shells, 1);
+        assert_eq!(port.pauses, vec![Duration::from_secs(1)]);
+        let st = f.state.lock().unwrap();
+        assert_eq!(st.actions, vec!["factory-reset", "poweroff"]);
+        let c = st.session.candidate();
+        assert_eq!(c.services[0].servers.len(), 1);
+        assert_eq!(
+            c.services[0].servers[0].address.to_string(),
+            "198.51.100.21"
+        );
+    }
+
+    #[test]
+    fn live_status_refreshes_until_a_key() {
+        let f = fake(true);
+        let mut steps = vec![l("1"), Input::Timeout, Input::Timeout, l("")];
+        steps.push(l("0"));
+        let out = drive(&f, steps).out;
+        assert_eq!(
+            out.matches("Live status, refreshed every 2 s").count(),
+            3,
+            "{out}"
+        );
+        assert_eq!(out.matches("<CLEAR>").count(), 3);
+        assert!(out.contains("198.51.100.13:5060"));
+    }
+
+    #[test]
+    fn unreachable_daemon_retries() {
+        struct Down(u32);
+        impl Daemon for Down {
+            fn call(&mut self, _r: &Request) -> Result<Reply, String> {
+                self.0 += 1;
+                Err("cannot reach the appliance daemon at /x: refused (is it running? are you root?)".into())
+            }
+        }
+        let port = Script {
+            inputs: vec![Input::Timeout, l("")].into(),
+            ..Default::default()
+        };
+        let mut m = Menu::new(port, Down(0));
+        m.run();
+        assert_eq!(m.daemon.0, 3);
+        assert_eq!(m.port.out.matches("Retrying in 5 s").count(), 3);
+        assert!(m.port.out.contains("cannot reach the appliance daemon"));
+    }
+}

@@ -1,0 +1,320 @@
+//! Pure screen rendering for an 80x24 terminal: no cursor addressing, every line
+//! at most [`WIDTH`] characters so dumb terminals never wrap.
+
+use std::fmt::Write as _;
+
+use crate::config::{AdminState, Config};
+use crate::control::proto::{ServerRow, StatusInfo};
+use crate::probe::Health;
+
+/// Widest line we print (one less than 80 so no terminal auto-wraps).
+pub const WIDTH: usize = 79;
+
+/// The main menu prompt; tests and the QEMU harness wait for it.
+pub const MAIN_PROMPT: &str = "Enter an option: ";
+
+/// Main menu items (number, label).
+pub const MAIN_ITEMS: [(u8, &str); 14] = [
+    (1, "Status (live)"),
+    (2, "Interfaces"),
+    (3, "Virtual service settings"),
+    (4, "Servers"),
+    (5, "Probe settings"),
+    (6, "Changes (diff/apply/save)"),
+    (7, "Diagnostics (ping, SIP)"),
+    (8, "Recent log events"),
+    (9, "Console password"),
+    (10, "Factory reset"),
+    (11, "Reboot / power off"),
+    (12, "Shell"),
+    (13, "Import keepalived.conf"),
+    (0, "Logout / lock"),
+];
+
+/// Cut a line to `WIDTH` characters.
+pub fn fit(s: &str) -> String {
+    s.chars().take(WIDTH).collect()
+}
+
+/// Word-wrap `s` into lines of at most `width` characters (long words are split).
+pub fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for word in s.split(' ') {
+        let mut word: String = word.to_owned();
+        loop {
+            let need = cur.chars().count() + usize::from(!cur.is_empty()) + word.chars().count();
+            if need <= width {
+                if !cur.is_empty() {
+                    cur.push(' ');
+                }
+                cur.push_str(&word);
+                break;
+            }
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            // A single word longer than the line: hard split.
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            out.push(head);
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !cur.is_empty() || out.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn rule() -> String {
+    "-".repeat(WIDTH)
+}
+
+fn iface(label: &str, i: &crate::control::proto::IfaceInfo) -> String {
+    let link = match i.link_up {
+        Some(true) => " up",
+        Some(false) => " DOWN",
+        None => "",
+    };
+    format!("{label} {} {}{link}", i.name, i.address)
+}
+
+/// The header block shown above every menu.
+pub fn header(st: &StatusInfo) -> String {
+    let mut flags = Vec::new();
+    if st.unapplied {
+        flags.push("UNAPPLIED".to_string());
+    }
+    if st.unsaved {
+        flags.push("UNSAVED".to_string());
+    }
+    if st.candidate_errors > 0 {
+        flags.push(format!("{} ERRORS", st.candidate_errors));
+    }
+    let left = format!("{}  appliance {}", st.hostname, st.version);
+    let right = if flags.is_empty() {
+        "changes: none".to_string()
+    } else {
+        format!("changes: {}", flags.join(" "))
+    };
+    let pad = WIDTH
+        .saturating_sub(left.chars().count() + right.chars().count())
+        .max(1);
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", fit(&format!("{left}{}{right}", " ".repeat(pad))));
+    let w = iface("WAN", &st.wan);
+    let _ = writeln!(
+        out,
+        "{}",
+        fit(&format!("{w:<39} {}", iface("LAN", &st.lan)))
+    );
+    let vip = if st.vips.is_empty() {
+        "none".to_string()
+    } else {
+        st.vips.join(" ")
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        fit(&format!(
+            "VIP {vip}   Pool {}/{} up   Active calls {}",
+            st.servers_up, st.servers_total, st.active_calls
+        ))
+    );
+    for a in &st.alerts {
+        let _ = writeln!(out, "{}", fit(&format!("!! {a}")));
+    }
+    let _ = writeln!(out, "{}", rule());
+    out
+}
+
+/// The main menu (header + two columns of items), ending with the prompt text.
+pub fn main_menu(st: &StatusInfo) -> String {
+    let mut out = header(st);
+    let (left, right) = MAIN_ITEMS.split_at(7);
+    for (l, r) in left.iter().zip(right) {
+        let _ = writeln!(out, "{:>3}) {:<34}{:>3}) {}", l.0, l.1, r.0, r.1);
+    }
+    out.push('\n');
+    out.push_str(MAIN_PROMPT);
+    out
+}
+
+fn health(h: Health) -> &'static str {
+    match h {
+        Health::Up => "up",
+        Health::Down => "DOWN",
+        Health::Unknown => "?",
+    }
+}
+
+/// Operator state as a word.
+pub fn admin(a: AdminState) -> &'static str {
+    match a {
+        AdminState::Enabled => "enabled",
+        AdminState::Draining => "draining",
+        AdminState::Disabled => "disabled",
+    }
+}
+
+fn ms(us: Option<u32>) -> String {
+    us.map_or_else(|| "-".into(), |u| format!("{:.1}", f64::from(u) / 1000.0))
+}
+
+/// The live status screen body.
+pub fn status_table(st: &StatusInfo, rows: &[ServerRow], refresh_s: u64) -> String {
+    let mut out = header(st);
+    let _ = writeln!(
+        out,
+        "Live status, refreshed every {refresh_s} s. Press Enter to return."
+    );
+    let _ = writeln!(
+        out,
+        "{:<6} {:<20} {:<8} {:<4} {:>3} {:>9} {:>4} {:>5} {:>4} {:>6}",
+        "Svc", "Server", "Admin", "Hlth", "Wt", "RTT ms", "Act", "Inact", "Pers", "Call/s"
+    );
+    let max_rows = 24 - out.lines().count() - 2;
+    for r in rows.iter().take(max_rows) {
+        let wt = r
+            .kernel_weight
+            .map_or_else(|| "-".into(), |w| w.to_string());
+        let rtt = format!("{}/{}", ms(r.rtt_last_us), ms(r.rtt_ewma_us));
+        let svc: String = r.service.chars().take(6).collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(&format!(
+                "{:<6} {:<20} {:<8} {:<4} {:>3} {:>9} {:>4} {:>5} {:>4} {:>6.1}",
+                svc,
+                r.server.to_string(),
+                admin(r.admin),
+                health(r.health),
+                wt,
+                rtt,
+                r.active_conns,
+                r.inactive_conns,
+                r.persistent_conns,
+                r.calls_per_s
+            ))
+        );
+    }
+    if rows.len() > max_rows {
+        let _ = writeln!(
+            out,
+            "... {} more servers (use 'appliance show servers' from the shell)",
+            rows.len() - max_rows
+        );
+    }
+    if rows.is_empty() {
+        let _ = writeln!(out, "(no servers configured)");
+    }
+    out
+}
+
+/// One-line summaries of the interfaces for the interfaces menu.
+pub fn interfaces(c: &Config) -> String {
+    let mut out = String::new();
+    for (n, label, i) in [(1, "WAN", &c.wan), (2, "LAN", &c.lan)] {
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(&format!(
+                "  {n}) {label}  {:<6} {:<18} gateway {:<15} mtu {}",
+                i.name,
+                i.address.to_string(),
+                super::fields::show_gateway(i.gateway),
+                i.mtu
+            ))
+        );
+    }
+    let _ = writeln!(out, "  3) Hostname  {}", c.hostname);
+    let _ = writeln!(out, "  0) Back");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st() -> StatusInfo {
+        StatusInfo {
+            hostname: "sip-lb".into(),
+            version: "0.1.0".into(),
+            wan: crate::control::proto::IfaceInfo {
+                name: "eth0".into(),
+                address: "203.0.113.2/24".into(),
+                link_up: Some(true),
+            },
+            lan: crate::control::proto::IfaceInfo {
+                name: "eth1".into(),
+                address: "198.51.100.1/24".into(),
+                link_up: Some(false),
+            },
+            vips: vec!["203.0.113.10:5060".into()],
+            servers_up: 2,
+            servers_total: 3,
+            active_calls: 7,
+            unsaved: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn main_menu_fits_80x24_and_shows_the_header() {
+        let m = main_menu(&st());
+        assert!(m.lines().count() <= 24, "{m}");
+        for l in m.lines() {
+            assert!(l.chars().count() <= WIDTH, "too wide: {l:?}");
+        }
+        assert!(m.contains("sip-lb  appliance 0.1.0"));
+        assert!(m.contains("changes: UNSAVED"));
+        assert!(m.contains("WAN eth0 203.0.113.2/24 up"));
+        assert!(m.contains("LAN eth1 198.51.100.1/24 DOWN"));
+        assert!(m.contains("Pool 2/3 up   Active calls 7"));
+        assert!(m.contains(" 13) Import keepalived.conf"));
+        assert!(m.ends_with(MAIN_PROMPT));
+    }
+
+    #[test]
+    fn wrap_keeps_every_word_within_the_width() {
+        let w = wrap("cannot reach the appliance daemon at /run/appliance/control.sock: No such file or directory (os error 2) (is it running? are you root?)", 40);
+        assert!(w.iter().all(|l| l.chars().count() <= 40), "{w:#?}");
+        assert_eq!(w.join(" "), "cannot reach the appliance daemon at /run/appliance/control.sock: No such file or directory (os error 2) (is it running? are you root?)");
+        assert_eq!(wrap("x".repeat(9).as_str(), 4), vec!["xxxx", "xxxx", "x"]);
+        assert_eq!(wrap("", 10), vec![""]);
+    }
+
+    #[test]
+    fn status_table_truncates_to_the_screen() {
+        let row = ServerRow {
+            service: "a-very-long-service-name".into(),
+            server: "198.51.100.11:5060".parse().unwrap(),
+            admin: AdminState::Draining,
+            health: Health::Down,
+            reason: String::new(),
+            weight: 1,
+            kernel_weight: Some(0),
+            rtt_last_us: Some(1234),
+            rtt_ewma_us: None,
+            active_conns: 1,
+            inactive_conns: 99999,
+            persistent_conns: 3,
+            calls_per_s: 12.25,
+        };
+        let rows = vec![row; 40];
+        let s = status_table(&st(), &rows, 2);
+        assert!(s.lines().count() <= 23, "{s}");
+        assert!(s.contains("more servers"));
+        assert!(
+            s.contains("draining DOWN   0     1.2/-    1 99999    3   12.2"),
+            "{s}"
+        );
+        for l in s.lines() {
+            assert!(l.chars().count() <= WIDTH, "too wide: {l:?}");
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The live system behind the config session: network, IPVS, prober, store and LEDs.
+//!
+//! Everything here runs on the daemon's single runtime thread under the session lock;
+//! netlink calls are short, synchronous kernel round trips.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::net::SocketAddrV4;
+use std::path::Path;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::config::{self, board::Board, AdminState, Config, LedRole};
+use crate::control::proto::Validation;
+use crate::control::session::{EffectError, Effects};
+use crate::ipvs::{self, ActualService, Ipvs, Reconciler};
+use crate::leds::{self, Leds, Pattern, PoolSummary};
+use crate::net::monitor::LinkEvent;
+use crate::probe::tasks::{Heartbeat, Prober, ProberHandle};
+use crate::probe::{Health, HealthEvent};
+use crate::store::Store;
+
+use super::logbuf::LogRing;
+
+/// Key of one real server: (service name, address).
+pub type ServerKey = (String, SocketAddrV4);
+
+/// Health plus the reason of the last transition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthEntry {
+    /// Current health.
+    pub health: Health,
+    /// Why.
+    pub reason: String,
+}
+
+/// Connections-per-second estimate for one destination.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rate {
+    conns: u64,
+    at: Option<Instant>,
+    per_s: f64,
+}
+
+/// The real side effects of the config session.
+pub struct Live {
+    store: Option<Store>,
+    reconciler: Option<Reconciler>,
+    prober: ProberHandle,
+    health: HashMap<ServerKey, HealthEntry>,
+    leds: Option<Leds>,
+    led_state: BTreeMap<u8, Pattern>,
+    _uleds: Vec<File>,
+    /// Ring of recent log events (console "recent events").
+    pub ring: LogRing,
+    /// Alerts shown in the console header.
+    pub alerts: Vec<String>,
+    /// Daemon start time.
+    pub started: Instant,
+    crash_loop: bool,
+    fault: Option<String>,
+    net_fault: Option<String>,
+    table: Vec<ActualService>,
+    rates: HashMap<(SocketAddrV4, SocketAddrV4), Rate>,
+    links: BTreeMap<String, bool>,
+}
+
+/// Create the board's uleds LED devices (QEMU has no LED hardware); keep the files open.
+pub fn create_uleds(board: &Board) -> Vec<File> {
+    let mut out = Vec::new();
+    for name in &board.uleds {
+        match crate::leds::uleds::create(Path::new("/dev/uleds"), name) {
+            Ok(f) => out.push(f),
+            Err(e) => warn!(led = %name, error = %e, "cannot create uleds LED"),
+        }
+    }
+    out
+}
+
+impl Live {
+    /// Start the prober and LEDs; the first kernel sync happens in [`Live::apply_boot`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        board: &Board,
+        config: Config,
+        store: Option<Store>,
+        health_tx: mpsc::Sender<HealthEvent>,
+        ring: LogRing,
+        alerts: Vec<String>,
+        started: Instant,
+        crash_loop: bool,
+        uleds: Vec<File>,
+    ) -> Live {
+        let prober = Prober::spawn(&config, health_tx);
+        let bindings: Vec<config::LedBinding> = if config.leds.is_empty() {
+            board.leds.clone()
+        } else {
+            config.leds.iter().cloned().collect()
+        };
+        let leds = if bindings.is_empty() {
+            None
+        } else {
+            match Leds::open(&bindings, Path::new(&board.leds_root)) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    warn!(error = %e, "status LEDs not available");
+                    None
+                }
+            }
+        };
+        Live {
+            store,
+            reconciler: None,
+            prober,
+            health: HashMap::new(),
+            leds,
+            led_state: BTreeMap::new(),
+            _uleds: uleds,
+            ring,
+            alerts,
+            started,
+            crash_loop,
+            fault: None,
+            net_fault: None,
+            table: Vec::new(),
+            rates: HashMap::new(),
+            links: BTreeMap::new(),
+        }
+    }
+
+    /// The prober's liveness heartbeat (for the watchdog).
+    pub fn prober_heartbeat(&self) -> Heartbeat {
+        self.prober.heartbeat()
+    }
+
+    /// The prober handle (stats, diagnostics).
+    pub fn prober(&self) -> &ProberHandle {
+        &self.prober
+    }
+
+    /// Health of one server (Unknown until the prober decides).
+    pub fn health_of(&self, service: &str, server: SocketAddrV4) -> HealthEntry {
+        self.health
+            .get(&(service.to_string(), server))
+            .cloned()
+            .unwrap_or(HealthEntry {
+                health: Health::Unknown,
+                reason: "not probed yet".into(),
+            })
+    }
+
+    /// Last verified kernel table.
+    pub fn table(&self) -> &[ActualService] {
+        &self.table
+    }
+
+    /// New connections per second towards `server` of the service at `vip`.
+    pub fn rate(&self, vip: SocketAddrV4, server: SocketAddrV4) -> f64 {
+        self.rates
+            .get(&(vip, server))
+            .map(|r| r.per_s)
+            .unwrap_or(0.0)
+    }
+
+    /// Current fault text (IPVS or network), if any.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.clone().or_else(|| self.net_fault.clone())
+    }
+
+    /// Link state of an interface as last reported by the monitor.
+    pub fn link_up(&self, ifname: &str) -> Option<bool> {
+        self.links.get(ifname).copied()
+    }
+
+    /// Store access (factory reset).
+    pub fn store_mut(&mut self) -> Option<&mut Store> {
+        self.store.as_mut()
+    }
+
+    /// Boot: network, sysctls, then adopt and reconcile the IPVS table.
+    pub fn apply_boot(&mut self, cfg: &Config) {
+        if let Err(e) = self.apply_system(cfg) {
+            error!(error = %e, "network configuration failed at boot");
+            self.net_fault = Some(e);
+        }
+        self.sync(cfg);
+        self.update_leds(cfg);
+    }
+
+    fn apply_system(&mut self, cfg: &Config) -> Result<String, String> {
+        if let Err(e) = nix::unistd::sethostname(cfg.hostname.as_str()) {
+            warn!(error = %e, "cannot set hostname");
+        }
+        let net = crate::net::apply(cfg).map_err(|e| e.to_string())?;
+        if net.changes > 0 {
+            info!(changes = net.changes, ops = ?net.ops, "network configured");
+        }
+        if let Err(e) = crate::net::sysctl::apply_router(cfg) {
+            return Err(format!("router sysctls: {e}"));
+        }
+        if let Err(e) = ipvs::sysctl::apply_datapath() {
+            return Err(format!("IPVS sysctls: {e}"));
+        }
+        Ok(format!("{} network change(s)", net.changes))
+    }
+
+    /// Reconcile the kernel table to config + health; records faults instead of failing.
+    pub fn sync(&mut self, cfg: &Config) -> Option<ipvs::SyncReport> {
+        if self.reconciler.is_none() {
+            match Ipvs::connect() {
+                Ok(i) => self.reconciler = Some(Reconciler::new(i)),
+                Err(e) => {
+                    let msg = format!("IPVS unavailable: {e}");
+                    if self.fault.as_deref() != Some(msg.as_str()) {
+                        error!("{msg}");
+                    }
+                    self.fault = Some(msg);
+                    return None;
+                }
+            }
+        }
+        let health = &self.health;
+        let lookup = |svc: &str, addr: SocketAddrV4| {
+            health
+                .get(&(svc.to_string(), addr))
+                .map(|h| h.health)
+                .unwrap_or(Health::Unknown)
+        };
+        let rec = self.reconciler.as_mut()?;
+        match rec.sync(cfg, &lookup) {
+            Ok(report) => {
+                if self.fault.is_some() {
+                    info!("IPVS table verified again; fault cleared");
+                }
+                self.fault = None;
+                self.table = report.table.clone();
+                self.update_rates();
+                Some(report)
+            }
+            Err(e) => {
+                let msg = format!("IPVS table differs from the config: {e}");
+                if self.fault.as_deref() != Some(msg.as_str()) {
+                    error!("{msg}");
+                }
+                self.fault = Some(msg);
+                // A dropped netlink socket is reopened on the next sync.
+                self.reconciler = None;
+                None
+            }
+        }
+    }
+
+    fn update_rates(&mut self) {
+        let now = Instant::now();
+        for s in &self.table {
+            let crate::ipvs::codec::ServiceKey::Addr {
+                addr: std::net::IpAddr::V4(a),
+                port,
+                ..
+            } = s.key
+            else {
+                continue;
+            };
+            let vip = SocketAddrV4::new(a, port);
+            for d in &s.dests {
+                let Some(rs) = ipv4_key(d.key.addr, d.key.port) else {
+                    continue;
+                };
+                let r = self.rates.entry((vip, rs)).or_default();
+                if let Some(at) = r.at {
+                    let dt = now.duration_since(at).as_secs_f64();
+                    if dt > 0.2 {
+                        r.per_s = d.stats.conns.saturating_sub(r.conns) as f64 / dt;
+                        r.conns = d.stats.conns;
+                        r.at = Some(now);
+                    }
+                } else {
+                    r.conns = d.stats.conns;
+                    r.at = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Health transitions from the prober.
+    pub fn on_health(&mut self, cfg: &Config, events: Vec<HealthEvent>) {
+        for ev in events {
+            let key = (ev.service.to_string(), ev.server);
+            match ev.health {
+                Health::Down => {
+                    warn!(service = %ev.service, server = %ev.server, reason = %ev.reason, "server DOWN")
+                }
+                Health::Up => {
+                    info!(service = %ev.service, server = %ev.server, reason = %ev.reason, "server UP")
+                }
+                Health::Unknown => {}
+            }
+            self.health.insert(
+                key,
+                HealthEntry {
+                    health: ev.health,
+                    reason: ev.reason,
+                },
+            );
+        }
+        self.sync(cfg);
+        self.update_leds(cfg);
+    }
+
+    /// Link changes from the monitor.
+    pub fn on_link(&mut self, cfg: &Config, ev: LinkEvent) {
+        let up = ev.up && ev.carrier;
+        let before = self.links.insert(ev.ifname.clone(), up);
+        if before != Some(up) {
+            if up {
+                info!(interface = %ev.ifname, "link up");
+            } else {
+                warn!(interface = %ev.ifname, "link down");
+            }
+        }
+        if ev.ifname == cfg.lan.name.as_str() {
+            self.prober.set_link(up);
+        }
+        self.update_leds(cfg);
+    }
+
+    /// Periodic: drift repair, stats, LEDs.
+    pub fn on_tick(&mut self, cfg: &Config) {
+        self.sync(cfg);
+        self.update_leds(cfg);
+    }
+
+    /// Pool summary over enabled servers.
+    pub fn pool_summary(&self, cfg: &Config) -> PoolSummary {
+        let mut s = PoolSummary::default();
+        let mut unknown = 0;
+        for svc in &cfg.services {
+            for rs in &svc.servers {
+                if rs.state != AdminState::Enabled {
+                    continue;
+                }
+                s.total += 1;
+                let addr = SocketAddrV4::new(rs.address, rs.port);
+                match self.health_of(svc.name.as_str(), addr).health {
+                    Health::Up => s.up += 1,
+                    Health::Unknown if !svc.probe.enabled => s.up += 1,
+                    Health::Unknown => unknown += 1,
+                    Health::Down => {}
+                }
+            }
+        }
+        s.fault = self.fault().is_some();
+        s.booting = unknown > 0 && self.started.elapsed().as_secs() < 30;
+        s
+    }
+
+    fn update_leds(&mut self, cfg: &Config) {
+        let summary = self.pool_summary(cfg);
+        let activity = self.rates.values().any(|r| r.per_s > 0.0);
+        let Some(leds) = self.leds.as_mut() else {
+            return;
+        };
+        for role in [
+            LedRole::Status,
+            LedRole::Pool,
+            LedRole::Ha,
+            LedRole::Activity,
+        ] {
+            let p = leds::role_pattern(role, summary, self.crash_loop, activity);
+            let k = role as u8;
+            if self.led_state.get(&k) == Some(&p) {
+                continue;
+            }
+            match leds.show(role, p) {
+                Ok(()) => {
+                    self.led_state.insert(k, p);
+                }
+                Err(e) => warn!(role = ?role, error = %e, "LED update failed"),
+            }
+        }
+    }
+}
+
+fn ipv4_key(addr: std::net::IpAddr, port: u16) -> Option<SocketAddrV4> {
+    match addr {
+        std::net::IpAddr::V4(a) => Some(SocketAddrV4::new(a, port)),
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
+impl Effects for Live {
+    fn validate(&self, c: &Config) -> Validation {
+        let r = config::validate(c);
+        Validation {
+            errors: r.errors.iter().map(|p| p.message.clone()).collect(),
+            warnings: r.warnings.iter().map(|p| p.message.clone()).collect(),
+        }
+    }
+
+    fn apply(&mut self, c: &Config) -> Result<String, EffectError> {
+        let net = self.apply_system(c).map_err(EffectError)?;
+        self.net_fault = None;
+        self.prober.update(c);
+        // Forget health of servers that left the config.
+        let keep: std::collections::HashSet<ServerKey> = c
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.servers
+                    .iter()
+                    .map(move |r| (s.name.to_string(), SocketAddrV4::new(r.address, r.port)))
+            })
+            .collect();
+        self.health.retain(|k, _| keep.contains(k));
+        match self.sync(c) {
+            Some(r) => {
+                self.update_leds(c);
+                Ok(format!(
+                    "applied: {net}, {} IPVS change(s), table verified ({} service(s), {} server(s))",
+                    r.ops.len(),
+                    r.services,
+                    r.dests
+                ))
+            }
+            None => Err(EffectError(self.fault().unwrap_or_else(|| {
+                "IPVS sync failed for an unknown reason".to_string()
+            }))),
+        }
+    }
+
+    fn save(&mut self, c: &Config) -> Result<u64, EffectError> {
+        let store = self.store.as_mut().ok_or_else(|| {
+            EffectError("no config store is available on this box (see the boot log)".into())
+        })?;
+        let generation = store.save(c).map_err(|e| EffectError(e.to_string()))?;
+        info!(generation, "configuration saved to flash");
+        Ok(generation)
+    }
+}

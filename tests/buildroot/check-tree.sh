@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Static check of the Buildroot external tree (buildroot-ext/ and board/).
+# No network, no Buildroot checkout. See check_tree.py for the list of checks.
+#
+# usage: tests/buildroot/check-tree.sh [--root REPO]              check the tree (default: this repo)
+#        tests/buildroot/check-tree.sh --self-test [--root REPO]  prove the checks fail on broken copies
+#
+# Kernel symbols are checked against the Kconfig files of Debian's
+# linux-source-6.1 (/usr/src/linux-source-6.1.tar.xz), extracted once into
+# ${SIP_LB_KCONFIG_CACHE:-/tmp/sip-lb-kconfig-6.1}/<tarball size+mtime>.
+# Last line: "buildroot-check: N passed, M failed". Exit status 1 on any failure.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+tarball=${LINUX_SOURCE_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
+py=python3
+# check_tree.py needs tomllib (3.11+); prefer the system interpreter.
+[ -x /usr/bin/python3 ] && py=/usr/bin/python3
+
+kconfig_dir() {
+    if [ ! -r "$tarball" ]; then
+        echo "SKIPPED: $tarball missing (apt-get install linux-source-6.1): kernel symbols not checked" >&2
+        return 0
+    fi
+    local key dir
+    key=$(stat -c '%s-%Y' "$tarball")
+    dir=${SIP_LB_KCONFIG_CACHE:-/tmp/sip-lb-kconfig-6.1}/$key
+    if [ ! -e "$dir/.complete" ]; then
+        rm -rf "$dir.tmp.$$"
+        mkdir -p "$dir.tmp.$$"
+        tar -xJf "$tarball" -C "$dir.tmp.$$" --wildcards '*/Kconfig*' >&2
+        touch "$dir.tmp.$$/.complete"
+        rm -rf "$dir"
+        mv "$dir.tmp.$$" "$dir"
+    fi
+    echo "$dir"
+}
+
+run_check() { # $1 = repo root
+    "$py" "$here/check_tree.py" --root "$1" --kconfig-dir "$kdir"
+}
+
+selftest=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --self-test) selftest=1; shift ;;
+        --root) repo=$(cd "${2:?--root needs a directory}" && pwd); shift 2 ;;
+        *) echo "check-tree: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+    esac
+done
+
+kdir=$(kconfig_dir)
+
+if [ "$selftest" = 0 ]; then
+    run_check "$repo"
+    exit $?
+fi
+
+# ---- self-test: every injected defect must make the check fail ----------
+work=$(mktemp -d /tmp/br-check-selftest.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+pristine=$work/pristine
+mkdir -p "$pristine"
+# Copy only what the checker reads (no target/ or build/ trees).
+tar -C "$repo" -cf - buildroot-ext board rootfs-overlay Cargo.lock appliance/Cargo.toml 2>/dev/null \
+    | tar -C "$pristine" -xf -
+
+st_pass=0 st_fail=0
+expect() { # $1 = description, $2 = expected status (ok|fail), $3 = shell edit run in the copy
+    local copy=$work/case out status
+    rm -rf "$copy"; cp -a "$pristine" "$copy"
+    (cd "$copy" && eval "$3")
+    if out=$(run_check "$copy" 2>&1); then status=ok; else status=fail; fi
+    if [ "$status" = "$2" ]; then
+        st_pass=$((st_pass + 1)); echo "self-test ok: $1 -> $status"
+    else
+        st_fail=$((st_fail + 1)); echo "self-test FAILED: $1 -> $status, expected $2"; echo "$out" | tail -5
+    fi
+}
+
+expect "pristine copy" ok ":"
+expect "trailing whitespace in appliance.mk" fail "sed -i '1s/\$/ /' buildroot-ext/package/appliance/appliance.mk"
+expect "mk variable without package prefix" fail "echo 'FOO_BAR = 1' >> buildroot-ext/package/appliance/appliance.mk"
+expect "spaces instead of tab in Config.in" fail "sed -i 's/^\tbool/    bool/' buildroot-ext/package/appliance/Config.in"
+expect "consecutive empty lines in Config.in" fail "printf '\n\n' >> buildroot-ext/Config.in"
+expect "defconfig without FORCE_CHECK_HASHES" fail "sed -i '/BR2_DOWNLOAD_FORCE_CHECK_HASHES/d' buildroot-ext/configs/sip_lb_apu2_defconfig"
+expect "defconfig references a missing path" fail "sed -i 's|board/pcengines-apu2/linux.fragment|board/pcengines-apu2/nope.fragment|' buildroot-ext/configs/sip_lb_apu2_defconfig"
+expect "defconfig uses an absolute path" fail "echo 'BR2_ROOTFS_USERS_TABLES=\"/etc/users\"' >> buildroot-ext/configs/sip_lb_apu2_defconfig"
+expect "kernel version without hash" fail "sed -i 's/\"6.1.175\"/\"6.1.176\"/' buildroot-ext/configs/sip_lb_qemu_x86_64_defconfig"
+expect "hash line with one space" fail "sed -i 's/^sha256  \\([0-9a-f]*\\)  COPYING/sha256 \\1 COPYING/' board/common/patches/linux/linux.hash"
+expect "hash without origin comment" fail "sed -i '/^# Locally calculated/d' board/common/patches/linux/linux.hash"
+expect "unknown kernel symbol in a fragment" fail "echo 'CONFIG_IP_VS_DOES_NOT_EXIST=y' >> board/pcengines-apu2/linux.fragment"
+expect "missing board readme" fail "rm board/qemu-aarch64-virt/readme.txt"
+expect "genimage input nobody builds" fail "sed -i 's/\"rootfs.squashfs\"/\"rootfs.ext4\"/' board/pcengines-apu2/genimage.cfg"
+expect "board.toml without watchdog" fail "sed -i 's|^watchdog = \"/dev/watchdog\"|watchdog = \"\"|' board/pcengines-apu2/rootfs-overlay/etc/appliance/board.toml"
+if command -v shellcheck >/dev/null; then
+    expect "shellcheck warning in post-build.sh" fail "echo 'echo \$undefined_var_x' >> buildroot-ext/scripts/post-build.sh"
+else
+    echo "SKIPPED: shellcheck not installed: shell lint self-test not run" >&2
+fi
+
+echo "buildroot-check self-test: $st_pass passed, $st_fail failed"
+[ "$st_fail" = 0 ]

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Install what the offline image build, the QEMU boot tests and the SIP lab
+# need on a fresh Debian bookworm host. Idempotent and quiet: it only runs
+# apt-get (update + install) when a package is missing. Needs root.
+#
+# usage: tests/setup-host.sh [--check]   (--check: list missing, install nothing)
+set -euo pipefail
+
+packages=(
+    # kernel build (tests/image/build-kernel.sh)
+    linux-source-6.1 build-essential bc flex bison libelf-dev libssl-dev
+    xz-utils lz4 cpio util-linux binutils
+    # userland and image assembly (tests/image/build-image.sh)
+    busybox-static
+    # running the image (tests/image/run-qemu.sh, tests/src/vm.rs)
+    qemu-system-x86
+    # SIP lab: peers, captures, namespaces, reference LVS tools
+    sip-tester tshark tcpdump iproute2 keepalived ipvsadm socat
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    [ "${1:-}" = --check ] && echo "setup-host: all ${#packages[@]} packages installed"
+    exit 0
+fi
+if [ "${1:-}" = --check ]; then
+    echo "setup-host: missing: ${missing[*]}"
+    exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "setup-host: ERROR: missing ${missing[*]}; run as root to install them" >&2
+    exit 1
+fi
+
+echo "setup-host: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup-host: done" >&2
