@@ -567,10 +567,7 @@ fn check_probe(r: &mut Report, p: &str, sv: &str, s: &VirtualService) {
     let field_errors = r.errors.iter().filter(|e| e.path.starts_with(&pp)).count();
     if field_errors == 0 {
         if let Err(e) = crate::probe::packet::validate_settings(pr) {
-            r.error(
-                format!("{pp}"),
-                format!("{sv}: probe settings rejected: {e}"),
-            );
+            r.error(pp.clone(), format!("{sv}: probe settings rejected: {e}"));
         }
     }
 }
