@@ -130,7 +130,11 @@ pub fn last_daemon_log(vm: &mut Vm) -> Result<String, VmError> {
 /// line's kernel timestamp and the guest uptime read in the same command
 /// (so shell polling latency does not count). Waits up to `limit`.
 pub fn boot_to_ready(vm: &mut Vm, limit: Duration) -> Result<Duration, VmError> {
-    let cmd = format!("cat /proc/uptime; dmesg | grep -F '{READY_LINE}' | head -n 1");
+    // printk.time only changes how records are printed: every record carries its stamp.
+    let cmd = format!(
+        "echo Y > /sys/module/printk/parameters/time; cat /proc/uptime; \
+         dmesg | grep -F '{READY_LINE}' | head -n 1"
+    );
     poll(
         vm,
         limit,

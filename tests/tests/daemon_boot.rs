@@ -256,6 +256,23 @@ fn export_body(out: &str) -> (String, String) {
     (first.to_string(), rest.to_string())
 }
 
+/// Write /tmp/a.toml and /tmp/b.toml in the guest (/tmp is lost at every boot).
+/// A and B differ in hostname, weights and size (B has 40 more servers, so its
+/// record spans more of the flash page).
+fn write_a_b(vm: &mut Vm) -> Result<(), VmError> {
+    vm.shell_ok(
+        "sed -e 's/^hostname = .*/hostname = \"cut-a\"/' -e 's/^weight = 1/weight = 2/' \
+         /etc/appliance/factory.toml > /tmp/a.toml",
+    )?;
+    vm.shell_ok(
+        "{ sed -e 's/^hostname = .*/hostname = \"cut-b\"/' -e 's/^weight = 1/weight = 3/' \
+         /etc/appliance/factory.toml; i=20; while [ $i -lt 60 ]; do \
+         printf '[[services.servers]]\\naddress = \"198.51.100.%d\"\\nport = 5060\\nweight = 1\\n' $i; \
+         i=$((i+1)); done; } > /tmp/b.toml",
+    )?;
+    Ok(())
+}
+
 #[test]
 fn power_cut_mid_save_keeps_old_or_new_config() -> Result<(), VmError> {
     let iterations: usize = std::env::var("CUT_ITERATIONS")
@@ -267,22 +284,11 @@ fn power_cut_mid_save_keeps_old_or_new_config() -> Result<(), VmError> {
     vm.wait_shell(BOOT_TIMEOUT)?;
     let mut readies = vec![guest::boot_to_ready(&mut vm, READY_TIMEOUT)?];
 
-    // A and B differ in hostname, weights and size (B has 40 more servers,
-    // so its record spans more of the flash page).
     let (factory_head, factory) = export_body(&vm.shell_ok("appliance config export")?);
     if !factory_head.contains("factory defaults") {
         return Err(fail(format!("fresh store is not empty: {factory_head}")));
     }
-    vm.shell_ok(
-        "sed -e 's/^hostname = .*/hostname = \"cut-a\"/' -e 's/^weight = 1/weight = 2/' \
-         /etc/appliance/factory.toml > /tmp/a.toml",
-    )?;
-    vm.shell_ok(
-        "{ sed -e 's/^hostname = .*/hostname = \"cut-b\"/' -e 's/^weight = 1/weight = 3/' \
-         /etc/appliance/factory.toml; i=20; while [ $i -lt 60 ]; do \
-         printf '[[services.servers]]\\naddress = \"198.51.100.%d\"\\nport = 5060\\nweight = 1\\n' $i; \
-         i=$((i+1)); done; } > /tmp/b.toml",
-    )?;
+    write_a_b(&mut vm)?;
     let a_bytes = vm.shell_ok("appliance config check /tmp/a.toml && wc -c < /tmp/a.toml")?;
     let b_bytes = vm.shell_ok("appliance config check /tmp/b.toml && wc -c < /tmp/b.toml")?;
     // Canonical exports of A and B, then back to empty for the first cut.
@@ -317,6 +323,8 @@ fn power_cut_mid_save_keeps_old_or_new_config() -> Result<(), VmError> {
     };
 
     let mut ever_saved = false;
+    let mut before = Found::Factory;
+    let mut total_seen = 0;
     let (mut got_a, mut got_b, mut got_factory, mut newer_than_seen) = (0, 0, 0, 0);
     let mut torn_notes = 0;
     for i in 0..iterations {
@@ -342,6 +350,7 @@ fn power_cut_mid_save_keeps_old_or_new_config() -> Result<(), VmError> {
         vm = vm.power_cycle()?;
         vm.wait_shell(BOOT_TIMEOUT)?;
         readies.push(guest::boot_to_ready(&mut vm, READY_TIMEOUT)?);
+        write_a_b(&mut vm)?;
         let (head, body) = export_body(&vm.shell_ok("appliance config export")?);
         let found = if body == a {
             Found::A
@@ -385,13 +394,18 @@ fn power_cut_mid_save_keeps_old_or_new_config() -> Result<(), VmError> {
                 got_factory += 1;
             }
         }
-        let newer = match (last_seen, found) {
-            (Some('A'), Found::B) | (Some('B'), Found::A) | (None, Found::A | Found::B) => true,
-            _ => false,
+        // What the last save known to be complete left (or the store before
+        // this cut); anything else is the save that was in flight at the cut.
+        let confirmed = match last_seen {
+            Some('A') => Found::A,
+            Some('B') => Found::B,
+            _ => before,
         };
-        if newer {
+        if found != confirmed {
             newer_than_seen += 1;
         }
+        before = found;
+        total_seen += seen.len();
         eprintln!(
             "cut {i}: after {} ms, {} save(s) seen complete (last {:?}); store: {found:?} ({})",
             delay.as_millis(),
@@ -400,10 +414,16 @@ fn power_cut_mid_save_keeps_old_or_new_config() -> Result<(), VmError> {
             head.trim_start_matches("# ")
         );
     }
+    // Guard against a loop that never ran (the test would prove nothing).
+    if total_seen < iterations {
+        return Err(fail(format!(
+            "only {total_seen} saves completed over {iterations} cuts: the save loop did not run"
+        )));
+    }
     eprintln!(
-        "FIGURE power_cut_mid_save: {iterations} cuts -> A {got_a}, B {got_b}, factory {got_factory}; \
-         {newer_than_seen} boot(s) found the save in flight at the cut (newer than the last \
-         confirmed); {torn_notes} boot(s) found a torn (corrupt) slot"
+        "FIGURE power_cut_mid_save: {iterations} cuts during {total_seen} completed saves -> \
+         A {got_a}, B {got_b}, factory {got_factory}; {newer_than_seen} boot(s) found the save \
+         that was in flight at the cut (the others the last confirmed one); {torn_notes} boot(s) found a torn (corrupt) slot"
     );
     let med = guest::median(&readies);
     eprintln!(
