@@ -157,6 +157,44 @@ fn leds_follow_pool_health_and_boot() -> R {
             }
         }
     }
+
+    // Freeze the daemon: the i6300esb resets the VM in place (QEMU keeps
+    // running); the new boot logs the watchdog reset and balances again.
+    let boot_id = vm.shell_ok("cat /proc/sys/kernel/random/boot_id")?;
+    let pid = guest::daemon_pid(vm)?.ok_or_else(|| fail("no daemon running"))?;
+    let stopped = Instant::now();
+    vm.shell_ok(&format!("kill -STOP {pid}"))?;
+    let deadline = stopped + Duration::from_secs(120);
+    loop {
+        match vm.shell_timeout(
+            "cat /proc/sys/kernel/random/boot_id",
+            Duration::from_secs(2),
+        ) {
+            Ok((id, 0)) if id != boot_id => break,
+            Ok(_) => std::thread::sleep(Duration::from_millis(300)),
+            Err(VmError::Timeout { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() >= deadline {
+            return Err(fail("the VM did not reboot within 120 s of freezing the daemon").into());
+        }
+    }
+    eprintln!(
+        "FIGURE watchdog_freeze_to_new_boot_shell_s={:.1} (reset in place, timeout {WD_TIMEOUT_S} s, plus boot)",
+        stopped.elapsed().as_secs_f64()
+    );
+    guest::wait_dmesg_count(vm, guest::READY_LINE, 1, READY_TIMEOUT)?;
+    let reason = vm.shell_ok("dmesg | grep -F 'boot reason' || true")?;
+    eprintln!(
+        "daemon's boot reason after the watchdog reset: {}",
+        reason.trim()
+    );
+    has(
+        "boot reason after a watchdog reset",
+        &reason,
+        "WATCHDOG RESET",
+    )?;
+    guest::wait_led(vm, LED_POOL, Led::On, LED_TIMEOUT)?;
     Ok(())
 }
 
@@ -229,9 +267,10 @@ fn watchdog_supervision_and_crash_loop() -> R {
 
     // Orderly stop for good (init told not to respawn): magic close disarms
     // the watchdog and nothing resets the VM for twice the timeout.
-    daemon_in_inittab(&mut vm, false)?;
+    // (BusyBox init may itself SIGTERM the process of a removed entry on reload.)
     let pid = guest::daemon_pid(&mut vm)?.ok_or_else(|| fail("no daemon running"))?;
-    vm.shell_ok(&format!("kill -TERM {pid}"))?;
+    daemon_in_inittab(&mut vm, false)?;
+    vm.shell_ok(&format!("kill -TERM {pid} 2>/dev/null; true"))?;
     guest::poll(
         &mut vm,
         Duration::from_secs(30),
