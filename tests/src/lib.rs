@@ -8,3 +8,6 @@ pub use vm::{ensure_image, Image, Pattern, Serial, Vm, VmError, VmOptions};
 
 pub mod lab;
 pub mod sipp;
+
+pub mod console;
+pub mod guest;

@@ -185,7 +185,15 @@ impl Live {
             error!(error = %e, "network configuration failed at boot");
             self.net_fault = Some(e);
         }
-        self.sync(cfg);
+        // Logged so a respawn can be checked: adopting an intact table changes nothing.
+        if let Some(r) = self.sync(cfg) {
+            info!(
+                changes = r.ops.len(),
+                services = r.services,
+                servers = r.dests,
+                "IPVS table adopted at start"
+            );
+        }
         self.update_leds(cfg);
     }
 

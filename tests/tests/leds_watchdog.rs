@@ -1,0 +1,379 @@
+//! Status LEDs, hardware watchdog and supervision on the real image (issue 10).
+//!
+//! LEDs are real LED class devices created through /dev/uleds; the test reads
+//! /sys/class/leds/NAME/{trigger,delay_on,delay_off,brightness} in the guest as
+//! the pool goes up, degraded and down (sipp servers in lab namespaces). The
+//! watchdog is QEMU's i6300esb: a frozen daemon (SIGSTOP) must reset the VM
+//! within the configured timeout, an orderly stop must not. Figures are
+//! printed (`FIGURE ...`), never asserted against a time budget.
+//!
+//! Needs qemu-system-x86_64, root and iproute2/sipp/tcpdump for the lab
+//! (tests/setup-host.sh); prints "SKIPPED: <why>" without root or tools.
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use appliance_tests::guest::{
+    self, fail, Led, BOOTING, FAST, LED_ACTIVITY, LED_HA, LED_POOL, LED_STATUS, SLOW,
+};
+use appliance_tests::lab::booted::{Failure, LabVm};
+use appliance_tests::lab::{self, LabOptions};
+use appliance_tests::{ensure_image, Vm, VmError};
+
+type R = Result<(), Box<dyn Error>>;
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+const LED_TIMEOUT: Duration = Duration::from_secs(60);
+/// factory.toml watchdog.timeout_s.
+const WD_TIMEOUT_S: u64 = 10;
+
+fn has(what: &str, hay: &str, needle: &str) -> Result<(), VmError> {
+    if hay.contains(needle) {
+        Ok(())
+    } else {
+        Err(fail(format!("{what}: expected {needle:?} in:\n{hay}")))
+    }
+}
+
+fn lab_ok() -> bool {
+    match lab::check_host() {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+    }
+}
+
+/// Guest-side sampler of the status and pool LEDs: "T <uptime>" then one
+/// line per LED in [`guest::LED_SCRIPT`]'s format, bounded to `n` rounds.
+fn sampler(n: u32) -> String {
+    format!(
+        "(i=0; while [ $i -lt {n} ]; do u=$(cat /proc/uptime); echo \"T ${{u%% *}}\"; \
+         for l in /sys/class/leds/{LED_STATUS} /sys/class/leds/{LED_POOL}; do \
+         [ -e \"$l/trigger\" ] || {{ echo \"${{l##*/}} missing - 0\"; continue; }}; \
+         t=$(sed 's/.*\\[\\(.*\\)\\].*/\\1/' \"$l/trigger\" 2>/dev/null); d=-; \
+         [ -r \"$l/delay_on\" ] && d=\"$(cat \"$l/delay_on\")/$(cat \"$l/delay_off\")\"; \
+         echo \"${{l##*/}} $t $d $(cat \"$l/brightness\" 2>/dev/null)\"; done; i=$((i+1)); done \
+         > /tmp/ledlog 2>&1; echo done >> /tmp/ledlog) & echo $! > /tmp/sampler.pid"
+    )
+}
+
+/// The distinct successive states of `name` in a sampler log.
+fn led_sequence(log: &str, name: &str) -> Vec<Led> {
+    let mut seq: Vec<Led> = Vec::new();
+    for l in log.lines().filter(|l| l.starts_with(name)) {
+        let st = if l.contains(" missing ") {
+            Led::Missing
+        } else {
+            guest::parse_leds(l)
+                .remove(name)
+                .unwrap_or(Led::Other(l.into()))
+        };
+        if seq.last() != Some(&st) {
+            seq.push(st);
+        }
+    }
+    seq
+}
+
+#[test]
+fn leds_follow_pool_health_and_boot() -> R {
+    if !lab_ok() {
+        return Ok(());
+    }
+    let mut lv = LabVm::boot(&LabOptions::default(), "uas.xml")?;
+    let vm = &mut lv.vm;
+
+    // 3/3 up: pool on, status on, HA off (reserved), activity off (no calls).
+    let t_on = guest::wait_led(vm, LED_POOL, Led::On, LED_TIMEOUT)?;
+    let all = guest::leds(vm)?;
+    eprintln!("LEDs with 3/3 up: {all:?}");
+    for (name, want) in [
+        (LED_STATUS, Led::On),
+        (LED_HA, Led::Off),
+        (LED_ACTIVITY, Led::Off),
+    ] {
+        if all.get(name) != Some(&want) {
+            return Err(fail(format!("LED {name}: want {want:?}, have {all:?}")).into());
+        }
+    }
+
+    // 2/3 up: slow blink.
+    lv.fail_server(0, Failure::Killed)?;
+    let t_slow = guest::wait_led(&mut lv.vm, LED_POOL, SLOW, LED_TIMEOUT)?;
+    assert_eq!(guest::led(&mut lv.vm, LED_STATUS)?, Led::On, "status LED");
+
+    // 0/3 up: fast blink; the status LED stays on (no fault, just no server).
+    lv.fail_server(1, Failure::Killed)?;
+    lv.fail_server(2, Failure::Killed)?;
+    let t_fast = guest::wait_led(&mut lv.vm, LED_POOL, FAST, LED_TIMEOUT)?;
+    assert_eq!(guest::led(&mut lv.vm, LED_STATUS)?, Led::On, "status LED");
+
+    // All back: on again.
+    for i in 0..3 {
+        lv.restore_server(i, Failure::Killed)?;
+    }
+    let t_back = guest::wait_led(&mut lv.vm, LED_POOL, Led::On, LED_TIMEOUT)?;
+    eprintln!(
+        "FIGURE led_pool_transitions_s (host polling every 0.3 s): on {:.1}, \
+         slow after 1 kill {:.1}, fast after 3 kills {:.1}, on after restore {:.1}",
+        t_on.as_secs_f64(),
+        t_slow.as_secs_f64(),
+        t_fast.as_secs_f64(),
+        t_back.as_secs_f64()
+    );
+
+    // Booting blink: with a 3 s probe interval the first verdicts take seconds
+    // after a restart, so a guest-side sampler sees the LEDs go booting -> on.
+    let vm = &mut lv.vm;
+    vm.shell_ok(
+        "sed -e 's/^interval_ms = .*/interval_ms = 3000/' -e 's/^timeout_ms = .*/timeout_ms = 1000/' \
+         /etc/appliance/factory.toml > /tmp/slow.toml && appliance config import /tmp/slow.toml",
+    )?;
+    let old = guest::daemon_pid(vm)?.ok_or_else(|| fail("no daemon running"))?;
+    vm.shell_ok(&sampler(400))?;
+    vm.shell_ok(&format!("kill -TERM {old}"))?;
+    guest::wait_new_daemon(vm, old, Duration::from_secs(60))?;
+    guest::wait_led(vm, LED_POOL, Led::On, LED_TIMEOUT)?;
+    // A little more on-time in the log, then stop the sampler.
+    std::thread::sleep(Duration::from_secs(2));
+    vm.shell_ok("kill $(cat /tmp/sampler.pid) 2>/dev/null; true")?;
+    let log = vm.shell_ok("cat /tmp/ledlog")?;
+    let status = led_sequence(&log, LED_STATUS);
+    let pool = led_sequence(&log, LED_POOL);
+    eprintln!("status LED across a restart: {status:?}\npool LED across a restart: {pool:?}");
+    for (name, seq) in [(LED_STATUS, &status), (LED_POOL, &pool)] {
+        let boot = seq.iter().position(|s| *s == BOOTING);
+        let on = seq.iter().rposition(|s| *s == Led::On);
+        match (boot, on) {
+            (Some(b), Some(o)) if b < o && seq.last() == Some(&Led::On) => {}
+            _ => {
+                return Err(fail(format!(
+                    "LED {name}: expected booting blink (500/500) then on, saw {seq:?}\nlog:\n{log}"
+                ))
+                .into())
+            }
+        }
+    }
+
+    // Freeze the daemon: the i6300esb resets the VM in place (QEMU keeps
+    // running); the new boot logs the watchdog reset and balances again.
+    let boot_id = vm.shell_ok("cat /proc/sys/kernel/random/boot_id")?;
+    let pid = guest::daemon_pid(vm)?.ok_or_else(|| fail("no daemon running"))?;
+    let stopped = Instant::now();
+    vm.shell_ok(&format!("kill -STOP {pid}"))?;
+    let deadline = stopped + Duration::from_secs(120);
+    loop {
+        match vm.shell_timeout(
+            "cat /proc/sys/kernel/random/boot_id",
+            Duration::from_secs(2),
+        ) {
+            Ok((id, 0)) if id != boot_id => break,
+            Ok(_) => std::thread::sleep(Duration::from_millis(300)),
+            Err(VmError::Timeout { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() >= deadline {
+            return Err(fail("the VM did not reboot within 120 s of freezing the daemon").into());
+        }
+    }
+    eprintln!(
+        "FIGURE watchdog_freeze_to_new_boot_shell_s={:.1} (reset in place, timeout {WD_TIMEOUT_S} s, plus boot)",
+        stopped.elapsed().as_secs_f64()
+    );
+    guest::wait_dmesg_count(vm, guest::READY_LINE, 1, READY_TIMEOUT)?;
+    let reason = vm.shell_ok("dmesg | grep -F 'boot reason' || true")?;
+    eprintln!(
+        "daemon's boot reason after the watchdog reset: {}",
+        reason.trim()
+    );
+    has(
+        "boot reason after a watchdog reset",
+        &reason,
+        "WATCHDOG RESET",
+    )?;
+    guest::wait_led(vm, LED_POOL, Led::On, LED_TIMEOUT)?;
+    Ok(())
+}
+
+/// Remove the daemon's line from inittab (init will not respawn it) or put it back.
+fn daemon_in_inittab(vm: &mut Vm, present: bool) -> Result<(), VmError> {
+    if present {
+        vm.shell_ok("cp /tmp/inittab.orig /etc/inittab && kill -HUP 1")?;
+    } else {
+        vm.shell_ok(
+            "cp /etc/inittab /tmp/inittab.orig && grep -v 'appliance daemon' /tmp/inittab.orig \
+             > /etc/inittab && kill -HUP 1",
+        )?;
+    }
+    // init re-reads inittab from its main loop.
+    std::thread::sleep(Duration::from_secs(2));
+    Ok(())
+}
+
+/// QEMU (started with no_reboot) must not exit for `d`: no watchdog reset.
+fn no_reset_for(vm: &mut Vm, d: Duration, what: &str) -> Result<(), VmError> {
+    let up0 = uptime(vm)?;
+    match vm.wait_exit(d) {
+        Err(VmError::Timeout { .. }) => {}
+        Ok(st) => return Err(fail(format!("{what}: the VM reset ({st}) within {d:?}"))),
+        Err(e) => return Err(e),
+    }
+    let up1 = uptime(vm)?;
+    if up1 < up0 + d.as_secs_f64() - 1.0 {
+        return Err(fail(format!(
+            "{what}: guest uptime went from {up0} to {up1} s: it rebooted"
+        )));
+    }
+    Ok(())
+}
+
+fn uptime(vm: &mut Vm) -> Result<f64, VmError> {
+    let out = vm.shell_ok("cat /proc/uptime")?;
+    out.split_whitespace()
+        .next()
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| fail(format!("bad /proc/uptime: {out:?}")))
+}
+
+#[test]
+fn watchdog_supervision_and_crash_loop() -> R {
+    if !lab_ok() {
+        return Ok(());
+    }
+    let image = ensure_image()?;
+    // Lab taps, no sipp: the network applies (no fault) and every server is down.
+    let (_lab, mut opts) = guest::lab_with_taps(image)?;
+    opts.no_reboot = true; // a watchdog reset makes QEMU exit
+    let mut vm = Vm::boot(opts)?;
+    vm.wait_shell(BOOT_TIMEOUT)?;
+    let ready = guest::boot_to_ready(&mut vm, READY_TIMEOUT)?;
+    eprintln!("BENCH boot_to_ready_ms={} (lab taps)", ready.as_millis());
+
+    // No server up: pool fast blink; status on (network and IPVS fine).
+    guest::wait_led(&mut vm, LED_POOL, FAST, LED_TIMEOUT)?;
+    guest::wait_led(&mut vm, LED_STATUS, Led::On, LED_TIMEOUT)?;
+    let wd = guest::watchdog_state(&mut vm)?;
+    if wd != ("active".into(), WD_TIMEOUT_S as u32) {
+        return Err(fail(format!("watchdog after boot: {wd:?}")).into());
+    }
+    has(
+        "daemon log",
+        &guest::last_daemon_log(&mut vm)?,
+        "first start since boot",
+    )?;
+
+    // Orderly stop for good (init told not to respawn): magic close disarms
+    // the watchdog and nothing resets the VM for twice the timeout.
+    // (BusyBox init may itself SIGTERM the process of a removed entry on reload.)
+    let pid = guest::daemon_pid(&mut vm)?.ok_or_else(|| fail("no daemon running"))?;
+    daemon_in_inittab(&mut vm, false)?;
+    vm.shell_ok(&format!("kill -TERM {pid} 2>/dev/null; true"))?;
+    guest::poll(
+        &mut vm,
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        "the daemon to exit",
+        |vm| Ok(guest::daemon_pid(vm)?.is_none().then_some(())),
+    )?;
+    let log = guest::last_daemon_log(&mut vm)?;
+    has("stopped daemon log", &log, "SIGTERM: orderly stop")?;
+    has(
+        "stopped daemon log",
+        &log,
+        "watchdog disarmed (magic close)",
+    )?;
+    let wd = guest::watchdog_state(&mut vm)?;
+    if wd.0 != "inactive" {
+        return Err(fail(format!("watchdog after magic close: {wd:?}")).into());
+    }
+    no_reset_for(
+        &mut vm,
+        Duration::from_secs(2 * WD_TIMEOUT_S + 2),
+        "daemon stopped in order",
+    )?;
+
+    // Back in inittab: init starts it, it re-arms.
+    let readies = guest::dmesg_count(&mut vm, guest::READY_LINE)?;
+    daemon_in_inittab(&mut vm, true)?;
+    guest::wait_dmesg_count(&mut vm, guest::READY_LINE, readies + 1, READY_TIMEOUT)?;
+    let wd = guest::watchdog_state(&mut vm)?;
+    if wd.0 != "active" {
+        return Err(fail(format!("watchdog after the daemon came back: {wd:?}")).into());
+    }
+
+    // Orderly stop with respawn: the new instance re-arms; no reset.
+    let pid = guest::daemon_pid(&mut vm)?.ok_or_else(|| fail("no daemon running"))?;
+    vm.shell_ok(&format!("kill -TERM {pid}"))?;
+    guest::wait_new_daemon(&mut vm, pid, Duration::from_secs(60))?;
+    guest::wait_dmesg_count(&mut vm, guest::READY_LINE, readies + 2, READY_TIMEOUT)?;
+    has(
+        "respawned daemon log",
+        &guest::last_daemon_log(&mut vm)?,
+        "service restarted by init after the previous instance exited",
+    )?;
+    no_reset_for(
+        &mut vm,
+        Duration::from_secs(2 * WD_TIMEOUT_S + 2),
+        "daemon restarted in order",
+    )?;
+    if guest::watchdog_state(&mut vm)?.0 != "active" {
+        return Err(fail("watchdog not re-armed by the respawned daemon").into());
+    }
+    if alerts_crash_loop(&mut vm)? {
+        return Err(fail("CRASH LOOP reported after only 3 starts").into());
+    }
+
+    // Crash loop: SIGKILL it again and again; init respawns it each time.
+    let mut n_ready = readies + 2;
+    for k in 0..5 {
+        let pid = guest::daemon_pid(&mut vm)?.ok_or_else(|| fail("no daemon running"))?;
+        vm.shell_ok(&format!("kill -9 {pid}"))?;
+        guest::wait_new_daemon(&mut vm, pid, Duration::from_secs(60))?;
+        n_ready += 1;
+        guest::wait_dmesg_count(&mut vm, guest::READY_LINE, n_ready, READY_TIMEOUT)?;
+        eprintln!("crash-loop kill {k}: pid {pid} killed, respawned");
+    }
+    if !alerts_crash_loop(&mut vm)? {
+        let st = vm.shell_ok("appliance status 2>&1")?;
+        return Err(fail(format!("no CRASH LOOP alert after 8 starts:\n{st}")).into());
+    }
+    has(
+        "crash-looping daemon log",
+        &guest::last_daemon_log(&mut vm)?,
+        "CRASH LOOP: the service started",
+    )?;
+    guest::wait_led(&mut vm, LED_STATUS, FAST, LED_TIMEOUT)?;
+    if guest::watchdog_state(&mut vm)?.0 != "active" {
+        return Err(fail("watchdog not armed after the crash loop").into());
+    }
+
+    // Freeze the daemon: nothing kicks the watchdog, the i6300esb resets the VM.
+    let pid = guest::daemon_pid(&mut vm)?.ok_or_else(|| fail("no daemon running"))?;
+    let limit = Duration::from_secs(WD_TIMEOUT_S);
+    let stopped = Instant::now();
+    vm.shell_ok(&format!("kill -STOP {pid}"))?;
+    let st = vm.wait_exit(limit + Duration::from_secs(20))?;
+    let took = stopped.elapsed();
+    eprintln!(
+        "FIGURE watchdog_reset_after_sigstop_s={:.1} (timeout {} s; QEMU exit: {st})",
+        took.as_secs_f64(),
+        WD_TIMEOUT_S
+    );
+    // The last kick was at most timeout/3 before the freeze; allow TCG slack.
+    if took > limit + Duration::from_secs(5) {
+        return Err(fail(format!(
+            "watchdog reset took {took:?}, configured timeout {limit:?}"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn alerts_crash_loop(vm: &mut Vm) -> Result<bool, VmError> {
+    Ok(vm
+        .shell_ok("appliance status --json 2>&1")?
+        .contains("CRASH LOOP"))
+}
