@@ -7,8 +7,7 @@
 # Ctrl-C at any time (or Ctrl-] on the console) tears everything down.
 #
 # usage: sudo tests/demo.sh [--duration SECS] [--rate CALLS_PER_S] [--no-failure] [--no-console]
-# Needs: root, qemu-system-x86, sip-tester (sipp), tcpdump, iproute2
-#        (tests/setup-host.sh installs them).
+# Needs: root; tests/setup-host.sh (called first) installs the rest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,12 +15,8 @@ if [ "$(id -u)" != 0 ]; then
     echo "demo.sh: run as root: the demo creates network namespaces, taps and a QEMU VM" >&2
     exit 1
 fi
-for tool in qemu-system-x86_64 sipp tcpdump ip; do
-    command -v "$tool" >/dev/null || {
-        echo "demo.sh: $tool not found: run tests/setup-host.sh" >&2
-        exit 1
-    }
-done
+# Installs whatever is missing (quiet and quick when everything is there).
+bash tests/setup-host.sh
 
 echo "demo.sh: building the image (kernel cached; appliance binary incremental)..."
 bash tests/image/build-image.sh >/dev/null

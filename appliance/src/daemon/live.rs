@@ -102,7 +102,7 @@ impl Live {
         let leds = if bindings.is_empty() {
             None
         } else {
-            match Leds::open(&bindings, Path::new(&board.leds_root)) {
+            match Leds::open(&bindings, Path::new(&board.sysfs_root)) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     warn!(error = %e, "status LEDs not available");

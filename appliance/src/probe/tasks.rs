@@ -302,7 +302,7 @@ fn open_socket(bind: Ipv4Addr, peer: SocketAddrV4) -> io::Result<(UdpSocket, Soc
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
             // LAN address not configured yet: let routing pick the source.
-            tracing::warn!(%bind, %peer, "probe: LAN address not present, binding 0.0.0.0");
+            tracing::debug!(%bind, %peer, "probe: LAN address not present, binding 0.0.0.0");
             std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?
         }
         Err(e) => return Err(e),
