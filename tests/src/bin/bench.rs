@@ -1054,6 +1054,28 @@ fn model(delay_loop_s: f64, ok_ms: &[f64], fail_ms: &[f64]) -> Option<(f64, f64)
     Some((0.5 * cycle + fm, 0.99 * cycle + fp))
 }
 
+/// The factory probe settings, as the image ships them.
+fn factory_probe() -> String {
+    let f =
+        std::fs::read_to_string(vm::repo_root().join("rootfs-overlay/etc/appliance/factory.toml"))
+            .unwrap_or_default();
+    let get = |k: &str| {
+        f.lines()
+            .find_map(|l| {
+                let (a, b) = l.split_once('=')?;
+                (a.trim() == k).then(|| b.split('#').next().unwrap_or("").trim().to_owned())
+            })
+            .unwrap_or_else(|| "?".into())
+    };
+    format!(
+        "probe every {} ms, timeout {} ms, fall {}, rise {}",
+        get("interval_ms"),
+        get("timeout_ms"),
+        get("fall"),
+        get("rise")
+    )
+}
+
 fn report(
     args: &Args,
     ours: &SideResult,
