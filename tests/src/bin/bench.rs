@@ -46,25 +46,28 @@ struct Args {
     dl120_trials: usize,
     /// Call rate of the detection load (socket per call).
     load_rate: u32,
+    /// Run only one side ("ours" or "keepalived"), for development.
+    only: Option<String>,
     /// Markdown output file.
     out: Option<PathBuf>,
     /// Exact command, for the report.
     command: String,
 }
 
-const USAGE: &str = "usage: bench [--trials N (15)] [--changes N (4)] [--cost-secs S (20)]\n\
+const USAGE: &str = "usage: bench [--trials N (12)] [--changes N (4)] [--cost-secs S (20)]\n\
     \x20            [--rates R,R,... (50,100,200,300,400,600,800,1000,1500)] [--step-secs S (8)]\n\
-    \x20            [--dl120-trials N (0)] [--load-rate CPS (25)] [--out FILE] [--command TEXT]\n";
+    \x20            [--dl120-trials N (0)] [--load-rate CPS (25)] [--only ours|keepalived] [--out FILE] [--command TEXT]\n";
 
 fn parse_args() -> Res<Args> {
     let mut a = Args {
-        trials: 15,
+        trials: 12,
         changes: 4,
         cost_secs: 20,
         rates: vec![50, 100, 200, 300, 400, 600, 800, 1000, 1500],
         step_secs: 8,
         dl120_trials: 0,
         load_rate: 25,
+        only: None,
         out: None,
         command: "bash tests/bench/run.sh".into(),
     };
@@ -97,6 +100,7 @@ fn parse_args() -> Res<Args> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or(format!("--rates '{v}': comma-separated calls/s, 1..=20000"))?;
             }
+            "--only" => a.only = Some(it.next().ok_or("--only needs ours|keepalived")?),
             "--out" => a.out = Some(PathBuf::from(it.next().ok_or("--out needs a file")?)),
             "--command" => a.command = it.next().ok_or("--command needs text")?,
             "-h" | "--help" => return Err(String::new()),
@@ -358,6 +362,40 @@ impl Detection {
     }
 }
 
+/// Takes server `i` out: `Killed` = its sipp SIGKILLed (port closed);
+/// `Silent` = its sipp SIGSTOPped (a hung server: datagrams queue, nothing
+/// is answered, no ICMP). Returns the instant (µs).
+fn fail(lv: &mut LabVm, i: usize, how: Failure) -> Res<u64> {
+    match how {
+        Failure::Silent => {
+            let pid = lv.uas[i].ok_or("server not running")?;
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGSTOP,
+            )
+            .map_err(err)?;
+            Ok(appliance_tests::lab::booted::now_us())
+        }
+        other => lv.fail_server(i, other).map_err(err),
+    }
+}
+
+/// Undoes [`fail`]: SIGCONT, or a new sipp for a killed one.
+fn restore(lv: &mut LabVm, i: usize, how: Failure) -> Res<u64> {
+    match how {
+        Failure::Silent => {
+            let pid = lv.uas[i].ok_or("server not running")?;
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            )
+            .map_err(err)?;
+            Ok(appliance_tests::lab::booted::now_us())
+        }
+        other => lv.restore_server(i, other).map_err(err),
+    }
+}
+
 /// `trials` rounds of {killed, silent} on server 1 under a socket-per-call
 /// load to the VIP, one capture on the appliance's LAN attachment for all.
 fn detection(
@@ -380,16 +418,19 @@ fn detection(
             // Back in and settled (ICMP rate-limit bucket refilled, see docs/probe.md).
             poll_kernel(lv, server, false, Duration::from_secs(60)).map_err(err)?;
             std::thread::sleep(Duration::from_millis(2500));
-            let t0 = lv.fail_server(server, how).map_err(err)?;
+            let t0 = fail(lv, server, how)?;
             let out_at = poll_kernel(lv, server, true, detect_limit).map_err(err)?;
             if out_at.is_some() {
                 after_out(lv, how)?;
             }
             std::thread::sleep(Duration::from_millis(1200));
-            let t1 = lv.restore_server(server, how).map_err(err)?;
+            let t1 = restore(lv, server, how)?;
+            let back = poll_kernel(lv, server, false, Duration::from_secs(30)).map_err(err)?;
             eprintln!(
-                "bench: {tag} trial {}/{trials} {how:?}: kernel out after {}",
+                "bench: {tag} trial {}/{trials} {how:?}: back in after {}; kernel out after {}",
                 t + 1,
+                back.map(|b| format!("{} ms", (b - t1) / 1000))
+                    .unwrap_or_else(|| "NEVER (30 s)".into()),
                 out_at
                     .map(|o| format!("{} ms", (o - t0) / 1000))
                     .unwrap_or_else(|| "NEVER".into())
@@ -1266,7 +1307,7 @@ fn report(
          packet capture on the appliance's LAN attachment (independent of both balancers), under a socket-per-call \
          sipp load of {} calls/s to the VIP (round robin over 3 servers: the failed server's turn comes every ≈{:.0} ms, \
          which is the resolution). Failure = `Killed`: the server's sipp is SIGKILLed (port closed, ICMP port unreachable); \
-         `Silent`: blackhole routes on the server (it receives everything, nothing leaves; the host kernel has no netem). \
+         `Silent`: the server's sipp SIGSTOPped (a hung server: datagrams queue unanswered, no ICMP; the host kernel has no netem). \
          Median / p99 (nearest rank; with n ≤ 100, p99 is the worst trial). \"Kernel out\" = the failed server at weight 0 \
          or gone in /proc/net/ip_vs, polled over the serial shell (≈ a shell round trip of resolution).\n",
         args.load_rate,
@@ -1529,14 +1570,19 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let mut ours = SideResult::default();
     let mut ka = SideResult::default();
-    if let Err(e) = run_ours(&args, &mut ours) {
+    let skip = |side: &str| args.only.as_deref().is_some_and(|o| o != side);
+    if skip("ours") {
+        ours.notes.push("not run (--only)".into());
+    } else if let Err(e) = run_ours(&args, &mut ours) {
         eprintln!("bench: appliance side stopped: {e}");
         ours.notes.push(format!(
             "the appliance side stopped early: {}",
             e.lines().next().unwrap_or("")
         ));
     }
-    if let Err(e) = run_keepalived(&args, &mut ka) {
+    if skip("keepalived") {
+        ka.notes.push("not run (--only)".into());
+    } else if let Err(e) = run_keepalived(&args, &mut ka) {
         eprintln!("bench: keepalived side stopped: {e}");
         ka.notes.push(format!(
             "the keepalived side stopped early: {}",
