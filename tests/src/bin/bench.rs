@@ -1547,6 +1547,15 @@ fn report(
     );
     let _ = writeln!(
         w,
+        "- Silent = SIGSTOPped sipp, not the lab's blackhole routes (`Failure::Silent`): after those routes were \
+         removed the server stayed unreachable for about 60 s in the VM lab, which made repeated trials impossible."
+    );
+    let _ = writeln!(
+        w,
+        "- Data-path limits are the last passing step: the true limit lies between it and the next step tried."
+    );
+    let _ = writeln!(
+        w,
         "- TCG makes every in-VM figure slower than on hardware; compare the two columns, not absolute values."
     );
     s
