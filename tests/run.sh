@@ -18,10 +18,10 @@ bash tests/buildroot/check-tree.sh
 bash tests/buildroot/check-tree.sh --self-test
 
 echo "==> unit and host integration tests"
-cargo test --locked -p appliance
+cargo test --locked --no-fail-fast -p appliance
 
 echo "==> dev image (kernel is cached by its config)"
 bash tests/image/build-image.sh
 
 echo "==> QEMU boot and SIP lab tests"
-cargo test --locked -p appliance-tests -- --test-threads=2
+cargo test --locked --no-fail-fast -p appliance-tests -- --test-threads=2

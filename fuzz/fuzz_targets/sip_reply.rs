@@ -1,7 +1,7 @@
 //! Fuzz the SIP reply parser and matcher: never panic, and never report a final or
 //! provisional reply unless every matching field really is the expected one.
 //!
-//! Run: `cd fuzz && cargo +nightly fuzz run sip_reply corpus/sip_reply -- -max_total_time=120`
+//! Run: `cd fuzz && cargo +nightly fuzz run sip_reply corpus/sip_reply seeds/sip_reply -- -max_total_time=120`
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -217,7 +217,7 @@ impl Uac {
         let st = lab::wait_bounded(&mut child, left, "sipp client to finish its calls")?;
         let mut s = self.stats()?;
         s.exit_code = st.code();
-        if st.code().is_none_or(|c| c != 0 && c != 1) {
+        if !matches!(st.code(), Some(0) | Some(1)) {
             let errs = fs::read_to_string(&self.err_file).unwrap_or_default();
             return Err(LabError::Failed {
                 cmd: "sipp client".into(),

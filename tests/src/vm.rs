@@ -6,7 +6,8 @@
 //! shell that exists only with `appliance.testshell=1`. Every byte read is kept
 //! in a transcript that is dumped to stderr when a wait fails or a test panics.
 //! QEMU is killed by a hard timeout, by `Drop`, and (PR_SET_PDEATHSIG) if the
-//! test process dies.
+//! thread that booted it dies, so keep a `Vm` in the thread that created it.
+//! Set `APPLIANCE_VM_LOG_DIR` to keep every transcript (CI artifacts).
 
 use std::fmt;
 use std::fs::File;
@@ -15,7 +16,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -303,10 +304,12 @@ pub struct Serial {
     writer: UnixStream,
     pos: usize,
     reader: Option<JoinHandle<()>>,
+    /// Set when a wait fails, so the VM dumps its transcripts on drop.
+    failed: Arc<AtomicBool>,
 }
 
 impl Serial {
-    fn new(name: &str, stream: UnixStream) -> Result<Serial, VmError> {
+    fn new(name: &str, stream: UnixStream, failed: Arc<AtomicBool>) -> Result<Serial, VmError> {
         let mut rd = stream
             .try_clone()
             .map_err(|e| VmError::Io(format!("{name}: clone socket: {e}")))?;
@@ -339,6 +342,7 @@ impl Serial {
             writer: stream,
             pos: 0,
             reader: Some(reader),
+            failed,
         })
     }
 
@@ -373,7 +377,16 @@ impl Serial {
         pattern: impl Into<Pattern>,
         timeout: Duration,
     ) -> Result<Vec<String>, VmError> {
-        let pattern = pattern.into();
+        self.wait_inner(pattern.into(), timeout, true)
+    }
+
+    /// The wait; `mark_failed` false for polls whose timeouts are expected.
+    fn wait_inner(
+        &mut self,
+        pattern: Pattern,
+        timeout: Duration,
+        mark_failed: bool,
+    ) -> Result<Vec<String>, VmError> {
         let deadline = Instant::now() + timeout;
         let (lock, cv) = &*self.buf;
         let mut b = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -384,6 +397,9 @@ impl Serial {
                 return Ok(groups);
             }
             let transcript = || tail(&b.data);
+            if mark_failed && (b.closed || Instant::now() >= deadline) {
+                self.failed.store(true, Ordering::Relaxed);
+            }
             if b.closed {
                 return Err(VmError::Exited {
                     what: pattern.describe(),
@@ -445,6 +461,7 @@ pub struct Vm {
     started: Instant,
     boot_no: u32,
     shell_seq: u64,
+    failed: Arc<AtomicBool>,
 }
 
 impl Vm {
@@ -557,7 +574,11 @@ impl Vm {
             }
         };
         let watchdog = spawn_watchdog(child.id(), opts.hard_timeout);
-        let (console, test) = match (Serial::new("ttyS0", s0), Serial::new("ttyS1", s1)) {
+        let failed = Arc::new(AtomicBool::new(false));
+        let (console, test) = match (
+            Serial::new("ttyS0", s0, Arc::clone(&failed)),
+            Serial::new("ttyS1", s1, Arc::clone(&failed)),
+        ) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
                 let _ = child.kill();
@@ -576,6 +597,7 @@ impl Vm {
             started,
             boot_no,
             shell_seq: 0,
+            failed,
         })
     }
 
@@ -636,22 +658,24 @@ impl Vm {
         loop {
             self.test.send(cmd.as_bytes())?;
             let left = deadline.saturating_duration_since(Instant::now());
+            let last = left <= Duration::from_millis(500);
+            let poll = left.min(Duration::from_millis(500));
             match self
                 .test
-                .wait_for(marker.as_str(), left.min(Duration::from_millis(500)))
+                .wait_inner(Pattern::from(marker.as_str()), poll, last)
             {
                 Ok(_) => return Ok(self.started.elapsed()),
                 Err(VmError::Timeout { .. }) if Instant::now() < deadline => continue,
                 Err(VmError::Timeout { transcript, .. }) => {
+                    self.failed.store(true, Ordering::Relaxed);
                     return Err(VmError::Timeout {
-                        what: format!("test shell on ttyS1 (console tail: {})", {
-                            let c = self.console.transcript();
-                            let s = c.len().saturating_sub(4096);
-                            c.get(s..).unwrap_or("").to_string()
-                        }),
+                        what: format!(
+                            "test shell on ttyS1 (ttyS0 tail:\n{})",
+                            tail(self.console.transcript().as_bytes())
+                        ),
                         port: "ttyS1".into(),
                         transcript,
-                    })
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -703,6 +727,7 @@ impl Vm {
     pub fn shell_ok(&mut self, cmd: &str) -> Result<String, VmError> {
         let (out, code) = self.shell(cmd)?;
         if code != 0 {
+            self.failed.store(true, Ordering::Relaxed);
             return Err(VmError::Io(format!(
                 "guest command {cmd:?} exited with {code}; output:\n{out}"
             )));
@@ -829,6 +854,8 @@ impl Drop for Vm {
     fn drop(&mut self) {
         if thread::panicking() {
             self.dump_transcripts("at test failure");
+        } else if self.failed.load(Ordering::Relaxed) {
+            self.dump_transcripts("after a failed wait or command");
         }
         self.save_logs();
         self.kill();
@@ -909,5 +936,73 @@ fn exited_without_reaping(pid: u32) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         );
         rc == 0 && info.si_pid() != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Serial, UnixStream, Arc<AtomicBool>) {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let failed = Arc::new(AtomicBool::new(false));
+        (
+            Serial::new("ttyT", a, Arc::clone(&failed)).expect("serial"),
+            b,
+            failed,
+        )
+    }
+
+    #[test]
+    fn wait_for_consumes_in_order_and_captures() {
+        let (mut s, mut peer, failed) = pair();
+        peer.write_all(b"boot\r\nmenu> @@END-1@@ 7\r\nmenu> ")
+            .unwrap();
+        assert_eq!(
+            s.wait_for("menu> ", Duration::from_secs(5)).unwrap(),
+            "menu> "
+        );
+        let g = s
+            .wait_for_match(Pattern::re(r"@@END-1@@ (\d+)"), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(g, vec!["@@END-1@@ 7".to_string(), "7".to_string()]);
+        // The first "menu> " was consumed: only the second one is left.
+        assert!(s.contains("menu> "));
+        s.wait_for("menu> ", Duration::from_secs(5)).unwrap();
+        assert!(!s.contains("menu> "));
+        assert!(!failed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn timeout_reports_transcript_and_marks_failure() {
+        let (mut s, mut peer, failed) = pair();
+        peer.write_all(b"kernel says hello\n").unwrap();
+        let err = s
+            .wait_for("never printed", Duration::from_millis(200))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, VmError::Timeout { .. }), "{msg}");
+        assert!(msg.contains("kernel says hello"), "{msg}");
+        assert!(msg.contains("\"never printed\""), "{msg}");
+        assert!(failed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn closed_port_fails_fast_as_exited() {
+        let (mut s, peer, _) = pair();
+        drop(peer);
+        let started = Instant::now();
+        let err = s.wait_for("x", Duration::from_secs(30)).unwrap_err();
+        assert!(matches!(err, VmError::Exited { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn send_reaches_peer() {
+        let (mut s, mut peer, _) = pair();
+        s.send(b"1\r").unwrap();
+        let mut buf = [0u8; 2];
+        peer.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"1\r");
     }
 }

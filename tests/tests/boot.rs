@@ -89,7 +89,7 @@ fn image_boots_with_appliance_kernel_features() -> Result<(), VmError> {
     assert_contains(
         "board.toml",
         &vm.shell_ok("cat /etc/appliance/board.toml")?,
-        "device = \"mtd:/dev/mtd0\"",
+        "store = \"mtd:/dev/mtd0\"",
     );
 
     // The static appliance binary can be executed by the kernel (126/127

@@ -16,7 +16,11 @@ const RS_HEX: [&str; 3] = ["C633640B:13C4", "C633640C:13C4", "C633640D:13C4"];
 
 fn boot() -> Result<Vm, VmError> {
     let image = ensure_image()?;
-    let mut vm = Vm::boot(VmOptions::new(image))?;
+    // These tests drive the IPVS layer by hand; the daemon would reconcile the table
+    // back under their feet, so it stays off (the daemon's own VM tests cover it).
+    let mut opts = VmOptions::new(image);
+    opts.extra_cmdline.push("appliance.daemon=off".into());
+    let mut vm = Vm::boot(opts)?;
     vm.wait_shell(BOOT_TIMEOUT)?;
     Ok(vm)
 }

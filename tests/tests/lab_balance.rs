@@ -22,12 +22,13 @@ fn lab_spread_persistence_nat() {
     let servers = lv.lab.server_addrs();
 
     // Short persistence timeout through the appliance's own config path.
+    let want = SHORT_PERSISTENCE * lv.hz;
     match lv.set_config_keys(&[("persistence_timeout", &SHORT_PERSISTENCE.to_string())]) {
         Ok(()) => lv
             .wait_weights(
                 Duration::from_secs(120),
                 "short persistence timeout applied",
-                |s| s.persistence() == Some(SHORT_PERSISTENCE) && s.dests.iter().all(|d| d.2 > 0),
+                |s| s.persistence_jiffies() == Some(want) && s.dests.iter().all(|d| d.2 > 0),
             )
             .expect("config change applied"),
         Err(e) => eprintln!(
@@ -37,10 +38,13 @@ fn lab_spread_persistence_nat() {
     lv.wait_balancing(Duration::from_secs(60))
         .expect("balancing");
     let persistence = lv
-        .kernel_service()
+        .persistence_s()
         .expect("read ip_vs")
-        .and_then(|s| s.persistence())
         .expect("the VIP's service is persistent");
+    assert!(
+        persistence <= 30,
+        "persistence timeout {persistence} s: too long for the refresh check (config change failed?)"
+    );
     eprintln!("lab: persistence timeout {persistence} s");
 
     let mut lan = lv.capture_lan("lan.pcap").expect("LAN capture");
@@ -145,6 +149,29 @@ fn lab_spread_persistence_nat() {
         srcs.keys().copied().collect::<Vec<_>>(),
         vec![lab::VIP],
         "{srcs:?}"
+    );
+
+    // Control: without a refresh inside the persistence timeout the call's
+    // next request is scheduled afresh and lands on another server (the
+    // seed's warning), so the check above can fail.
+    let mut lan = lv.capture_lan("lan-control.pcap").expect("LAN capture");
+    let mut f = UacOptions::basic(&lv.lab, lv.lab.vip(), 1, 1);
+    f.scenario = "uac_refresh.xml".into();
+    f.hold_ms = persistence * 1000 + 3000;
+    f.recv_timeout_ms = 3000;
+    f.port = 5070;
+    f.time_limit = Duration::from_millis(f.hold_ms as u64 * 4 + 60_000);
+    let sf = Uac::run(&lv.lab, &f, "control").expect("control call");
+    let cp = lan.stop().expect("LAN capture");
+    let split = evidence::split_calls(&cp, &servers);
+    eprintln!(
+        "control (gap {} ms > timeout): sipp {sf:?}, split {split:?}",
+        f.hold_ms
+    );
+    assert_eq!(
+        split.len(),
+        1,
+        "a call idle past the persistence timeout should move"
     );
 
     // A server that hangs up itself: its BYE reaches the client from the VIP.

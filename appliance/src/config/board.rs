@@ -30,8 +30,8 @@ pub struct Board {
     pub watchdog: String,
     /// Factory config file.
     pub factory: String,
-    /// Root of the LED class devices (for tests and unusual boards).
-    pub leds_root: String,
+    /// sysfs mount point holding class/leds and class/gpio (tests point it at a fake tree).
+    pub sysfs_root: String,
     /// Serial console device for the menu.
     pub console: String,
     /// LED class devices to create through /dev/uleds (boards without LED hardware, e.g. QEMU).
@@ -48,7 +48,7 @@ impl Default for Board {
             store_fallback: String::new(),
             watchdog: DEFAULT_WATCHDOG.into(),
             factory: super::FACTORY_PATH.into(),
-            leds_root: "/sys/class/leds".into(),
+            sysfs_root: "/sys".into(),
             console: "/dev/console".into(),
             uleds: Vec::new(),
             leds: Vec::new(),
@@ -145,7 +145,7 @@ mod board_file_tests {
                         "store_fallback",
                         "watchdog",
                         "factory",
-                        "leds_root",
+                        "sysfs_root",
                         "console",
                         "uleds",
                         "leds"

@@ -471,7 +471,7 @@ fn check_probe(r: &mut Report, p: &str, sv: &str, s: &VirtualService) {
         r.error(
             format!("{pp}.interval_ms"),
             format!(
-                "{sv}: probe interval {} ms is out of range; use {}..={} ms (default 200)",
+                "{sv}: probe interval {} ms is out of range; use {}..={} ms (default 100)",
                 pr.interval_ms,
                 PROBE_INTERVAL_RANGE_MS.start(),
                 PROBE_INTERVAL_RANGE_MS.end()
@@ -561,6 +561,14 @@ fn check_probe(r: &mut Report, p: &str, sv: &str, s: &VirtualService) {
                 pr.user_agent.escape_debug()
             ),
         );
+    }
+    // The prober's own request builder is the final judge of what it can send; report
+    // anything it refuses that the checks above let through.
+    let field_errors = r.errors.iter().filter(|e| e.path.starts_with(&pp)).count();
+    if field_errors == 0 {
+        if let Err(e) = crate::probe::packet::validate_settings(pr) {
+            r.error(pp.clone(), format!("{sv}: probe settings rejected: {e}"));
+        }
     }
 }
 
@@ -1072,7 +1080,7 @@ mod tests {
         c.services[0].probe.timeout_ms = 5000;
         one_warning(
             &c,
-            &["probe timeout 5000 ms is longer than fall x interval (3 x 200 ms)"],
+            &["probe timeout 5000 ms is longer than fall x interval (3 x 100 ms)"],
         );
     }
 

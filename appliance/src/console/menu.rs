@@ -1788,7 +1788,7 @@ mod tests {
             "is not a SIP status code range",
             "'http://x' is not a SIP URI",
             "'explode': use weight0",
-            "interval ms: 200 -> 500",
+            "interval ms: 100 -> 500",
             "warning: service sip: probing is disabled",
         ] {
             assert!(out.contains(msg), "missing {msg:?} in:\n{out}");

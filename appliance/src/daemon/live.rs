@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::net::SocketAddrV4;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -79,18 +79,6 @@ pub fn create_uleds(board: &Board) -> Vec<File> {
     out
 }
 
-/// The board names the LED class directory (`/sys/class/leds`); [`Leds::open`] wants the
-/// sysfs root above it (it adds `class/leds` and `class/gpio` itself).
-pub fn sysfs_root(leds_root: &str) -> PathBuf {
-    let p = Path::new(leds_root);
-    if p.ends_with("class/leds") {
-        if let Some(root) = p.parent().and_then(Path::parent) {
-            return root.to_path_buf();
-        }
-    }
-    p.to_path_buf()
-}
-
 impl Live {
     /// Start the prober and LEDs; the first kernel sync happens in [`Live::apply_boot`].
     #[allow(clippy::too_many_arguments)]
@@ -114,7 +102,7 @@ impl Live {
         let leds = if bindings.is_empty() {
             None
         } else {
-            match Leds::open(&bindings, &sysfs_root(&board.leds_root)) {
+            match Leds::open(&bindings, Path::new(&board.sysfs_root)) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     warn!(error = %e, "status LEDs not available");
@@ -457,22 +445,5 @@ impl Effects for Live {
         let generation = store.save(c).map_err(|e| EffectError(e.to_string()))?;
         info!(generation, "configuration saved to flash");
         Ok(generation)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn board_led_class_dir_maps_to_the_sysfs_root() {
-        assert_eq!(sysfs_root("/sys/class/leds"), PathBuf::from("/sys"));
-        assert_eq!(sysfs_root("/sys/class/leds/"), PathBuf::from("/sys"));
-        assert_eq!(
-            sysfs_root("/tmp/fake/class/leds"),
-            PathBuf::from("/tmp/fake")
-        );
-        // Already a sysfs root: unchanged.
-        assert_eq!(sysfs_root("/tmp/fake"), PathBuf::from("/tmp/fake"));
     }
 }

@@ -89,6 +89,14 @@ pub fn cli(args: &[String]) -> ExitCode {
     }
     let ring = logbuf::LogRing::new();
     init_tracing(ring.clone());
+    if disabled_on_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default()) {
+        // Test images isolate a layer (e.g. the IPVS kernel tests) by booting with the
+        // daemon off; idle instead of exiting so init does not respawn us in a loop.
+        info!("appliance.daemon=off on the kernel command line: not starting");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -106,6 +114,13 @@ pub fn cli(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// True when the kernel command line asks for the daemon to stay off.
+fn disabled_on_cmdline(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .any(|w| w == "appliance.daemon=off")
 }
 
 fn init_tracing(ring: logbuf::LogRing) {
@@ -481,6 +496,15 @@ pub enum DaemonError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn daemon_off_only_with_the_exact_flag() {
+        assert!(disabled_on_cmdline(
+            "console=ttyS0 appliance.daemon=off quiet"
+        ));
+        assert!(!disabled_on_cmdline("console=ttyS0 appliance.daemon=offx"));
+        assert!(!disabled_on_cmdline(""));
+    }
 
     #[test]
     fn options_parse_and_reject_unknown() {

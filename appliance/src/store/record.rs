@@ -144,7 +144,7 @@ pub fn decode_slot(bytes: &[u8]) -> SlotState {
     g.copy_from_slice(&bytes[8..16]);
     let generation = u64::from_le_bytes(g);
     match postcard::take_from_bytes::<Envelope>(&bytes[HEADER_LEN..end]) {
-        Ok((env, rest)) if rest.is_empty() => SlotState::Valid {
+        Ok((env, [])) => SlotState::Valid {
             generation,
             config: Box::new(env.into_current()),
         },

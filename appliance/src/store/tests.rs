@@ -22,6 +22,9 @@ fn cfg(servers: u8, host: &str) -> Config {
     c
 }
 
+/// Opens a store over a simulated medium.
+type Opener<'a> = &'a dyn Fn(&SimMedium) -> Store;
+
 fn file_sim() -> SimMedium {
     SimMedium::new(2 * FILE_SLOT_SIZE, 4096, 0xFF)
 }
@@ -104,7 +107,7 @@ fn both_corrupt_reports_and_leaves_slots_untouched() {
 
 #[test]
 fn erase_is_factory_reset() {
-    let cases: [(SimMedium, &dyn Fn(&SimMedium) -> Store); 2] = [
+    let cases: [(SimMedium, Opener); 2] = [
         (file_sim(), &file_store),
         (flash_sim(4096, 16), &flash_store),
     ];
@@ -126,9 +129,9 @@ fn largest_config_fits_a_slot() {
         rec.len()
     );
     assert!(rec.len() <= MAX_RECORD);
-    assert!(MAX_RECORD <= FILE_SLOT_SIZE);
+    const { assert!(MAX_RECORD <= FILE_SLOT_SIZE) };
     // And it survives a store round trip on every backend.
-    let cases: [(SimMedium, &dyn Fn(&SimMedium) -> Store); 3] = [
+    let cases: [(SimMedium, Opener); 3] = [
         (file_sim(), &file_store),
         (flash_sim(4096, 16), &flash_store),
         (flash_sim(65536, 2), &flash_store),
@@ -271,7 +274,7 @@ struct Matrix {
 /// With `flips`, additionally flip every bit of the target slot's record area at every cut.
 fn run_matrix(
     m: &SimMedium,
-    open: &dyn Fn(&SimMedium) -> Store,
+    open: Opener,
     history: &[Config],
     new: &Config,
     flips: bool,
@@ -537,8 +540,8 @@ fn mtd_abi_layout() {
     assert_eq!(std::mem::size_of::<backend::MtdInfoUser>(), 32);
     assert_eq!(std::mem::size_of::<backend::EraseInfoUser>(), 8);
     // MEMGETINFO = _IOR('M', 1, struct mtd_info_user), MEMERASE = _IOW('M', 2, struct erase_info_user).
-    assert_eq!(nix::request_code_read!(b'M', 1, 32) as u64, 0x8020_4d01);
-    assert_eq!(nix::request_code_write!(b'M', 2, 8) as u64, 0x4008_4d02);
+    assert_eq!(nix::request_code_read!(b'M', 1, 32), 0x8020_4d01);
+    assert_eq!(nix::request_code_write!(b'M', 2, 8), 0x4008_4d02);
 }
 
 // ---- benchmark ---------------------------------------------------------------

@@ -51,8 +51,9 @@ pub struct KernelService {
 }
 
 impl KernelService {
-    /// The persistence timeout, if persistent.
-    pub fn persistence(&self) -> Option<u32> {
+    /// The persistence timeout as /proc shows it: in kernel jiffies (see
+    /// [`LabVm::hz`]), if persistent.
+    pub fn persistence_jiffies(&self) -> Option<u32> {
         let mut w = self.line.split_whitespace();
         w.position(|t| t == "persistent")?;
         w.next()?.parse().ok()
@@ -116,8 +117,23 @@ pub struct LabVm {
     pub uas_scenario: String,
     /// Servers' `-d` hold time (for `uas_bye.xml`).
     pub uas_hold_ms: u32,
+    /// The guest kernel's CONFIG_HZ (/proc/net/ip_vs shows timeouts in jiffies).
+    pub hz: u32,
     /// The namespaces, captures and processes.
     pub lab: Lab,
+}
+
+/// CONFIG_HZ of the built kernel, from the `kernel.config` build-image.sh
+/// leaves next to the bzImage.
+fn kernel_hz(kernel: &std::path::Path) -> Result<u32> {
+    let cfg = kernel.with_file_name("kernel.config");
+    let text = std::fs::read_to_string(&cfg).map_err(|source| LabError::Io {
+        path: cfg.clone(),
+        source,
+    })?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("CONFIG_HZ=")?.trim().parse().ok())
+        .ok_or_else(|| LabError::Evidence(format!("{}: no CONFIG_HZ", cfg.display())))
 }
 
 impl LabVm {
@@ -127,6 +143,7 @@ impl LabVm {
     pub fn boot(opts: &LabOptions, uas_scenario: &str) -> Result<LabVm> {
         let lab = Lab::new(opts)?;
         let image = ensure_image()?;
+        let hz = kernel_hz(&image.kernel)?;
         let mut vo = VmOptions::new(image);
         vo.wan_tap = Some(super::WAN_TAP.into());
         vo.lan_tap = Some(LAN_TAP.into());
@@ -138,6 +155,7 @@ impl LabVm {
             uas: vec![None; lab.servers.len()],
             uas_scenario: uas_scenario.into(),
             uas_hold_ms: 1000,
+            hz,
             lab,
         };
         let t = lv.vm.wait_shell(BOOT_TIMEOUT)?;
@@ -168,7 +186,16 @@ impl LabVm {
         Ok(parse_ip_vs(&t, VIP, super::SIP_PORT))
     }
 
-    /// Waits until the kernel balances the VIP over `n` servers with weight > 0.
+    /// The VIP's persistence timeout in seconds, from the kernel table.
+    pub fn persistence_s(&mut self) -> Result<Option<u32>> {
+        let hz = self.hz.max(1);
+        Ok(self
+            .kernel_service()?
+            .and_then(|s| s.persistence_jiffies())
+            .map(|j| j / hz))
+    }
+
+    /// Waits until the kernel's VIP service satisfies `ok`.
     pub fn wait_weights(
         &mut self,
         limit: Duration,
@@ -362,7 +389,7 @@ mod tests {
                  -> C633640B:13C4      Masq    1      0          3\n  \
                  -> C633640C:13C4      Masq    0      0          0\n";
         let s = parse_ip_vs(t, VIP, 5060).unwrap();
-        assert_eq!(s.persistence(), Some(8));
+        assert_eq!(s.persistence_jiffies(), Some(8));
         assert_eq!(
             s.dests,
             vec![

@@ -216,6 +216,10 @@ fn analyse_failure(
     }
 }
 
+/// What [`load_with_action`] returns: LAN capture, WAN capture, sipp
+/// statistics, the action's instant (µs since the epoch), the action's result.
+pub type ActionRound<T> = (Vec<SipPacket>, Vec<SipPacket>, Vec<UacStats>, u64, T);
+
 /// A load with an action in its middle (daemon restart, drain): returns the
 /// captures (LAN, WAN), the sipp statistics and the action's instant (µs).
 pub fn load_with_action<T>(
@@ -224,7 +228,7 @@ pub fn load_with_action<T>(
     tag: &str,
     at: Duration,
     action: impl FnOnce(&mut LabVm) -> Result<T>,
-) -> Result<(Vec<SipPacket>, Vec<SipPacket>, Vec<UacStats>, u64, T)> {
+) -> Result<ActionRound<T>> {
     let mut lan = lv.capture_lan(&format!("lan-{tag}.pcap"))?;
     let mut wan = lv.capture_wan(&format!("wan-{tag}.pcap"))?;
     let run = load.start(lv, tag)?;
