@@ -46,38 +46,6 @@ fn lab_ok() -> bool {
     }
 }
 
-/// Guest-side sampler of the status and pool LEDs: "T <uptime>" then one
-/// line per LED in [`guest::LED_SCRIPT`]'s format, bounded to `n` rounds.
-fn sampler(n: u32) -> String {
-    format!(
-        "(i=0; while [ $i -lt {n} ]; do u=$(cat /proc/uptime); echo \"T ${{u%% *}}\"; \
-         for l in /sys/class/leds/{LED_STATUS} /sys/class/leds/{LED_POOL}; do \
-         [ -e \"$l/trigger\" ] || {{ echo \"${{l##*/}} missing - 0\"; continue; }}; \
-         t=$(sed 's/.*\\[\\(.*\\)\\].*/\\1/' \"$l/trigger\" 2>/dev/null); d=-; \
-         [ -r \"$l/delay_on\" ] && d=\"$(cat \"$l/delay_on\")/$(cat \"$l/delay_off\")\"; \
-         echo \"${{l##*/}} $t $d $(cat \"$l/brightness\" 2>/dev/null)\"; done; i=$((i+1)); done \
-         > /tmp/ledlog 2>&1; echo done >> /tmp/ledlog) & echo $! > /tmp/sampler.pid"
-    )
-}
-
-/// The distinct successive states of `name` in a sampler log.
-fn led_sequence(log: &str, name: &str) -> Vec<Led> {
-    let mut seq: Vec<Led> = Vec::new();
-    for l in log.lines().filter(|l| l.starts_with(name)) {
-        let st = if l.contains(" missing ") {
-            Led::Missing
-        } else {
-            guest::parse_leds(l)
-                .remove(name)
-                .unwrap_or(Led::Other(l.into()))
-        };
-        if seq.last() != Some(&st) {
-            seq.push(st);
-        }
-    }
-    seq
-}
-
 #[test]
 fn leds_follow_pool_health_and_boot() -> R {
     if !lab_ok() {
@@ -125,38 +93,46 @@ fn leds_follow_pool_health_and_boot() -> R {
         t_back.as_secs_f64()
     );
 
-    // Booting blink: with a 3 s probe interval the first verdicts take seconds
-    // after a restart, so a guest-side sampler sees the LEDs go booting -> on.
-    let vm = &mut lv.vm;
-    vm.shell_ok(
+    // Booting blink: restart the daemon while no server answers (silent, so
+    // no ICMP either) with a slow probe (3 s interval, 1 s timeout, fall 10):
+    // every server stays Unknown for many seconds, and the LEDs must show the
+    // booting blink; once the servers answer, on. (With answering servers the
+    // first probe decides within ~0.1 s, too short to observe reliably.)
+    lv.vm.shell_ok(
         "sed -e 's/^interval_ms = .*/interval_ms = 3000/' -e 's/^timeout_ms = .*/timeout_ms = 1000/' \
-         /etc/appliance/factory.toml > /tmp/slow.toml && appliance config import /tmp/slow.toml",
+         -e 's/^fall = .*/fall = 10/' /etc/appliance/factory.toml > /tmp/slow.toml \
+         && appliance config import /tmp/slow.toml",
     )?;
+    for i in 0..3 {
+        lv.fail_server(i, Failure::Silent)?;
+    }
+    let vm = &mut lv.vm;
     let old = guest::daemon_pid(vm)?.ok_or_else(|| fail("no daemon running"))?;
-    vm.shell_ok(&sampler(400))?;
     vm.shell_ok(&format!("kill -TERM {old}"))?;
     guest::wait_new_daemon(vm, old, Duration::from_secs(60))?;
-    guest::wait_led(vm, LED_POOL, Led::On, LED_TIMEOUT)?;
-    // A little more on-time in the log, then stop the sampler.
-    std::thread::sleep(Duration::from_secs(2));
-    vm.shell_ok("kill $(cat /tmp/sampler.pid) 2>/dev/null; true")?;
-    let log = vm.shell_ok("cat /tmp/ledlog")?;
-    let status = led_sequence(&log, LED_STATUS);
-    let pool = led_sequence(&log, LED_POOL);
-    eprintln!("status LED across a restart: {status:?}\npool LED across a restart: {pool:?}");
-    for (name, seq) in [(LED_STATUS, &status), (LED_POOL, &pool)] {
-        let boot = seq.iter().position(|s| *s == BOOTING);
-        let on = seq.iter().rposition(|s| *s == Led::On);
-        match (boot, on) {
-            (Some(b), Some(o)) if b < o && seq.last() == Some(&Led::On) => {}
-            _ => {
-                return Err(fail(format!(
-                    "LED {name}: expected booting blink (500/500) then on, saw {seq:?}\nlog:\n{log}"
-                ))
-                .into())
-            }
-        }
+    guest::wait_led(vm, LED_STATUS, BOOTING, Duration::from_secs(20))?;
+    let pool = guest::led(vm, LED_POOL)?;
+    if pool != BOOTING {
+        return Err(fail(format!("pool LED while booting: {pool:?}")).into());
     }
+    let restart_log = guest::last_daemon_log(vm)?;
+    if restart_log.contains("to=Down") || restart_log.contains("to=Up") {
+        return Err(fail(format!(
+            "a server left Unknown before the booting check:\n{restart_log}"
+        ))
+        .into());
+    }
+    for i in 0..3 {
+        lv.restore_server(i, Failure::Silent)?;
+    }
+    let vm = &mut lv.vm;
+    let t_up = guest::wait_led(vm, LED_POOL, Led::On, LED_TIMEOUT)?;
+    guest::wait_led(vm, LED_STATUS, Led::On, LED_TIMEOUT)?;
+    eprintln!(
+        "LEDs after a restart with silent servers: booting blink 500/500 on status and pool; \
+         on {:.1} s after the servers answered again",
+        t_up.as_secs_f64()
+    );
 
     // Freeze the daemon: the i6300esb resets the VM in place (QEMU keeps
     // running); the new boot logs the watchdog reset and balances again.
@@ -213,29 +189,29 @@ fn daemon_in_inittab(vm: &mut Vm, present: bool) -> Result<(), VmError> {
     Ok(())
 }
 
-/// QEMU (started with no_reboot) must not exit for `d`: no watchdog reset.
+/// QEMU (started with no_reboot) must not exit for `d`, and the guest keeps
+/// its boot id: no watchdog reset.
 fn no_reset_for(vm: &mut Vm, d: Duration, what: &str) -> Result<(), VmError> {
-    let up0 = uptime(vm)?;
+    let id0 = boot_id(vm)?;
     match vm.wait_exit(d) {
         Err(VmError::Timeout { .. }) => {}
         Ok(st) => return Err(fail(format!("{what}: the VM reset ({st}) within {d:?}"))),
         Err(e) => return Err(e),
     }
-    let up1 = uptime(vm)?;
-    if up1 < up0 + d.as_secs_f64() - 1.0 {
+    let id1 = boot_id(vm)?;
+    if id1 != id0 {
         return Err(fail(format!(
-            "{what}: guest uptime went from {up0} to {up1} s: it rebooted"
+            "{what}: the guest boot id changed ({id0} -> {id1}): it rebooted"
         )));
     }
     Ok(())
 }
 
-fn uptime(vm: &mut Vm) -> Result<f64, VmError> {
-    let out = vm.shell_ok("cat /proc/uptime")?;
-    out.split_whitespace()
-        .next()
-        .and_then(|u| u.parse().ok())
-        .ok_or_else(|| fail(format!("bad /proc/uptime: {out:?}")))
+fn boot_id(vm: &mut Vm) -> Result<String, VmError> {
+    Ok(vm
+        .shell_ok("cat /proc/sys/kernel/random/boot_id")?
+        .trim()
+        .to_string())
 }
 
 #[test]
