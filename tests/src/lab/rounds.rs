@@ -106,6 +106,14 @@ pub struct FailureFigures {
     pub failed_calls_after_out: Vec<String>,
     /// Calls whose first packet reached a live server and did not complete.
     pub failed_calls_on_live_servers: Vec<String>,
+    /// New calls of the single-socket client (one UDP 5-tuple for all its
+    /// calls) that reached the dead server before the failure: shows the
+    /// stale-connection case was really exercised.
+    pub single_socket_before: usize,
+    /// New calls of the single-socket client that reached the dead server
+    /// after the kernel showed it out (must be 0: no stale UDP connection
+    /// entry may keep steering it there).
+    pub single_socket_after_out: usize,
     /// Milliseconds from restoring the server to its first new call.
     pub return_ms: Option<u64>,
     /// New calls it got after being restored.
@@ -164,12 +172,22 @@ pub fn failure_round(
     let elapsed = Duration::from_micros(now_us().saturating_sub(t0));
     std::thread::sleep(down.saturating_sub(elapsed));
     let t1 = lv.restore_server(server, how)?;
+    if let Some(pid) = lv.uas[server] {
+        if !lv.lab.running(pid) {
+            return Err(super::LabError::Evidence(format!(
+                "the sipp server on {dead} died during the {how:?} outage (harness fault, \
+                 see uas-{server}-errors.log in {})",
+                lv.lab.dir.display()
+            )));
+        }
+    }
     let _ = poll_kernel(lv, server, false, Duration::from_secs(60))?;
     let sipp = run.wait()?;
     let lan_p = lan.stop()?;
     let wan_p = wan.stop()?;
+    let single = (load.single_rate > 0).then(|| lv.lab.clients[0]);
     Ok(analyse_failure(
-        how, &lan_p, &wan_p, &servers, dead, t0, out_at, t1, sipp,
+        how, &lan_p, &wan_p, &servers, dead, single, t0, out_at, t1, sipp,
     ))
 }
 
@@ -180,6 +198,7 @@ fn analyse_failure(
     wan: &[SipPacket],
     servers: &[std::net::Ipv4Addr],
     dead: std::net::Ipv4Addr,
+    single: Option<std::net::Ipv4Addr>,
     t0: u64,
     out_at: Option<u64>,
     t1: u64,
@@ -201,6 +220,22 @@ fn analyse_failure(
         .map(|(c, _)| c)
         .collect();
     let returned = evidence::new_calls_after(lan, servers, dead, t1);
+    let (single_socket_before, single_socket_after_out) = match single {
+        Some(c) => {
+            let p = evidence::from_client(lan, c);
+            let before = evidence::first_arrivals(&p, servers)
+                .values()
+                .filter(|(s, t)| *s == dead && *t < t0)
+                .count();
+            let from = out_at.unwrap_or(t0);
+            let after = evidence::new_calls_after(&p, servers, dead, from)
+                .iter()
+                .filter(|(_, t)| *t < t1)
+                .count();
+            (before, after)
+        }
+        None => (0, 0),
+    };
     FailureFigures {
         how,
         kernel_out_ms: out_at.map(|o| (o - t0) / 1000),
@@ -209,6 +244,8 @@ fn analyse_failure(
         new_calls_after_out: after_out,
         failed_calls_after_out,
         failed_calls_on_live_servers,
+        single_socket_before,
+        single_socket_after_out,
         return_ms: returned.first().map(|(_, t)| (t - t1) / 1000),
         calls_after_return: returned.len(),
         table: evidence::table(&evidence::per_server(lan, servers)),
