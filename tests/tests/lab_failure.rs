@@ -40,7 +40,8 @@ fn lab_failure_and_return() {
         eprintln!("--- {how:?} ---\n{}", f.table);
         eprintln!(
             "FIGURE failure={how:?} kernel_out_ms={:?} steering_ms={} new_calls_after_failure={} \
-             new_calls_after_out={} failed_after_out={} failed_on_live={} \
+             new_calls_after_out={} failed_after_out={} failed_on_live={} failed_unrouted={} \
+             failed_on_dead={} \
              single_socket_before={} single_socket_after_out={} return_ms={:?} \
              calls_after_return={} sipp={:?}",
             f.kernel_out_ms,
@@ -49,6 +50,8 @@ fn lab_failure_and_return() {
             f.new_calls_after_out,
             f.failed_calls_after_out.len(),
             f.failed_calls_on_live_servers.len(),
+            f.failed_calls_unrouted.len(),
+            f.failed_calls_on_dead_server,
             f.single_socket_before,
             f.single_socket_after_out,
             f.return_ms,
@@ -62,6 +65,12 @@ fn lab_failure_and_return() {
             problems.push(format!(
                 "{how:?}: {} new calls reached the dead server after it was out",
                 f.new_calls_after_out
+            ));
+        }
+        if !f.failed_calls_unrouted.is_empty() {
+            problems.push(format!(
+                "{how:?}: calls failed without reaching any server: {:?}",
+                f.failed_calls_unrouted
             ));
         }
         if f.single_socket_before == 0 {

@@ -18,6 +18,8 @@ pub struct Load {
     /// New calls per second from the single-socket client (client address 0).
     pub single_rate: u32,
     /// New calls per second from the socket-per-call client (client address 1).
+    /// Keep `single_rate + per_call_rate` prime to the server count: with 4 + 2
+    /// on 3 servers rr locked into a cycle where one client never met one server.
     pub per_call_rate: u32,
     /// Hold time of each call, ms.
     pub hold_ms: u32,
@@ -31,7 +33,7 @@ impl Default for Load {
     fn default() -> Self {
         Load {
             single_rate: 4,
-            per_call_rate: 2,
+            per_call_rate: 3,
             hold_ms: 500,
             duration: Duration::from_secs(30),
             port: 5100,
@@ -106,6 +108,12 @@ pub struct FailureFigures {
     pub failed_calls_after_out: Vec<String>,
     /// Calls whose first packet reached a live server and did not complete.
     pub failed_calls_on_live_servers: Vec<String>,
+    /// Calls that did not complete and whose INVITE reached no server at all
+    /// (lost in the appliance): collateral damage like the above.
+    pub failed_calls_unrouted: Vec<String>,
+    /// Calls that did not complete and had reached the dead server (in
+    /// progress at the failure, or sent there before detection).
+    pub failed_calls_on_dead_server: usize,
     /// New calls of the single-socket client (one UDP 5-tuple for all its
     /// calls) that reached the dead server before the failure: shows the
     /// stale-connection case was really exercised.
@@ -214,10 +222,19 @@ fn analyse_failure(
         .map(|o| evidence::incomplete_calls_between(wan, o, t1))
         .unwrap_or_default();
     let done: BTreeSet<String> = evidence::completed_calls(wan);
-    let failed_calls_on_live_servers = evidence::first_arrivals(lan, servers)
+    let arrivals = evidence::first_arrivals(lan, servers);
+    let failed_calls_on_live_servers = arrivals
+        .iter()
+        .filter(|(c, (s, _))| *s != dead && !done.contains(*c))
+        .map(|(c, _)| c.clone())
+        .collect();
+    let failed_calls_on_dead_server = arrivals
+        .iter()
+        .filter(|(c, (s, _))| *s == dead && !done.contains(*c))
+        .count();
+    let failed_calls_unrouted = evidence::incomplete_calls_between(wan, 0, u64::MAX)
         .into_iter()
-        .filter(|(c, (s, _))| *s != dead && !done.contains(c))
-        .map(|(c, _)| c)
+        .filter(|c| !arrivals.contains_key(c))
         .collect();
     let returned = evidence::new_calls_after(lan, servers, dead, t1);
     let (single_socket_before, single_socket_after_out) = match single {
@@ -244,6 +261,8 @@ fn analyse_failure(
         new_calls_after_out: after_out,
         failed_calls_after_out,
         failed_calls_on_live_servers,
+        failed_calls_unrouted,
+        failed_calls_on_dead_server,
         single_socket_before,
         single_socket_after_out,
         return_ms: returned.first().map(|(_, t)| (t - t1) / 1000),
