@@ -49,6 +49,8 @@ pub const SIP_PORT: u16 = 5060;
 pub const WAN_TAP: &str = "tapw";
 /// Name of the LAN tap (inside the switch namespace) QEMU attaches to.
 pub const LAN_TAP: &str = "tapl";
+/// Discard device a silent server's output is routed to (see [`Lab::set_server_silent`]).
+const SINK: &str = "silent0";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -518,22 +520,30 @@ impl Lab {
 
     /// Makes a server silent (or normal again): it still receives every
     /// packet (and still answers ARP, like a hung process or a firewall
-    /// dropping its output), but nothing it sends leaves: blackhole routes
-    /// for its default route and the appliance's LAN address. (The host
-    /// kernel has neither netem nor tc actions, and a zero-length qdisc
-    /// would also swallow ARP replies.) Sends fail locally; no ICMP leaves.
+    /// dropping its output), but nothing it sends leaves: its default route
+    /// and the route to the appliance's LAN address point at an `ifb` device,
+    /// which discards what it is given. Sends succeed locally, so the server
+    /// process sees no error (blackhole routes made `sendto` fail with
+    /// EINVAL, and sipp then crashed while aborting a call, so the "silent"
+    /// server came back dead). The host kernel has neither netem nor tc
+    /// actions, and a zero-length qdisc would also swallow ARP replies.
     pub fn set_server_silent(&self, server: usize, silent: bool) -> Result<()> {
         let s = &self.servers[server];
         let gw = APPLIANCE_LAN.to_string();
         if silent {
-            ip(&["-n", &s.ns, "route", "replace", "blackhole", "default"])?;
+            if ip(&["-n", &s.ns, "link", "show", SINK]).is_err() {
+                ip(&["-n", &s.ns, "link", "add", SINK, "type", "ifb"])?;
+            }
+            ip(&["-n", &s.ns, "link", "set", SINK, "up"])?;
+            ip(&["-n", &s.ns, "route", "replace", "default", "dev", SINK])?;
             ip(&[
                 "-n",
                 &s.ns,
                 "route",
                 "replace",
-                "blackhole",
                 &format!("{gw}/32"),
+                "dev",
+                SINK,
             ])?;
         } else {
             ip(&[
@@ -541,10 +551,13 @@ impl Lab {
                 &s.ns,
                 "route",
                 "del",
-                "blackhole",
                 &format!("{gw}/32"),
+                "dev",
+                SINK,
             ])?;
-            ip(&["-n", &s.ns, "route", "replace", "default", "via", &gw])?;
+            ip(&[
+                "-n", &s.ns, "route", "replace", "default", "via", &gw, "dev", &s.iface,
+            ])?;
         }
         Ok(())
     }

@@ -48,7 +48,7 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
     for (k, v) in [
         ("net/ipv4/ip_forward", "1"),
         ("net/ipv4/vs/expire_nodest_conn", "1"),
-        ("net/ipv4/vs/expire_quiescent_template", "1"),
+        ("net/ipv4/vs/expire_quiescent_template", "0"),
         ("net/ipv4/vs/conn_reuse_mode", "1"),
     ] {
         assert_eq!(vm.shell_ok(&format!("cat /proc/sys/{k}"))?.trim(), v, "{k}");

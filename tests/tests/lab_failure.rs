@@ -2,8 +2,10 @@
 //! fails in three ways (process killed, link down, silent) under steady load
 //! from a single-socket and a socket-per-call client; after the kernel shows
 //! it out no new call reaches it and every new call completes; calls on the
-//! other servers are unaffected; once back it gets calls again. Figures per
-//! failure are printed (`FIGURE ...` lines) for the benchmarks.
+//! other servers are unaffected (single-socket client included: it had
+//! calls on the server before and gets none after); once back it gets calls
+//! again. Figures per failure are printed (`FIGURE ...` lines) for the
+//! benchmarks.
 
 use appliance_tests::lab::booted::{Failure, LabVm};
 use appliance_tests::lab::rounds::{failure_round, Load};
@@ -38,7 +40,9 @@ fn lab_failure_and_return() {
         eprintln!("--- {how:?} ---\n{}", f.table);
         eprintln!(
             "FIGURE failure={how:?} kernel_out_ms={:?} steering_ms={} new_calls_after_failure={} \
-             new_calls_after_out={} failed_after_out={} failed_on_live={} return_ms={:?} \
+             new_calls_after_out={} failed_after_out={} failed_on_live={} failed_unrouted={} \
+             failed_on_dead={} \
+             single_socket_before={} single_socket_after_out={} return_ms={:?} \
              calls_after_return={} sipp={:?}",
             f.kernel_out_ms,
             f.steering_ms,
@@ -46,6 +50,10 @@ fn lab_failure_and_return() {
             f.new_calls_after_out,
             f.failed_calls_after_out.len(),
             f.failed_calls_on_live_servers.len(),
+            f.failed_calls_unrouted.len(),
+            f.failed_calls_on_dead_server,
+            f.single_socket_before,
+            f.single_socket_after_out,
             f.return_ms,
             f.calls_after_return,
             f.sipp
@@ -57,6 +65,24 @@ fn lab_failure_and_return() {
             problems.push(format!(
                 "{how:?}: {} new calls reached the dead server after it was out",
                 f.new_calls_after_out
+            ));
+        }
+        if !f.failed_calls_unrouted.is_empty() {
+            problems.push(format!(
+                "{how:?}: calls failed without reaching any server: {:?}",
+                f.failed_calls_unrouted
+            ));
+        }
+        if f.single_socket_before == 0 {
+            problems.push(format!(
+                "{how:?}: the single-socket client had no calls on the server before it failed \
+                 (the stale-connection case was not exercised)"
+            ));
+        }
+        if f.single_socket_after_out != 0 {
+            problems.push(format!(
+                "{how:?}: {} new single-socket calls reached the dead server after it was out",
+                f.single_socket_after_out
             ));
         }
         if !f.failed_calls_after_out.is_empty() {

@@ -115,6 +115,11 @@ fn lab_wiring_failure_modes_are_observable() {
     let s = Uac::run(&lab, &o, "silent").unwrap();
     assert_eq!(s.failed, 2, "{s:?}");
     lab.set_server_silent(0, false).unwrap();
+    // Silence must not have hurt the server process: it answers again.
+    let mut o3 = UacOptions::basic(&lab, lab.servers[0].sip(), 1, 10);
+    o3.port = 5064;
+    let s3 = Uac::run(&lab, &o3, "silent-back").unwrap();
+    assert_eq!((s3.successful, s3.failed), (1, 0), "{s3:?}");
     // Link down: nothing reaches it, calls fail.
     lab.set_server_link(1, false).unwrap();
     let mut o1 = UacOptions::basic(&lab, lab.servers[1].sip(), 1, 10);
@@ -131,10 +136,11 @@ fn lab_wiring_failure_modes_are_observable() {
     let p = lan.stop().unwrap();
     let t = evidence::per_server(&p, &lab.server_addrs());
     eprintln!("{}", evidence::table(&t));
-    assert_eq!(t[&lab.servers[0].addr].new_calls.len(), 2);
-    assert_eq!(t[&lab.servers[0].addr].replies, 0);
+    assert_eq!(t[&lab.servers[0].addr].new_calls.len(), 3);
+    // Only the call after the silence got answers (200 to INVITE, 200 to BYE).
+    assert_eq!(t[&lab.servers[0].addr].replies, 2);
     // The link-down call's INVITE may wait in the router's ARP queue and
     // arrive once the link is back; the two later calls complete.
     assert!(t[&lab.servers[1].addr].new_calls.len() >= 2);
-    assert_eq!(evidence::completed_calls(&p).len(), 2);
+    assert_eq!(evidence::completed_calls(&p).len(), 3);
 }

@@ -35,9 +35,9 @@ pub const DATAPATH: &[Setting] = &[
     },
     Setting {
         key: "net.ipv4.vs.expire_quiescent_template",
-        value: "1",
+        value: "0",
         required: true,
-        why: "persistence templates (pe sip Call-IDs) pointing at a weight-0 server expire, so new calls are not pinned to a dead server",
+        why: "pe sip templates (Call-ID -> server) of a weight-0 server are kept, so in-dialog requests (re-INVITE, BYE) of a drained server's calls still reach it; new calls have new Call-IDs, match no template and are never scheduled to weight 0 (1 sent a drained server's BYEs to other servers)",
     },
     Setting {
         key: "net.ipv4.vs.conntrack",
@@ -191,6 +191,11 @@ mod tests {
     fn sets_and_verifies_each_value() {
         let d = fake_root(true, true);
         std::fs::write(path_of(d.path(), "net.ipv4.vs.conn_reuse_mode"), "1\n").expect("w");
+        std::fs::write(
+            path_of(d.path(), "net.ipv4.vs.expire_quiescent_template"),
+            "1\n",
+        )
+        .expect("w");
         let r = apply_datapath_at(d.path()).expect("apply");
         for s in DATAPATH {
             let v = std::fs::read_to_string(path_of(d.path(), s.key)).expect("read");

@@ -18,6 +18,8 @@ pub struct Load {
     /// New calls per second from the single-socket client (client address 0).
     pub single_rate: u32,
     /// New calls per second from the socket-per-call client (client address 1).
+    /// Keep `single_rate + per_call_rate` prime to the server count: with 4 + 2
+    /// on 3 servers rr locked into a cycle where one client never met one server.
     pub per_call_rate: u32,
     /// Hold time of each call, ms.
     pub hold_ms: u32,
@@ -31,7 +33,7 @@ impl Default for Load {
     fn default() -> Self {
         Load {
             single_rate: 4,
-            per_call_rate: 2,
+            per_call_rate: 3,
             hold_ms: 500,
             duration: Duration::from_secs(30),
             port: 5100,
@@ -106,6 +108,20 @@ pub struct FailureFigures {
     pub failed_calls_after_out: Vec<String>,
     /// Calls whose first packet reached a live server and did not complete.
     pub failed_calls_on_live_servers: Vec<String>,
+    /// Calls that did not complete and whose INVITE reached no server at all
+    /// (lost in the appliance): collateral damage like the above.
+    pub failed_calls_unrouted: Vec<String>,
+    /// Calls that did not complete and had reached the dead server (in
+    /// progress at the failure, or sent there before detection).
+    pub failed_calls_on_dead_server: usize,
+    /// New calls of the single-socket client (one UDP 5-tuple for all its
+    /// calls) that reached the dead server before the failure: shows the
+    /// stale-connection case was really exercised.
+    pub single_socket_before: usize,
+    /// New calls of the single-socket client that reached the dead server
+    /// after the kernel showed it out (must be 0: no stale UDP connection
+    /// entry may keep steering it there).
+    pub single_socket_after_out: usize,
     /// Milliseconds from restoring the server to its first new call.
     pub return_ms: Option<u64>,
     /// New calls it got after being restored.
@@ -164,12 +180,22 @@ pub fn failure_round(
     let elapsed = Duration::from_micros(now_us().saturating_sub(t0));
     std::thread::sleep(down.saturating_sub(elapsed));
     let t1 = lv.restore_server(server, how)?;
+    if let Some(pid) = lv.uas[server] {
+        if !lv.lab.running(pid) {
+            return Err(super::LabError::Evidence(format!(
+                "the sipp server on {dead} died during the {how:?} outage (harness fault, \
+                 see uas-{server}-errors.log in {})",
+                lv.lab.dir.display()
+            )));
+        }
+    }
     let _ = poll_kernel(lv, server, false, Duration::from_secs(60))?;
     let sipp = run.wait()?;
     let lan_p = lan.stop()?;
     let wan_p = wan.stop()?;
+    let single = (load.single_rate > 0).then(|| lv.lab.clients[0]);
     Ok(analyse_failure(
-        how, &lan_p, &wan_p, &servers, dead, t0, out_at, t1, sipp,
+        how, &lan_p, &wan_p, &servers, dead, single, t0, out_at, t1, sipp,
     ))
 }
 
@@ -180,6 +206,7 @@ fn analyse_failure(
     wan: &[SipPacket],
     servers: &[std::net::Ipv4Addr],
     dead: std::net::Ipv4Addr,
+    single: Option<std::net::Ipv4Addr>,
     t0: u64,
     out_at: Option<u64>,
     t1: u64,
@@ -195,12 +222,37 @@ fn analyse_failure(
         .map(|o| evidence::incomplete_calls_between(wan, o, t1))
         .unwrap_or_default();
     let done: BTreeSet<String> = evidence::completed_calls(wan);
-    let failed_calls_on_live_servers = evidence::first_arrivals(lan, servers)
+    let arrivals = evidence::first_arrivals(lan, servers);
+    let failed_calls_on_live_servers = arrivals
+        .iter()
+        .filter(|(c, (s, _))| *s != dead && !done.contains(*c))
+        .map(|(c, _)| c.clone())
+        .collect();
+    let failed_calls_on_dead_server = arrivals
+        .iter()
+        .filter(|(c, (s, _))| *s == dead && !done.contains(*c))
+        .count();
+    let failed_calls_unrouted = evidence::incomplete_calls_between(wan, 0, u64::MAX)
         .into_iter()
-        .filter(|(c, (s, _))| *s != dead && !done.contains(c))
-        .map(|(c, _)| c)
+        .filter(|c| !arrivals.contains_key(c))
         .collect();
     let returned = evidence::new_calls_after(lan, servers, dead, t1);
+    let (single_socket_before, single_socket_after_out) = match single {
+        Some(c) => {
+            let p = evidence::from_client(lan, c);
+            let before = evidence::first_arrivals(&p, servers)
+                .values()
+                .filter(|(s, t)| *s == dead && *t < t0)
+                .count();
+            let from = out_at.unwrap_or(t0);
+            let after = evidence::new_calls_after(&p, servers, dead, from)
+                .iter()
+                .filter(|(_, t)| *t < t1)
+                .count();
+            (before, after)
+        }
+        None => (0, 0),
+    };
     FailureFigures {
         how,
         kernel_out_ms: out_at.map(|o| (o - t0) / 1000),
@@ -209,6 +261,10 @@ fn analyse_failure(
         new_calls_after_out: after_out,
         failed_calls_after_out,
         failed_calls_on_live_servers,
+        failed_calls_unrouted,
+        failed_calls_on_dead_server,
+        single_socket_before,
+        single_socket_after_out,
         return_ms: returned.first().map(|(_, t)| (t - t1) / 1000),
         calls_after_return: returned.len(),
         table: evidence::table(&evidence::per_server(lan, servers)),
