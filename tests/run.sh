@@ -11,17 +11,20 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
+stage() { echo "==> [$((SECONDS / 60))m$((SECONDS % 60))s] $*"; }
+
 bash tests/setup-host.sh
 
-echo "==> Buildroot external tree: static checks"
+stage "Buildroot external tree: static checks"
 bash tests/buildroot/check-tree.sh
 bash tests/buildroot/check-tree.sh --self-test
 
-echo "==> unit and host integration tests"
+stage "unit and host integration tests"
 cargo test --locked --no-fail-fast -p appliance
 
-echo "==> dev image (kernel is cached by its config)"
+stage "dev image (kernel is cached by its config)"
 bash tests/image/build-image.sh
 
-echo "==> QEMU boot and SIP lab tests"
+stage "QEMU boot and SIP lab tests"
 cargo test --locked --no-fail-fast -p appliance-tests -- --test-threads=2
+stage "all tests passed"
