@@ -70,8 +70,8 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
     let f: Vec<&str> = svc_line.split_whitespace().collect();
     let jiffies: u64 = f[5].parse().expect("timeout number");
     assert!(
-        jiffies > 0 && jiffies % 60 == 0,
-        "60 s persistence: {svc_line}"
+        jiffies > 0 && jiffies % 120 == 0,
+        "120 s persistence (factory default): {svc_line}"
     );
     assert_eq!(f[6], "00000000", "granularity 0.0.0.0: {svc_line}");
     for rs in RS_HEX {
@@ -86,7 +86,7 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
     has(
         "show",
         &show,
-        "UDP 203.0.113.10:5060 rr persistent 60 mask 0.0.0.0 ops pe sip  [sip]",
+        "UDP 203.0.113.10:5060 rr persistent 120 mask 0.0.0.0 ops pe sip  [sip]",
     );
 
     // Traffic: one SIP datagram makes a pe sip template keyed by the Call-ID.
