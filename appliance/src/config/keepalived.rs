@@ -481,6 +481,52 @@ impl Mapper<'_> {
         self.ctx.note(n.file, n.line, sev, msg);
     }
 
+    /// The `ADDRESS PORT` arguments of a virtual_server or real_server line; every
+    /// problem becomes an error note on that line.
+    fn address_port(
+        &mut self,
+        n: &Node,
+        label: &str,
+        keyword: &str,
+        v4_hint: &str,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let addr = match n.args.first().map(|a| a.parse::<Ipv4Addr>()) {
+            Some(Ok(a)) => a,
+            Some(Err(_)) => {
+                self.note(
+                    n,
+                    Severity::Error,
+                    format!("{label}: '{}' is not an IPv4 address{v4_hint}", n.args[0]),
+                );
+                return None;
+            }
+            None => {
+                self.note(
+                    n,
+                    Severity::Error,
+                    format!("{keyword} needs an address and a port"),
+                );
+                return None;
+            }
+        };
+        let port = match n.args.get(1).map(|p| p.parse::<u16>()) {
+            Some(Ok(p)) => p,
+            Some(Err(_)) => {
+                self.note(
+                    n,
+                    Severity::Error,
+                    format!("{label}: '{}' is not a port number", n.args[1]),
+                );
+                return None;
+            }
+            None => {
+                self.note(n, Severity::Error, format!("{label}: missing port"));
+                return None;
+            }
+        };
+        Some((addr, port))
+    }
+
     /// The single numeric argument of `n`, or an error note naming the keyword.
     fn num(&mut self, n: &Node, what: &str) -> Option<u32> {
         match n.args.first() {
@@ -608,43 +654,8 @@ impl Mapper<'_> {
             );
             return None;
         }
-        let vip = match n.args.first().map(|a| a.parse::<Ipv4Addr>()) {
-            Some(Ok(ip)) => ip,
-            Some(Err(_)) => {
-                self.note(
-                    n,
-                    Severity::Error,
-                    format!(
-                        "{label}: '{}' is not an IPv4 address (IPv6 is not supported)",
-                        n.args[0]
-                    ),
-                );
-                return None;
-            }
-            None => {
-                self.note(
-                    n,
-                    Severity::Error,
-                    "virtual_server needs an address and a port".into(),
-                );
-                return None;
-            }
-        };
-        let port = match n.args.get(1).map(|p| p.parse::<u16>()) {
-            Some(Ok(p)) => p,
-            Some(Err(_)) => {
-                self.note(
-                    n,
-                    Severity::Error,
-                    format!("{label}: '{}' is not a port number", n.args[1]),
-                );
-                return None;
-            }
-            None => {
-                self.note(n, Severity::Error, format!("{label}: missing port"));
-                return None;
-            }
-        };
+        let (vip, port) =
+            self.address_port(n, &label, "virtual_server", " (IPv6 is not supported)")?;
         self.extra_args(n, 2);
         let Some(block) = &n.block else {
             self.note(
@@ -891,40 +902,7 @@ impl Mapper<'_> {
 
     fn real_server(&mut self, n: &Node, facts: &mut CheckFacts) -> Option<RealServer> {
         let label = format!("real_server {}", n.args.join(" "));
-        let address = match n.args.first().map(|a| a.parse::<Ipv4Addr>()) {
-            Some(Ok(a)) => a,
-            Some(Err(_)) => {
-                self.note(
-                    n,
-                    Severity::Error,
-                    format!("{label}: '{}' is not an IPv4 address", n.args[0]),
-                );
-                return None;
-            }
-            None => {
-                self.note(
-                    n,
-                    Severity::Error,
-                    "real_server needs an address and a port".into(),
-                );
-                return None;
-            }
-        };
-        let port = match n.args.get(1).map(|p| p.parse::<u16>()) {
-            Some(Ok(p)) => p,
-            Some(Err(_)) => {
-                self.note(
-                    n,
-                    Severity::Error,
-                    format!("{label}: '{}' is not a port number", n.args[1]),
-                );
-                return None;
-            }
-            None => {
-                self.note(n, Severity::Error, format!("{label}: missing port"));
-                return None;
-            }
-        };
+        let (address, port) = self.address_port(n, &label, "real_server", "")?;
         self.extra_args(n, 2);
         let mut r = RealServer {
             address,
