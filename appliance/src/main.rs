@@ -19,7 +19,7 @@ operation (talk to the running daemon):
   logs [-n N]                              recent daemon events
 
 configuration and store:
-  config check|export|import FILE [--store SPEC]
+  config check|export|import FILE [--store SPEC] [--live]
   config import-keepalived FILE [--apply]  convert a keepalived.conf
   factory-reset [--yes] [--store SPEC]     erase the stored config
 

@@ -160,3 +160,42 @@ fn cli_explains_an_absent_daemon() {
         "{err}"
     );
 }
+
+#[test]
+fn config_import_live_stages_applies_and_saves_through_the_daemon() {
+    let d = FakeService::start(Config::builtin_default(), true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut wanted = Config::builtin_default();
+    wanted.hostname = appliance::config::model::bounded("imported-box");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, appliance::config::to_toml(&wanted)).unwrap();
+    let run = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_appliance"))
+            .args(["config", "import"])
+            .arg(file)
+            .args(["--live", "--socket", &d.sock_str()])
+            .output()
+            .unwrap()
+    };
+    let out = run(&good);
+    assert!(out.status.success(), "{out:?}");
+    {
+        let st = d.fake.state.lock().unwrap();
+        assert_eq!(st.session.running().hostname.as_str(), "imported-box");
+        assert_eq!(st.session.saved().hostname.as_str(), "imported-box");
+        assert!(!st.session.unsaved() && !st.session.unapplied());
+    }
+
+    // A config the file-level validation refuses never reaches the daemon.
+    let bad = dir.path().join("bad.toml");
+    let mut broken = wanted.clone();
+    broken.services[0].servers[0].port = 0;
+    std::fs::write(&bad, appliance::config::to_toml(&broken)).unwrap();
+    let out = run(&bad);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing was changed"), "{err}");
+    let st = d.fake.state.lock().unwrap();
+    assert_eq!(st.session.running().services[0].servers[0].port, 5060);
+    assert!(!st.session.unapplied(), "candidate left staged");
+}

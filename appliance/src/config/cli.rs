@@ -12,7 +12,8 @@ use crate::store::{cli::store_spec, Origin, Store};
 const USAGE: &str = "usage:
   appliance config check FILE                       parse and validate a TOML config (- = stdin)
   appliance config export [FILE] [--store SPEC]     write the stored (or factory) config as TOML
-  appliance config import FILE [--store SPEC]       validate FILE and save it to the store
+  appliance config import FILE [--store SPEC]       validate FILE and save it to the store (used at next start)
+  appliance config import FILE --live [--socket P]  stage, apply and save FILE through the running daemon
   appliance config import-keepalived FILE [--apply] [--store SPEC]
                                                     convert a keepalived.conf; --apply saves it
 SPEC is file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml)";
@@ -38,10 +39,27 @@ pub fn cli(args: &[String]) -> ExitCode {
             [f] => export(&spec, Some(f)),
             _ => usage_err("config export takes at most one FILE"),
         },
-        "import" => match rest.as_slice() {
-            [f] => import(&spec, f),
-            _ => usage_err("config import needs exactly one FILE"),
-        },
+        "import" => {
+            let live = rest.iter().any(|a| a == "--live");
+            let mut socket = crate::control::proto::DEFAULT_SOCKET.to_string();
+            let mut files = Vec::new();
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--live" => {}
+                    "--socket" => match it.next() {
+                        Some(p) => socket = p.clone(),
+                        None => return usage_err("--socket needs a path"),
+                    },
+                    _ => files.push(a.clone()),
+                }
+            }
+            match (files.as_slice(), live) {
+                ([f], false) => import(&spec, f),
+                ([f], true) => import_live(&socket, f),
+                _ => usage_err("config import needs exactly one FILE"),
+            }
+        }
         "import-keepalived" => {
             let apply = rest.iter().any(|a| a == "--apply");
             let files: Vec<&String> = rest.iter().filter(|a| *a != "--apply").collect();
@@ -212,6 +230,68 @@ fn import(spec: &str, file: &str) -> ExitCode {
         Err(code) => {
             eprintln!("nothing was changed");
             code
+        }
+    }
+}
+
+/// Import into the running box: the daemon validates, applies (network + IPVS, verified)
+/// and saves, so running and flash agree; any refusal leaves everything as it was.
+fn import_live(socket: &str, file: &str) -> ExitCode {
+    use crate::control::client::Client;
+    use crate::control::proto::{Reply, Request, Which};
+    let c = match parse_and_validate(file) {
+        Ok(c) => c,
+        Err(code) => {
+            eprintln!("nothing was changed");
+            return code;
+        }
+    };
+    let mut client = Client::new(socket);
+    let step = |client: &mut Client, req: Request| client.call(&req).map_err(|e| e.to_string());
+    match step(
+        &mut client,
+        Request::SetCandidate {
+            config: Box::new(c),
+        },
+    ) {
+        Ok(Reply::Validation(v)) if !v.errors.is_empty() => {
+            for e in &v.errors {
+                eprintln!("error: {e}");
+            }
+            let _ = step(
+                &mut client,
+                Request::Revert {
+                    from: Which::Running,
+                },
+            );
+            eprintln!("the daemon refused the config; nothing was changed");
+            return ExitCode::FAILURE;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("config: {e}\nnothing was changed");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = step(&mut client, Request::Apply) {
+        let _ = step(
+            &mut client,
+            Request::Revert {
+                from: Which::Running,
+            },
+        );
+        eprintln!("config: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!("applied {file}");
+    match step(&mut client, Request::Save) {
+        Ok(_) => {
+            println!("saved to flash");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("config: {e}\nthe new config runs but is NOT saved: run 'appliance save'");
+            ExitCode::FAILURE
         }
     }
 }
