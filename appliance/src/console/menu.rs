@@ -300,6 +300,10 @@ impl<P: Port, D: Daemon> Menu<P, D> {
                 password::MIN_LEN,
                 password::MAX_LEN
             ))?;
+            // A bare Enter is someone waking the terminal, not a password attempt.
+            if pw.is_empty() {
+                continue;
+            }
             if let Err(e) = password::check_policy(&pw) {
                 self.say(&e.to_string());
                 continue;
@@ -1480,6 +1484,7 @@ mod tests {
         let f = fake(false);
         let mut steps = vec![Input::Interrupt];
         steps.extend(lines(&[
+            "",
             "abc",
             "longpassword",
             "different1",
@@ -1501,7 +1506,13 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("A password must be set before anything else"));
-        assert!(out.contains("the password must be 8 to 128 printable characters"));
+        // "abc" is refused; the bare Enter before it is not an attempt.
+        assert_eq!(
+            out.matches("the password must be 8 to 128 printable characters")
+                .count(),
+            1,
+            "{out}"
+        );
         assert!(out.contains("the two passwords differ"));
         assert!(out.contains("password changed and saved to flash"));
         assert!(out.contains(screens::MAIN_PROMPT));
