@@ -367,15 +367,7 @@ impl Detection {
 /// is answered, no ICMP). Returns the instant (µs).
 fn fail(lv: &mut LabVm, i: usize, how: Failure) -> Res<u64> {
     match how {
-        Failure::Silent => {
-            let pid = lv.uas[i].ok_or("server not running")?;
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGSTOP,
-            )
-            .map_err(err)?;
-            Ok(appliance_tests::lab::booted::now_us())
-        }
+        Failure::Silent => signal_uas(lv, i, nix::sys::signal::Signal::SIGSTOP),
         other => lv.fail_server(i, other).map_err(err),
     }
 }
@@ -383,17 +375,16 @@ fn fail(lv: &mut LabVm, i: usize, how: Failure) -> Res<u64> {
 /// Undoes [`fail`]: SIGCONT, or a new sipp for a killed one.
 fn restore(lv: &mut LabVm, i: usize, how: Failure) -> Res<u64> {
     match how {
-        Failure::Silent => {
-            let pid = lv.uas[i].ok_or("server not running")?;
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGCONT,
-            )
-            .map_err(err)?;
-            Ok(appliance_tests::lab::booted::now_us())
-        }
+        Failure::Silent => signal_uas(lv, i, nix::sys::signal::Signal::SIGCONT),
         other => lv.restore_server(i, other).map_err(err),
     }
+}
+
+/// Sends `sig` to server `i`'s sipp; returns the instant (µs).
+fn signal_uas(lv: &LabVm, i: usize, sig: nix::sys::signal::Signal) -> Res<u64> {
+    let pid = lv.uas[i].ok_or("server not running")?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).map_err(err)?;
+    Ok(appliance_tests::lab::booted::now_us())
 }
 
 /// `trials` rounds of {killed, silent} on server 1 under a socket-per-call
