@@ -3,8 +3,16 @@
 #   1. the Buildroot tree's static check,
 #   2. unit tests and host integration tests (network namespaces, sipp on loopback),
 #   3. the offline dev image build (kernel cached by config) and the QEMU boot + SIP lab tests.
+#
+# usage: tests/run.sh [--strict]   (--strict: a test that cannot run fails, as in CI=true)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+    --strict) export APPLIANCE_STRICT=1 ;;
+    "") ;;
+    *) echo "tests/run.sh: unknown option $1 (usage: tests/run.sh [--strict])" >&2; exit 2 ;;
+esac
 
 if [ "$(id -u)" != 0 ]; then
     echo "tests/run.sh: run as root: the tests create network namespaces, taps and QEMU VMs" >&2

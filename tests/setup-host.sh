@@ -17,7 +17,7 @@ packages=(
     # SIP lab: peers, captures, namespaces, reference LVS tools
     sip-tester tshark tcpdump iproute2 keepalived ipvsadm socat
     # Buildroot tree checks (tests/buildroot): tomllib needs python3 >= 3.11
-    python3 shellcheck
+    python3 shellcheck flake8
 )
 
 missing=()

@@ -10,6 +10,8 @@ pub mod leds;
 pub mod net;
 pub mod probe;
 pub mod store;
+#[cfg(test)]
+mod test_skip;
 pub mod watchdog;
 
 /// Firmware version shown on the console and in `appliance version`.

@@ -20,14 +20,14 @@ type Case = fn(Env) -> Pin<Box<dyn Future<Output = ()>>>;
 
 fn run_case(netns: bool, case: Case) {
     if let Some(why) = probe_common::skip_reason(netns) {
-        eprintln!("SKIPPED: {why}");
+        probe_common::skip(&why);
         return;
     }
     if netns {
         let lab = match NetLab::new() {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("SKIPPED: cannot create network namespaces: {e}");
+                probe_common::skip(&format!("cannot create network namespaces: {e}"));
                 return;
             }
         };

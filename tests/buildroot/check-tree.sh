@@ -18,9 +18,18 @@ py=python3
 # check_tree.py needs tomllib (3.11+); prefer the system interpreter.
 [ -x /usr/bin/python3 ] && py=/usr/bin/python3
 
+# A check that cannot run fails in CI (CI=true) or with APPLIANCE_STRICT=1.
+skip() {
+    if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ] || [ "${APPLIANCE_STRICT:-}" = 1 ]; then
+        echo "FAIL: cannot check (a skip is a failure in CI): $*" >&2
+        exit 1
+    fi
+    echo "SKIPPED (FAILS in CI): $*" >&2
+}
+
 kconfig_dir() {
     if [ ! -r "$tarball" ]; then
-        echo "SKIPPED: $tarball missing (apt-get install linux-source-6.1): kernel symbols not checked" >&2
+        skip "$tarball missing (apt-get install linux-source-6.1): kernel symbols not checked"
         return 0
     fi
     local key dir
@@ -97,7 +106,7 @@ expect "board.toml without watchdog" fail "sed -i 's|^watchdog = \"/dev/watchdog
 if command -v shellcheck >/dev/null; then
     expect "shellcheck warning in post-build.sh" fail "echo 'echo \$undefined_var_x' >> buildroot-ext/scripts/post-build.sh"
 else
-    echo "SKIPPED: shellcheck not installed: shell lint self-test not run" >&2
+    skip "shellcheck not installed: shell lint self-test not run"
 fi
 
 echo "buildroot-check self-test: $st_pass passed, $st_fail failed"

@@ -184,7 +184,7 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -
 }
 
 /// Whether the lab can run here: root, and the tools it drives exist.
-/// Tests call this first and print `SKIPPED: <why>` on `Err`.
+/// Tests call this first and pass `Err` to [`crate::skip::skip`] (a failure in CI).
 pub fn check_host() -> std::result::Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("the SIP lab needs root (network namespaces, taps)".into());

@@ -10,4 +10,9 @@ pub mod lab;
 pub mod sipp;
 
 pub mod console;
+
 pub mod guest;
+/// How a test that cannot run here reports it (fails in CI); the appliance crate's
+/// helper, shared by path so the rule lives in one file.
+#[path = "../../appliance/src/test_skip.rs"]
+pub mod skip;

@@ -5,7 +5,7 @@
 //!
 //! Needs qemu-system-x86_64 (fails without). The console test also needs root
 //! and iproute2/sipp/tcpdump for the lab's taps (tests/setup-host.sh) and prints
-//! "SKIPPED: <why>" without them, like the lab tests. CUT_ITERATIONS sets the
+//! a skip without them (a failure in CI), like the lab tests. CUT_ITERATIONS sets the
 //! number of power cuts (default 20).
 
 use std::time::{Duration, Instant};
@@ -170,7 +170,7 @@ fn settled_ip_vs(vm: &mut Vm) -> Result<String, VmError> {
 #[test]
 fn console_change_persists_and_daemon_respawn_keeps_ipvs() -> Result<(), VmError> {
     if let Err(why) = appliance_tests::lab::check_host() {
-        eprintln!("SKIPPED: {why}");
+        appliance_tests::skip::skip(&why);
         return Ok(());
     }
     let image = ensure_image()?;

@@ -15,7 +15,7 @@ const SHORT_PERSISTENCE: u32 = 8;
 #[test]
 fn lab_spread_persistence_nat() {
     if let Err(why) = lab::check_host() {
-        eprintln!("SKIPPED: {why}");
+        appliance_tests::skip::skip(&why);
         return;
     }
     let mut lv = LabVm::boot(&LabOptions::default(), "uas.xml").expect("boot lab + appliance");

@@ -15,7 +15,7 @@ use std::time::Duration;
 #[test]
 fn lab_failure_and_return() {
     if let Err(why) = lab::check_host() {
-        eprintln!("SKIPPED: {why}");
+        appliance_tests::skip::skip(&why);
         return;
     }
     let mut lv = LabVm::boot(&LabOptions::default(), "uas.xml").expect("boot lab + appliance");

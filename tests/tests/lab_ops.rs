@@ -12,7 +12,7 @@ use std::time::Duration;
 #[test]
 fn lab_restart_and_drain() {
     if let Err(why) = lab::check_host() {
-        eprintln!("SKIPPED: {why}");
+        appliance_tests::skip::skip(&why);
         return;
     }
     let mut lv = LabVm::boot(&LabOptions::default(), "uas.xml").expect("boot lab + appliance");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 fn lab_or_skip() -> Option<Lab> {
     if let Err(why) = lab::check_host() {
-        eprintln!("SKIPPED: {why}");
+        appliance_tests::skip::skip(&why);
         return None;
     }
     let opts = LabOptions {

@@ -22,11 +22,11 @@ struct NetNs {
 impl NetNs {
     fn new() -> Option<NetNs> {
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: network namespace tests need root");
+            crate::test_skip::skip("network namespace tests need root");
             return None;
         }
         if Command::new("ip").arg("-V").output().is_err() {
-            eprintln!("SKIPPED: iproute2 'ip' not installed");
+            crate::test_skip::skip("iproute2 'ip' not installed (apt-get install iproute2)");
             return None;
         }
         let name = format!(

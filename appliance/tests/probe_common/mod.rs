@@ -15,6 +15,11 @@ use appliance::config::{Config, Ipv4Net, ProbeSettings, RealServer};
 use appliance::probe::{Health, HealthEvent};
 use tokio::sync::mpsc;
 
+#[path = "../../src/test_skip.rs"]
+mod test_skip;
+#[allow(unused_imports)] // the probe benchmark (an example) includes this file too
+pub use test_skip::skip;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Path of a sipp scenario under tests/sipp.
