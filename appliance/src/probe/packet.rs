@@ -7,7 +7,6 @@
 //! panics on any input (fuzzed, see `fuzz/fuzz_targets/sip_reply.rs`).
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::net::{SocketAddr, SocketAddrV4};
 
 use crate::config::ProbeSettings;
@@ -647,47 +646,46 @@ pub fn build_options(p: &RequestParams<'_>) -> Result<Vec<u8>, PacketError> {
 
 // ---- identifiers -----------------------------------------------------------------
 
-/// Generator for branches, Call-IDs and tags: SplitMix64 seeded from /dev/urandom,
-/// so an off-path sender cannot predict the next branch.
+/// Generator for branches, Call-IDs and tags. In service it reads the kernel's
+/// CSPRNG (`getrandom`) for every identifier, so observing one branch or Call-ID
+/// says nothing about the next (an off-path sender cannot forge a matching reply).
+/// [`Ids::with_seed`] is a deterministic SplitMix64 stream for tests only.
 #[derive(Debug, Clone)]
 pub struct Ids {
-    state: u64,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Os,
+    Seeded(u64),
 }
 
 impl Ids {
-    /// Seed from the kernel's random pool (falls back to the std hasher's keys).
+    /// Identifiers from the OS CSPRNG.
     pub fn new() -> Self {
-        let mut seed = [0u8; 8];
-        let ok = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut seed))
-            .is_ok();
-        let mut state = u64::from_ne_bytes(seed);
-        if !ok {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0),
-            );
-            state = h.finish();
-        }
-        Ids { state }
+        Ids { source: Source::Os }
     }
 
-    /// Deterministic generator for tests.
+    /// Deterministic, predictable generator (SplitMix64): tests and benchmarks only.
     pub fn with_seed(seed: u64) -> Self {
-        Ids { state: seed }
+        Ids {
+            source: Source::Seeded(seed),
+        }
     }
 
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        match &mut self.source {
+            Source::Os => os_u64(),
+            Source::Seeded(state) => {
+                *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = *state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            }
+        }
     }
 
     /// A fresh RFC 3261 branch: the magic cookie plus 128 random bits.
@@ -716,6 +714,31 @@ impl Ids {
 impl Default for Ids {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// 64 bits from the kernel CSPRNG. getrandom(2) only fails on a kernel without the
+/// syscall and without /dev/urandom; the prober must not panic, so it then falls back
+/// to std's per-process random hasher keys (also OS-seeded) and says so once.
+fn os_u64() -> u64 {
+    let mut b = [0u8; 8];
+    match getrandom::getrandom(&mut b) {
+        Ok(()) => u64::from_ne_bytes(b),
+        Err(e) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::error!(error = %e, "kernel CSPRNG unavailable: probe identifiers use a weaker source");
+            });
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            h.finish()
+        }
     }
 }
 
@@ -1052,6 +1075,42 @@ mod tests {
         let mut r1 = Ids::new();
         let mut r2 = Ids::new();
         assert_ne!(r1.next_u64(), r2.next_u64());
+        // The test source stays deterministic.
+        assert_eq!(Ids::with_seed(9).branch(), Ids::with_seed(9).branch());
+    }
+
+    /// SplitMix64 is a bijection of its state: one output gives the state and so the
+    /// next output. The old generator failed this; the OS source must not.
+    #[test]
+    fn one_observed_id_does_not_predict_the_next() {
+        fn inv_mul(c: u64) -> u64 {
+            let mut x = c;
+            for _ in 0..6 {
+                x = x.wrapping_mul(2u64.wrapping_sub(c.wrapping_mul(x)));
+            }
+            x
+        }
+        fn unshift(y: u64, k: u32) -> u64 {
+            let mut x = y;
+            for _ in 0..64 / k + 1 {
+                x = y ^ (x >> k);
+            }
+            x
+        }
+        fn predict_next(out: u64) -> u64 {
+            let mut z = unshift(out, 31);
+            z = unshift(z.wrapping_mul(inv_mul(0x94D0_49BB_1331_11EB)), 27);
+            z = unshift(z.wrapping_mul(inv_mul(0xBF58_476D_1CE4_E5B9)), 30);
+            Ids::with_seed(z).next_u64()
+        }
+        let mut seeded = Ids::with_seed(0x1234_5678);
+        let first = seeded.next_u64();
+        assert_eq!(predict_next(first), seeded.next_u64(), "attack model works");
+        let mut os = Ids::new();
+        for _ in 0..64 {
+            let first = os.next_u64();
+            assert_ne!(predict_next(first), os.next_u64());
+        }
     }
 
     /// Oracle shared with the cargo-fuzz target: a Final/Provisional verdict implies
