@@ -103,6 +103,40 @@ expect "unknown kernel symbol in a fragment" fail "echo 'CONFIG_IP_VS_DOES_NOT_E
 expect "missing board readme" fail "rm board/qemu-aarch64-virt/readme.txt"
 expect "genimage input nobody builds" fail "sed -i 's/\"rootfs.squashfs\"/\"rootfs.ext4\"/' board/pcengines-apu2/genimage.cfg"
 expect "board.toml without watchdog" fail "sed -i 's|^watchdog = \"/dev/watchdog\"|watchdog = \"\"|' board/pcengines-apu2/rootfs-overlay/etc/appliance/board.toml"
+# Release hardening: no test shell, no SysRq, a locked GRUB menu.
+expect "test shell in the shared overlay" fail "printf '#!/bin/sh\\nexec /bin/sh\\n' > rootfs-overlay/etc/init.d/testshell"
+expect "root shell on ttyS1 in the release inittab" fail "echo 'ttyS1::respawn:/bin/sh' >> rootfs-overlay/etc/inittab"
+expect "getty in a board overlay inittab" fail "mkdir -p board/qemu-x86_64/rootfs-overlay/etc && echo 'ttyS1::respawn:/sbin/getty -L ttyS1 115200' > board/qemu-x86_64/rootfs-overlay/etc/inittab"
+expect "post-build copies the dev overlay" fail "echo 'cp -a ../tests/image/dev-overlay/. /tmp/x' >> buildroot-ext/scripts/post-build.sh"
+expect "Magic SysRq left on in release kernels" fail "sed -i '/CONFIG_MAGIC_SYSRQ is not set/d' board/common/linux-buildroot.fragment"
+expect "GRUB menu without superusers" fail "sed -i '/^set superusers/d' board/pcengines-apu2/grub.cfg"
+expect "GRUB menu without password" fail "sed -i '/^password_pbkdf2/d' board/pcengines-apu2/grub.cfg"
+expect "GRUB default entry restricted" fail "sed -i 's/ --unrestricted {/ {/' board/pcengines-apu2/grub.cfg"
+expect "second GRUB entry unrestricted" fail "printf 'menuentry \"rescue\" --unrestricted {\\n\\tlinux /boot/bzImage init=/bin/sh\\n}\\n' >> board/pcengines-apu2/grub.cfg"
+expect "post-build ships the GRUB placeholder" fail "sed -i 's/SIP_LB_GRUB_PASSWORD_PBKDF2:-/SIP_LB_GRUB_PW:-/' buildroot-ext/scripts/post-build.sh"
+expect "GRUB without password_pbkdf2 module" fail "sed -i 's/ password_pbkdf2\"/\"/' buildroot-ext/configs/sip_lb_apu2_defconfig"
+
+# post-build.sh itself: refuses the APU2 menu without a password hash, fills it in with one.
+pb_case() { # $1 = expected status (ok|fail), $2 = SIP_LB_GRUB_PASSWORD_PBKDF2 value
+    local t=$work/pb status
+    rm -rf "$t"; mkdir -p "$t/usr/sbin" "$t/etc/appliance" "$t/etc/init.d"
+    printf '#!/bin/sh\n' > "$t/usr/sbin/appliance"; chmod +x "$t/usr/sbin/appliance"
+    echo 'store = "x"' > "$t/etc/appliance/board.toml"
+    cp "$repo/rootfs-overlay/etc/inittab" "$t/etc/inittab"
+    if SIP_LB_GRUB_PASSWORD_PBKDF2=$2 BINARIES_DIR=$work bash "$repo/buildroot-ext/scripts/post-build.sh" \
+        "$t" "$repo/board/pcengines-apu2" ttyS0 >/dev/null 2>&1 \
+        && ! grep -q '@SIP_LB_GRUB_PASSWORD_PBKDF2@' "$t/boot/grub/grub.cfg" \
+        && grep -q "^password_pbkdf2 root $2\$" "$t/boot/grub/grub.cfg"; then status=ok; else status=fail; fi
+    if [ "$status" = "$1" ]; then
+        st_pass=$((st_pass + 1)); echo "self-test ok: post-build with GRUB hash '${2:0:24}' -> $status"
+    else
+        st_fail=$((st_fail + 1)); echo "self-test FAILED: post-build with GRUB hash '${2:0:24}' -> $status, expected $1"
+    fi
+}
+pb_case fail ""
+pb_case fail "changeme"
+pb_case ok "grub.pbkdf2.sha512.10000.0123456789ABCDEF.FEDCBA9876543210"
+
 if command -v shellcheck >/dev/null; then
     expect "shellcheck warning in post-build.sh" fail "echo 'echo \$undefined_var_x' >> buildroot-ext/scripts/post-build.sh"
 else

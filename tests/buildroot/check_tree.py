@@ -11,6 +11,10 @@ No network, no Buildroot checkout needed. Checks:
     hash (and the linux-headers one) is in its BR2_GLOBAL_PATCH_DIR;
   * every CONFIG_ symbol of the kernel fragments and base configs is
     defined by the Linux 6.1 Kconfig files (--kconfig-dir);
+  * release hardening: no overlay or post-build script of a defconfig ships a
+    shell on a serial port (the dev image's test shell), Magic SysRq is off in
+    every release kernel, and every board GRUB menu is locked (superuser with a
+    PBKDF2 password, only the default entry --unrestricted);
   * the rules of Buildroot's utils/check-package for .mk, Config.in, .hash,
     defconfig, shell and python files (re-implemented here), plus
     shellcheck/flake8 when installed.
@@ -195,6 +199,92 @@ class Checker:
                         "board/{}/readme.txt: no QEMU command line tagged '# {}'".format(bname, name))
             self.check_board_toml(os.path.join(board, "rootfs-overlay/etc/appliance/board.toml"), bname)
             self.check_genimage(os.path.join(board, "genimage.cfg"), bname, vals)
+
+    # ------------------------------------------------ release hardening
+    # Release images must not ship the dev image's unauthenticated root shell,
+    # Magic SysRq, or an editable boot menu.
+    SHELL_RE = re.compile(r"testshell|^[^#\n]*::(respawn|askfirst|once):[^\n]*"
+                          r"(/bin/sh|/bin/ash|/bin/bash|getty|login\b|\bsh -c)", re.M)
+
+    def check_release_hardening(self, path):
+        name = os.path.basename(path)
+        vals = self.parse_defconfig(path)
+        # 1. No test shell in any overlay this defconfig copies, nor in its scripts.
+        for tok in vals.get("BR2_ROOTFS_OVERLAY", "").split():
+            top = os.path.normpath(self.expand(tok))
+            for dirpath, _, fnames in os.walk(top):
+                for fn in fnames:
+                    f = os.path.join(dirpath, fn)
+                    self.ok("testshell" not in fn,
+                            "{}: overlay ships {} (a test shell: dev image only)".format(name, self.rel(f)))
+                    with open(f, encoding="utf-8", errors="replace") as fh:
+                        m = self.SHELL_RE.search(fh.read())
+                    self.ok(m is None, "{}: {} would start a shell in a release image: {!r}".format(
+                        name, self.rel(f), m.group(0) if m else ""))
+        for key in ["BR2_ROOTFS_POST_BUILD_SCRIPT", "BR2_ROOTFS_POST_IMAGE_SCRIPT"]:
+            for tok in vals.get(key, "").split():
+                f = self.expand(tok)
+                if os.path.isfile(f):
+                    with open(f, encoding="utf-8", errors="replace") as fh:
+                        text = fh.read()
+                    self.ok(re.search(r"testshell|dev-overlay|/bin/sh\b.*inittab|ttyS1::", text) is None,
+                            "{}: {} adds a test shell to the release image".format(name, self.rel(f)))
+        # 2. Magic SysRq off: the last word of base config + fragments, in merge order.
+        sysrq = "n"
+        files = vals.get("BR2_LINUX_KERNEL_CUSTOM_CONFIG_FILE", "").split() + \
+            vals.get("BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES", "").split()
+        for tok in files:
+            f = self.expand(tok)
+            if os.path.isfile(f):
+                with open(f, encoding="utf-8", errors="replace") as fh:
+                    for line in fh:
+                        m = re.match(r"^(?:CONFIG_MAGIC_SYSRQ=(\w+)|# CONFIG_MAGIC_SYSRQ is not set)\s*$", line)
+                        if m:
+                            sysrq = m.group(1) or "n"
+        self.ok(sysrq == "n", "{}: release kernel has CONFIG_MAGIC_SYSRQ={} (a BREAK on the console could "
+                "reboot the box): add '# CONFIG_MAGIC_SYSRQ is not set' to board/common/linux-buildroot.fragment"
+                .format(name, sysrq))
+        # 3. A board bootloader menu is locked.
+        args = vals.get("BR2_ROOTFS_POST_SCRIPT_ARGS", "").split()
+        grub = os.path.join(self.expand(args[0]), "grub.cfg") if args else ""
+        if grub and os.path.isfile(grub):
+            self.check_grub_locked(grub, name, vals)
+
+    def check_grub_locked(self, path, name, vals):
+        rel = self.rel(path)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        su = re.search(r'^\s*set\s+superusers="?(\w+)"?\s*$', text, re.M)
+        self.ok(su is not None, "{}: no 'set superusers=...': the GRUB menu can be edited by anyone at the console".format(rel))
+        pw = re.search(r"^\s*password_pbkdf2\s+(\w+)\s+(\S+)\s*$", text, re.M)
+        self.ok(pw is not None and su is not None and pw.group(1) == su.group(1),
+                "{}: the superuser needs a 'password_pbkdf2 <user> <hash>' line".format(rel))
+        if pw:
+            self.ok(re.match(r"^grub\.pbkdf2\.sha512\.\d+\.[0-9A-F]+\.[0-9A-F]+$|^@SIP_LB_GRUB_PASSWORD_PBKDF2@$",
+                             pw.group(2)) is not None,
+                    "{}: password must be a grub-mkpasswd-pbkdf2 hash or the @SIP_LB_GRUB_PASSWORD_PBKDF2@ placeholder".format(rel))
+            if pw.group(2).startswith("@"):
+                script = self.expand(vals.get("BR2_ROOTFS_POST_BUILD_SCRIPT", ""))
+                text_pb = open(script, encoding="utf-8").read() if os.path.isfile(script) else ""
+                self.ok("SIP_LB_GRUB_PASSWORD_PBKDF2:-" in text_pb and "die" in text_pb,
+                        "{}: {} must refuse to build while the GRUB password placeholder is unset".format(
+                            name, self.rel(script) if script else "post-build script"))
+        self.ok(re.search(r"^\s*password\s", text, re.M) is None,
+                "{}: plain-text 'password' line: use password_pbkdf2".format(rel))
+        entries = re.findall(r"^\s*menuentry\s+(.*?)\s*\{", text, re.M)
+        dm = re.search(r'^\s*set\s+default="?(\d+)"?\s*$', text, re.M)
+        default = int(dm.group(1)) if dm else 0
+        self.ok(len(entries) > default, "{}: default entry {} does not exist".format(rel, default))
+        for i, e in enumerate(entries):
+            unres = "--unrestricted" in e.split()
+            if i == default:
+                self.ok(unres, "{}: the default entry must be --unrestricted (the box must boot unattended)".format(rel))
+            else:
+                self.ok(not unres, "{}: menu entry {} is --unrestricted: only the default entry may be".format(rel, i))
+        mods = vals.get("BR2_TARGET_GRUB2_BUILTIN_MODULES_PC", "").split() + \
+            vals.get("BR2_TARGET_GRUB2_BUILTIN_MODULES_EFI", "").split()
+        self.ok("password_pbkdf2" in mods,
+                "{}: BR2_TARGET_GRUB2_BUILTIN_MODULES_* must include password_pbkdf2 for the locked menu".format(name))
 
     def check_board_toml(self, path, bname):
         if not os.path.isfile(path):
@@ -455,6 +545,7 @@ def main():
     c.check_required()
     for p in c.defconfigs():
         c.check_defconfig(p)
+        c.check_release_hardening(p)
     c.check_kernel_symbols(a.kconfig_dir)
     c.check_style()
     print("buildroot-check: {} passed, {} failed{}".format(

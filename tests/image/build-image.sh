@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build the offline dev image: kernel (cached, see build-kernel.sh) + initramfs
 # with BusyBox (Debian busybox-static), the static `appliance` binary and the
-# rootfs overlays. Rebuilds the binary every time (cargo is incremental) so the
+# rootfs overlays, plus tests/image/dev-overlay (the test shell). Rebuilds the binary every time (cargo is incremental) so the
 # image always carries the current code.
 #
 # usage: build-image.sh        env: BOARD (qemu-x86_64), OUT_DIR (build/),
@@ -64,6 +64,16 @@ for overlay in "$root/rootfs-overlay" "$root/board/$board/rootfs-overlay"; do
         cp -a "$overlay/." "$staging/"
     fi
 done
+# Dev/test image only (never in Buildroot release images): the boot tests' root
+# shell on ttyS1, parked unless the kernel command line has appliance.testshell=1.
+# Tests read /proc/net/ip_vs, /proc/mtd, dmesg... through it, independently of the
+# appliance's own reports.
+cp -a "$here/dev-overlay/." "$staging/"
+cat >>"$staging/etc/inittab" <<'INITTAB'
+
+# Dev/test image only (tests/image/build-image.sh): boot-test root shell.
+ttyS1::respawn:/etc/init.d/testshell
+INITTAB
 
 # newc entry for /dev/console (char 5:1), written by hand so no root or mknod
 # is needed: the kernel opens it for init's stdio before /dev is mounted.
