@@ -861,12 +861,14 @@ impl Mapper<'_> {
                 node,
                 Severity::Info,
                 format!(
-                    "delay_loop {v} s mapped to probe interval {ms} ms; the appliance's default is 200 ms, which detects a dead server in about a second"
+                    "delay_loop {v} s mapped to probe interval {ms} ms; the appliance's default is {} ms, which detects a dead server in about a second",
+                    super::DEFAULT_PROBE_INTERVAL_MS
                 ),
             );
         }
         if let Some(t) = facts.timeout_s {
-            s.probe.timeout_ms = t.saturating_mul(1000).clamp(1, 60_000);
+            let r = &super::validate::PROBE_TIMEOUT_RANGE_MS;
+            s.probe.timeout_ms = t.saturating_mul(1000).clamp(*r.start(), *r.end());
         }
         if let Some(r) = facts.retry {
             s.probe.fall = u8::try_from(r.saturating_add(1)).unwrap_or(u8::MAX);

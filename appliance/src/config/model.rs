@@ -31,6 +31,10 @@ pub const MAX_LEDS: usize = 8;
 pub const HASH_LEN: usize = 128;
 /// Maximum length of an LED device name or path.
 pub const LED_NAME_LEN: usize = 48;
+/// Default probe interval, milliseconds (see [`ProbeSettings::default`]).
+pub const DEFAULT_PROBE_INTERVAL_MS: u32 = 100;
+/// Default probe timeout, milliseconds.
+pub const DEFAULT_PROBE_TIMEOUT_MS: u32 = 250;
 
 /// Short bounded name.
 pub type Name = String<NAME_LEN>;
@@ -414,8 +418,8 @@ impl Default for ProbeSettings {
             enabled: true,
             // 100 ms: a closed port is out ~100 ms after it closes (median), a
             // silent server within 850 ms; see docs/probe.md for the trade-off.
-            interval_ms: 100,
-            timeout_ms: 250,
+            interval_ms: DEFAULT_PROBE_INTERVAL_MS,
+            timeout_ms: DEFAULT_PROBE_TIMEOUT_MS,
             rise: 2,
             fall: 3,
             accept,
@@ -577,6 +581,32 @@ impl Ipv4Net {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
     }
+    /// The subnet itself: the network address with this prefix (`a.b.c.0/24`).
+    pub fn network(&self) -> Ipv4Net {
+        Ipv4Net {
+            addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()),
+            prefix: self.prefix,
+        }
+    }
+    /// The subnet's broadcast address (all host bits set).
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+    /// True when `ip` is this subnet's network or broadcast address, which no host
+    /// may use; /31 and /32 have no such addresses (RFC 3021).
+    pub fn is_network_or_broadcast(&self, ip: Ipv4Addr) -> bool {
+        self.prefix <= 30 && (ip == self.network().addr || ip == self.broadcast())
+    }
+    /// True when the two subnets share any address.
+    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
+        // The shorter prefix contains the other's network address.
+        let (short, long) = if self.prefix <= other.prefix {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        short.contains(long.network().addr)
+    }
 }
 
 impl fmt::Display for CodeRange {
@@ -675,6 +705,25 @@ text_or_tuple_serde!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one place for subnet arithmetic (validation, console, planner, netlink).
+    #[test]
+    fn ipv4net_network_broadcast_overlaps() {
+        let n: Ipv4Net = "198.51.100.7/24".parse().unwrap();
+        assert_eq!(n.network().to_string(), "198.51.100.0/24");
+        assert_eq!(n.broadcast(), Ipv4Addr::new(198, 51, 100, 255));
+        assert!(n.is_network_or_broadcast(Ipv4Addr::new(198, 51, 100, 0)));
+        assert!(n.is_network_or_broadcast(Ipv4Addr::new(198, 51, 100, 255)));
+        assert!(!n.is_network_or_broadcast(Ipv4Addr::new(198, 51, 100, 1)));
+        let p31: Ipv4Net = "192.0.2.0/31".parse().unwrap();
+        assert!(!p31.is_network_or_broadcast(Ipv4Addr::new(192, 0, 2, 0)));
+        let all: Ipv4Net = "192.0.2.1/0".parse().unwrap();
+        assert_eq!(all.broadcast(), Ipv4Addr::BROADCAST);
+        let big: Ipv4Net = "198.51.0.1/16".parse().unwrap();
+        let other: Ipv4Net = "203.0.113.1/24".parse().unwrap();
+        assert!(n.overlaps(&big) && big.overlaps(&n));
+        assert!(!n.overlaps(&other) && !other.overlaps(&n));
+    }
 
     #[test]
     fn builtin_default_round_trips_toml_and_postcard() {

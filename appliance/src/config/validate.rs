@@ -85,12 +85,34 @@ pub const WATCHDOG_RANGE_S: std::ops::RangeInclusive<u32> = 2..=300;
 pub const PROBE_INTERVAL_RANGE_MS: std::ops::RangeInclusive<u32> = 20..=3_600_000;
 /// Accepted probe timeout, milliseconds.
 pub const PROBE_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u32> = 10..=60_000;
+/// Accepted probe rise and fall counts.
+pub const PROBE_COUNT_RANGE: std::ops::RangeInclusive<u8> = 1..=u8::MAX;
 /// Usable policy-routing table ids (253..=255 are the kernel's default/main/local).
 pub const ROUTE_TABLE_RANGE: std::ops::RangeInclusive<u32> = 1..=252;
 /// Usable policy rule priorities (0, 32766, 32767 are the kernel's own rules).
 pub const RULE_PRIORITY_RANGE: std::ops::RangeInclusive<u32> = 1..=32765;
 /// Highest GPIO number accepted for an LED.
 pub const GPIO_MAX: u32 = 4095;
+
+/// The kernel's rule for an interface name (dev_valid_name): 1-15 bytes, not `.`
+/// or `..`, no `/`, `:` or whitespace. `Err` says what to enter instead.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= IFNAME_LEN
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not an interface name; use a kernel interface name such as eth0 (1-{IFNAME_LEN} characters, no '/', ':' or spaces)",
+            name.escape_debug()
+        ))
+    }
+}
 
 /// Check a configuration and return every problem found.
 pub fn validate(c: &Config) -> Report {
@@ -107,26 +129,19 @@ pub fn validate(c: &Config) -> Report {
             ),
         );
     }
-    if wan_ok && lan_ok {
-        let common = c.wan.address.prefix.min(c.lan.address.prefix);
-        let n = Ipv4Net {
-            addr: c.wan.address.addr,
-            prefix: common,
-        };
-        if n.contains(c.lan.address.addr) {
-            r.error(
-                "lan.address",
-                format!(
-                    "WAN {} and LAN {} are on overlapping subnets; the balancer needs the clients and the servers on different subnets",
-                    c.wan.address, c.lan.address
-                ),
-            );
-        }
+    if wan_ok && lan_ok && c.wan.address.overlaps(&c.lan.address) {
+        r.error(
+            "lan.address",
+            format!(
+                "WAN {} and LAN {} are on overlapping subnets; the balancer needs the clients and the servers on different subnets",
+                c.wan.address, c.lan.address
+            ),
+        );
     }
     if c.wan.gateway.is_some() && c.lan.gateway.is_some() {
-        r.warn(
+        r.error(
             "lan.gateway",
-            "both WAN and LAN have a gateway; only one default route is installed (WAN's), remove the LAN gateway or use policy routing",
+            "both WAN and LAN have a gateway, but the appliance installs a single default route; set the LAN gateway to none (the default route normally goes through WAN), or set the WAN gateway to none if the LAN router is the way out",
         );
     }
     check_policy_routing(&mut r, c, wan_ok, lan_ok);
@@ -181,21 +196,8 @@ fn check_hostname(r: &mut Report, h: &str) {
 
 /// Checks one interface; returns true when its address/prefix is usable for subnet checks.
 fn check_interface(r: &mut Report, key: &str, label: &str, i: &Interface) -> bool {
-    let name = i.name.as_str();
-    let name_ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-    if !name_ok {
-        r.error(
-            format!("{key}.name"),
-            format!(
-                "{label} interface name '{}' is invalid; use a kernel interface name such as eth0 (1-15 characters, no '/', ':' or spaces)",
-                name.escape_debug()
-            ),
-        );
+    if let Err(e) = check_ifname(i.name.as_str()) {
+        r.error(format!("{key}.name"), format!("{label}: {e}"));
     }
     let mut ok = true;
     let a = i.address;
@@ -218,14 +220,11 @@ fn check_interface(r: &mut Report, key: &str, label: &str, i: &Interface) -> boo
             format!("{label} address {} is not a usable host address (unspecified, loopback, multicast or broadcast)", a.addr),
         );
         ok = false;
-    } else if ok && a.prefix <= 30 {
-        let host = u32::from(a.addr) & !a.mask();
-        if host == 0 || host == !a.mask() {
-            r.error(
-                format!("{key}.address"),
-                format!("{label} address {a} is the network or broadcast address of its subnet; pick a host address"),
-            );
-        }
+    } else if ok && a.is_network_or_broadcast(a.addr) {
+        r.error(
+            format!("{key}.address"),
+            format!("{label} address {a} is the network or broadcast address of its subnet; pick a host address"),
+        );
     }
     if !(MTU_MIN..=MTU_MAX).contains(&i.mtu) {
         r.error(
@@ -249,7 +248,7 @@ fn check_interface(r: &mut Report, key: &str, label: &str, i: &Interface) -> boo
                 format!("{key}.gateway"),
                 format!(
                     "{label} gateway {gw} is not on the {label} subnet {}; a gateway must be directly reachable",
-                    subnet(a)
+                    a.network()
                 ),
             );
         } else if !is_host_addr(gw) {
@@ -264,14 +263,6 @@ fn check_interface(r: &mut Report, key: &str, label: &str, i: &Interface) -> boo
 
 fn is_host_addr(a: Ipv4Addr) -> bool {
     !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast())
-}
-
-/// The network of `n` written as `a.b.c.0/p` for messages.
-fn subnet(n: Ipv4Net) -> Ipv4Net {
-    Ipv4Net {
-        addr: Ipv4Addr::from(u32::from(n.addr) & n.mask()),
-        prefix: n.prefix,
-    }
 }
 
 fn check_policy_routing(r: &mut Report, c: &Config, wan_ok: bool, lan_ok: bool) {
@@ -384,7 +375,7 @@ fn check_services(r: &mut Report, c: &Config, wan_ok: bool, lan_ok: bool) {
                 format!(
                     "{sv}: VIP {} is not on the WAN subnet {}; clients reach the VIP through WAN, use an address in that subnet",
                     s.vip,
-                    subnet(c.wan.address)
+                    c.wan.address.network()
                 ),
             );
         } else if lan_ok && c.lan.address.addr == s.vip {
@@ -471,7 +462,7 @@ fn check_probe(r: &mut Report, p: &str, sv: &str, s: &VirtualService) {
         r.error(
             format!("{pp}.interval_ms"),
             format!(
-                "{sv}: probe interval {} ms is out of range; use {}..={} ms (default 100)",
+                "{sv}: probe interval {} ms is out of range; use {}..={} ms (default {DEFAULT_PROBE_INTERVAL_MS})",
                 pr.interval_ms,
                 PROBE_INTERVAL_RANGE_MS.start(),
                 PROBE_INTERVAL_RANGE_MS.end()
@@ -482,20 +473,20 @@ fn check_probe(r: &mut Report, p: &str, sv: &str, s: &VirtualService) {
         r.error(
             format!("{pp}.timeout_ms"),
             format!(
-                "{sv}: probe timeout {} ms is out of range; use {}..={} ms (default 250)",
+                "{sv}: probe timeout {} ms is out of range; use {}..={} ms (default {DEFAULT_PROBE_TIMEOUT_MS})",
                 pr.timeout_ms,
                 PROBE_TIMEOUT_RANGE_MS.start(),
                 PROBE_TIMEOUT_RANGE_MS.end()
             ),
         );
     }
-    if pr.rise == 0 {
+    if !PROBE_COUNT_RANGE.contains(&pr.rise) {
         r.error(
             format!("{pp}.rise"),
             format!("{sv}: probe rise is 0; use at least 1 (successes before a server is up)"),
         );
     }
-    if pr.fall == 0 {
+    if !PROBE_COUNT_RANGE.contains(&pr.fall) {
         r.error(
             format!("{pp}.fall"),
             format!("{sv}: probe fall is 0; use at least 1 (failures before a server is down)"),
@@ -630,7 +621,7 @@ fn check_servers(
                             format!("{pp}.address"),
                             format!(
                                 "real server {sa} in {sv} is not on the LAN subnet {}; in NAT mode the servers must be on the LAN subnet with the appliance ({}) as their gateway",
-                                subnet(c.lan.address),
+                                c.lan.address.network(),
                                 c.lan.address.addr
                             ),
                         );
@@ -827,10 +818,10 @@ mod tests {
     fn interface_names() {
         let mut c = base();
         c.wan.name = bounded("");
-        one_error(&c, &["WAN interface name '' is invalid"]);
+        one_error(&c, &["WAN: '' is not an interface name"]);
         let mut c = base();
         c.lan.name = bounded("eth/1");
-        one_error(&c, &["LAN interface name 'eth/1'"]);
+        one_error(&c, &["LAN: 'eth/1' is not an interface name"]);
         let mut c = base();
         c.lan.name = bounded("eth0");
         one_error(&c, &["WAN and LAN both use interface eth0"]);
@@ -897,7 +888,13 @@ mod tests {
         );
         let mut c = base();
         c.lan.gateway = Some(Ipv4Addr::new(198, 51, 100, 254));
-        one_warning(&c, &["both WAN and LAN have a gateway"]);
+        one_error(
+            &c,
+            &[
+                "both WAN and LAN have a gateway",
+                "set the LAN gateway to none",
+            ],
+        );
     }
 
     #[test]

@@ -2,28 +2,15 @@
 
 use std::net::Ipv4Addr;
 
-use crate::config::{
-    CodeRange, FailureAction, Forwarding, Ipv4Net, Scheduler, IFNAME_LEN, URI_LEN,
-};
+use crate::config::validate::{check_ifname, MTU_MAX, MTU_MIN};
+use crate::config::{CodeRange, FailureAction, Forwarding, Ipv4Net, Scheduler, URI_LEN};
 
 /// Parse result with a human message.
 pub type Parsed<T> = Result<T, String>;
 
-/// Kernel interface name: 1-15 of letters, digits, `.`, `-`, `_`.
+/// Kernel interface name, by the same rule as validation (`config::validate::check_ifname`).
 pub fn ifname(s: &str) -> Parsed<String> {
-    let ok = !s.is_empty()
-        && s.len() <= IFNAME_LEN
-        && s != "."
-        && s != ".."
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "'{s}' is not an interface name: use 1-{IFNAME_LEN} letters, digits, '.', '-' or '_' (e.g. eth0)"
-        ))
-    }
+    check_ifname(s).map(|()| s.to_owned())
 }
 
 /// Unicast IPv4 address (not 0.0.0.0, broadcast, multicast or loopback).
@@ -46,14 +33,11 @@ pub fn net(s: &str) -> Parsed<Ipv4Net> {
         return Err("prefix /0 is not an interface subnet; use 1 to 32".into());
     }
     ipv4(&n.addr.to_string())?;
-    if n.prefix <= 30 {
-        let host = u32::from(n.addr) & !n.mask();
-        if host == 0 || host == !n.mask() {
-            return Err(format!(
-                "{} is the network or broadcast address of /{}; use a host address",
-                n.addr, n.prefix
-            ));
-        }
+    if n.is_network_or_broadcast(n.addr) {
+        return Err(format!(
+            "{} is the network or broadcast address of /{}; use a host address",
+            n.addr, n.prefix
+        ));
     }
     Ok(n)
 }
@@ -95,7 +79,7 @@ where
 
 /// Link MTU.
 pub fn mtu(s: &str) -> Parsed<u16> {
-    number(s, 576, 9000, "MTU")
+    number(s, MTU_MIN, MTU_MAX, "MTU")
 }
 
 /// UDP port 1-65535.
@@ -291,6 +275,45 @@ pub fn host(s: &str) -> Parsed<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{bounded, validate, Config, IFNAME_LEN};
+
+    /// One rule: the console accepts exactly the interface names and MTUs that
+    /// validation accepts (the console used to refuse e.g. `veth+1` and `wan@0`).
+    #[test]
+    fn interface_and_mtu_rules_match_validation() {
+        let names = [
+            "eth0",
+            "veth+1",
+            "wan@0",
+            "br-lan.100",
+            "a",
+            "fifteen_chars_x",
+            "",
+            ".",
+            "..",
+            "eth/1",
+            "eth:1",
+            "eth 1",
+            "sixteen_chars_xx",
+        ];
+        for name in names {
+            if name.len() > IFNAME_LEN {
+                assert!(ifname(name).is_err(), "{name}");
+                continue;
+            }
+            let mut c = Config::builtin_default();
+            c.wan.name = bounded(name);
+            let refused = validate(&c).errors.iter().any(|p| p.path == "wan.name");
+            assert_eq!(ifname(name).is_ok(), !refused, "{name:?}");
+        }
+        assert!(ifname("veth+1").is_ok());
+        for v in [0u16, 575, 576, 1500, 9000, 9001] {
+            let mut c = Config::builtin_default();
+            c.wan.mtu = v;
+            let refused = validate(&c).errors.iter().any(|p| p.path == "wan.mtu");
+            assert_eq!(mtu(&v.to_string()).is_ok(), !refused, "MTU {v}");
+        }
+    }
 
     #[test]
     fn good_and_bad_values() {

@@ -1022,17 +1022,21 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             &fields::show_yn(p.enabled),
             fields::yes_no,
         )?;
+        // Ranges come from validation, so Enter on any stored (valid) value keeps it.
+        use crate::config::validate::{
+            PROBE_COUNT_RANGE as CN, PROBE_INTERVAL_RANGE_MS as IV, PROBE_TIMEOUT_RANGE_MS as TO,
+        };
         let iv = self.ask("Interval in ms", &p.interval_ms.to_string(), |s| {
-            fields::number(s, 20u32, 60_000, "interval")
+            fields::number(s, *IV.start(), *IV.end(), "interval")
         })?;
         let to = self.ask("Timeout in ms", &p.timeout_ms.to_string(), |s| {
-            fields::number(s, 10u32, 60_000, "timeout")
+            fields::number(s, *TO.start(), *TO.end(), "timeout")
         })?;
         let rise = self.ask("Rise (successes to mark up)", &p.rise.to_string(), |s| {
-            fields::number(s, 1u8, 20, "rise count")
+            fields::number(s, *CN.start(), *CN.end(), "rise count")
         })?;
         let fall = self.ask("Fall (failures to mark down)", &p.fall.to_string(), |s| {
-            fields::number(s, 1u8, 20, "fall count")
+            fields::number(s, *CN.start(), *CN.end(), "fall count")
         })?;
         let acc = self.ask(
             "Accepted reply codes",
@@ -1725,7 +1729,7 @@ mod tests {
             "'0' is not a valid weight",
             "'0' is not a valid port",
             "Add 198.51.100.11:5061 with weight 7 to the candidate",
-            "real server 192.0.2.50:5060 is not on the LAN subnet",
+            "real server 192.0.2.50:5060 in service sip is not on the LAN subnet",
             "cannot be applied until they are fixed",
             "'9' is not a valid server number",
             "is draining now",
@@ -1775,7 +1779,7 @@ mod tests {
             "300",
             "0",
             "3",
-            "99",
+            "256",
             "2",
             "2xx,abc",
             "2xx,404",
@@ -1795,12 +1799,11 @@ mod tests {
             "'10' is not a valid interval",
             "'5' is not a valid timeout",
             "'0' is not a valid rise count",
-            "'99' is not a valid fall count",
+            "'256' is not a valid fall count",
             "is not a SIP status code range",
             "'http://x' is not a SIP URI",
             "'explode': use weight0",
             "interval ms: 100 -> 500",
-            "warning: service sip: probing is disabled",
         ] {
             assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
         }
@@ -1812,6 +1815,33 @@ mod tests {
         );
         assert_eq!(p.accept.len(), 2);
         assert_eq!(p.from_uri.as_str(), "sip:mon@lb.invalid");
+    }
+
+    /// keepalived's `delay_loop 120` imports as 120,000 ms, which validation accepts;
+    /// Enter on every probe prompt must keep it instead of re-prompting forever.
+    #[test]
+    fn probe_enter_keeps_any_valid_stored_value() {
+        let mut c = Config::builtin_default();
+        c.services[0].probe.interval_ms = 120_000;
+        c.services[0].probe.fall = 30;
+        assert!(
+            crate::config::validate(&c).is_ok(),
+            "stored config is valid"
+        );
+        let f = Arc::new(FakeDaemon::new(c));
+        {
+            let mut st = f.state.lock().unwrap();
+            st.clock = Some(Duration::ZERO);
+            st.session.set_password("", PW).unwrap();
+        }
+        let mut steps = lines(&["5"]);
+        steps.extend(lines(&[""; 10])); // the ten probe prompts
+        steps.extend(lines(&["0"]));
+        let out = drive(&f, steps).out;
+        assert!(!out.contains("is not a valid"), "re-prompted:\n{out}");
+        let st = f.state.lock().unwrap();
+        let p = &st.session.candidate().services[0].probe;
+        assert_eq!((p.interval_ms, p.fall), (120_000, 30));
     }
 
     #[test]

@@ -1,9 +1,8 @@
 //! An in-memory daemon for tests and demos: a [`Handler`] backed by [`ConfigSession`]
 //! with recorded (not performed) side effects and scripted live data.
 //!
-//! Nothing here touches the network, IPVS or flash. Its validator checks only a few
-//! cross-field rules (VIP on WAN, NAT servers on LAN, ports) so tests can provoke
-//! errors; the real daemon wires `config::validate`. Its keepalived "importer" maps
+//! Nothing here touches the network, IPVS or flash. It validates with the real
+//! `config::validate`, like the daemon. Its keepalived "importer" maps
 //! only `real_server A P` lines and reports every other keyword line as unmapped.
 
 use std::collections::HashMap;
@@ -43,37 +42,9 @@ impl Effects for MemEffects {
     }
 }
 
+/// The real rules (`config::validate`), so tests see the operator's messages.
 fn fake_validate(c: &Config) -> Validation {
-    let mut v = Validation::default();
-    for s in &c.services {
-        if !c.wan.address.contains(s.vip) {
-            v.errors.push(format!(
-                "service {}: VIP {} is not on the WAN subnet {}",
-                s.name, s.vip, c.wan.address
-            ));
-        }
-        for r in &s.servers {
-            if s.forwarding == Forwarding::Nat && !c.lan.address.contains(r.address) {
-                v.errors.push(format!(
-                    "service {}: real server {}:{} is not on the LAN subnet {} (required in NAT mode)",
-                    s.name, r.address, r.port, c.lan.address
-                ));
-            }
-        }
-        if !s.probe.enabled {
-            v.warnings.push(format!(
-                "service {}: probing is disabled, every server counts as healthy",
-                s.name
-            ));
-        }
-        if s.sip_persistence && s.persistence_timeout == 0 {
-            v.errors.push(format!(
-                "service {}: pe sip needs a persistence timeout above 0",
-                s.name
-            ));
-        }
-    }
-    v
+    Validation::from(&crate::config::validate(c))
 }
 
 /// Mutable state of the fake daemon.

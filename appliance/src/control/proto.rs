@@ -336,6 +336,15 @@ pub struct Validation {
     pub warnings: Vec<String>,
 }
 
+impl From<&crate::config::Report> for Validation {
+    fn from(r: &crate::config::Report) -> Self {
+        Validation {
+            errors: r.errors.iter().map(|p| p.message.clone()).collect(),
+            warnings: r.warnings.iter().map(|p| p.message.clone()).collect(),
+        }
+    }
+}
+
 impl Validation {
     /// No errors.
     pub fn is_ok(&self) -> bool {

@@ -20,7 +20,14 @@ fn load(path: Option<&str>) -> Result<Config, String> {
         None => return Ok(Config::builtin_default()),
     };
     let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?;
-    toml::from_str(&text).map_err(|e| format!("{p}: {e}"))
+    let c: Config = toml::from_str(&text).map_err(|e| format!("{p}: {e}"))?;
+    // Config rules live in config::validate; the planner only checks the running system.
+    let r = crate::config::validate(&c);
+    if !r.is_ok() {
+        let msgs: Vec<String> = r.errors.iter().map(|e| e.message.clone()).collect();
+        return Err(format!("{p}: {}", msgs.join("; ")));
+    }
+    Ok(c)
 }
 
 /// Entry point for `appliance net ...`.

@@ -333,27 +333,9 @@ pub enum Problem {
         /// Highest allowed.
         max: u32,
     },
-    /// More than one default gateway.
-    #[error("both WAN and LAN have a gateway; set only one default gateway (normally on WAN)")]
-    TwoDefaultGateways,
     /// Policy routing settings unusable.
     #[error("policy routing: {0}")]
     PolicyRouting(String),
-}
-
-fn net_of(n: &Ipv4Net) -> (u32, u32) {
-    let m = n.mask();
-    (u32::from(n.addr) & m, m)
-}
-
-fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
-    // Two prefixes overlap when the shorter one contains the other's network address.
-    let (short, long) = if a.prefix <= b.prefix { (a, b) } else { (b, a) };
-    short.contains(Ipv4Addr::from(net_of(long).0))
-}
-
-fn subnet_str(n: &Ipv4Net) -> String {
-    format!("{}/{}", Ipv4Addr::from(net_of(n).0), n.prefix)
 }
 
 /// Build the desired state for `cfg` and validate it against `cur`.
@@ -399,16 +381,12 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
                 prefix: n.prefix,
             });
         } else {
-            let (netaddr, mask) = net_of(&n);
-            let a = u32::from(n.addr);
             let why = if n.addr.is_unspecified() || n.addr.is_broadcast() {
                 Some("not a unicast address")
             } else if n.addr.is_loopback() || n.addr.is_multicast() {
                 Some("loopback or multicast")
-            } else if n.prefix <= 30 && a == netaddr {
-                Some("it is the network address of its subnet")
-            } else if n.prefix <= 30 && a == (netaddr | !mask) {
-                Some("it is the broadcast address of its subnet")
+            } else if n.is_network_or_broadcast(n.addr) {
+                Some("it is the network or broadcast address of its subnet")
             } else {
                 None
             };
@@ -420,16 +398,11 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
                 });
             }
             if let Some(g) = ifc.gateway {
-                let gn = u32::from(g) & mask;
-                if gn != netaddr
-                    || g == n.addr
-                    || (n.prefix <= 30
-                        && (u32::from(g) == netaddr || u32::from(g) == netaddr | !mask))
-                {
+                if !n.contains(g) || g == n.addr || n.is_network_or_broadcast(g) {
                     problems.push(Problem::GatewayOffSubnet {
                         role,
                         gateway: g,
-                        net: format!("{} (own address {})", subnet_str(&n), n.addr),
+                        net: format!("{} (own address {})", n.network(), n.addr),
                     });
                 }
             }
@@ -449,9 +422,6 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
             }
         }
     }
-    if cfg.wan.gateway.is_some() && cfg.lan.gateway.is_some() {
-        problems.push(Problem::TwoDefaultGateways);
-    }
 
     // VIPs: extra /32s on WAN, deduplicated, skipping the WAN address itself.
     let mut vips: Vec<Ipv4Addr> = Vec::new();
@@ -462,11 +432,11 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
     }
 
     if prefixes_ok {
-        if overlaps(&cfg.wan.address, &cfg.lan.address) {
+        if cfg.wan.address.overlaps(&cfg.lan.address) {
             problems.push(Problem::AddressConflict(format!(
                 "WAN subnet {} overlaps LAN subnet {}; they must be disjoint",
-                subnet_str(&cfg.wan.address),
-                subnet_str(&cfg.lan.address)
+                cfg.wan.address.network(),
+                cfg.lan.address.network()
             )));
         }
         for v in &vips {
@@ -480,7 +450,7 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
             if cfg.lan.address.contains(*v) {
                 problems.push(Problem::AddressConflict(format!(
                     "VIP {v} is inside the LAN subnet {}; VIPs belong on the WAN side",
-                    subnet_str(&cfg.lan.address)
+                    cfg.lan.address.network()
                 )));
             }
         }
@@ -517,10 +487,10 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
                 continue;
             }
             for (role, n) in [("WAN", &cfg.wan.address), ("LAN", &cfg.lan.address)] {
-                if overlaps(n, &other) {
+                if n.overlaps(&other) {
                     problems.push(Problem::AddressConflict(format!(
                         "{role} subnet {} overlaps {}/{} on interface '{}'",
-                        subnet_str(n),
+                        n.network(),
                         a.addr,
                         a.prefix,
                         cur.name_of(a.index)
@@ -568,8 +538,8 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
                         gateway: g,
                         net: format!(
                             "{} or {}",
-                            subnet_str(&cfg.wan.address),
-                            subnet_str(&cfg.lan.address)
+                            cfg.wan.address.network(),
+                            cfg.lan.address.network()
                         ),
                     });
                     ok = false;

@@ -240,12 +240,11 @@ impl Rtnl {
                 attrs.push(attr(Ifa::Local, a.addr.octets())?);
                 attrs.push(attr(Ifa::Address, a.addr.octets())?);
                 if matches!(op, Op::AddAddr(..)) && a.prefix <= 30 {
-                    let mask = if a.prefix == 0 {
-                        0
-                    } else {
-                        u32::MAX << (32 - u32::from(a.prefix))
-                    };
-                    let brd = Ipv4Addr::from(u32::from(a.addr) | !mask);
+                    let brd = crate::config::Ipv4Net {
+                        addr: a.addr,
+                        prefix: a.prefix,
+                    }
+                    .broadcast();
                     attrs.push(attr(Ifa::Broadcast, brd.octets())?);
                 }
                 let msg = IfaddrmsgBuilder::default()

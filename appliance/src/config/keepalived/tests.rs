@@ -65,7 +65,7 @@ fn seed_sample_as_printed() {
         7,
         "delay_loop 120 s mapped to probe interval 120000 ms",
     );
-    assert_note(&r, Severity::Info, 7, "default is 200 ms");
+    assert_note(&r, Severity::Info, 7, "default is 100 ms");
     assert_note(&r, Severity::Info, 13, "nat_mask not needed");
     assert_note(
         &r,
