@@ -1,5 +1,5 @@
 #!/bin/bash
-# Benchmarks side by side with the seed's setup (issue 12): ONE command.
+# Benchmarks side by side with the seed's setup (keepalived + LVS): ONE command.
 #   bash tests/bench/run.sh [bench options, e.g. --trials 5]
 # Builds the dev image and the keepalived benchmark variant (build/, never
 # committed), runs both in the SIP lab one after the other, prints a markdown

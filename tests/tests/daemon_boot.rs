@@ -1,4 +1,4 @@
-//! The integrated daemon on the real image (issues 6 and 9): configured over the
+//! The integrated daemon on the real image: configured over the
 //! serial console and persisted across a power cut, respawned by init without
 //! touching IPVS, and a store that survives power cuts in the middle of saves.
 //! Boot-to-ready is printed as a figure (`BENCH ...`), never asserted.

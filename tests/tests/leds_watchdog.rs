@@ -1,4 +1,4 @@
-//! Status LEDs, hardware watchdog and supervision on the real image (issue 10).
+//! Status LEDs, hardware watchdog and supervision on the real image.
 //!
 //! LEDs are real LED class devices created through /dev/uleds; the test reads
 //! /sys/class/leds/NAME/{trigger,delay_on,delay_off,brightness} in the guest as

@@ -1,4 +1,4 @@
-//! keepalived.conf importer (issue 11): `virtual_server`/`real_server` blocks to appliance services.
+//! keepalived.conf importer: `virtual_server`/`real_server` blocks to appliance services.
 //!
 //! The importer never drops anything silently: every keyword it does not map,
 //! every unsupported block and every syntax problem becomes a [`Note`] with its

@@ -413,7 +413,7 @@ fn check_persistence(r: &mut Report, p: &str, sv: &str, s: &VirtualService) {
             r.warn(
                 format!("{p}.one_packet"),
                 format!(
-                    "{sv}: one-packet scheduling is off; with clients sending all calls from one UDP socket (an SBC or proxy) every call lands on one server and calls stay stuck to it for the UDP timeout after it fails (lab finding, issue 3); turn one_packet on"
+                    "{sv}: one-packet scheduling is off; with clients sending all calls from one UDP socket (an SBC or proxy) every call lands on one server and calls stay stuck to it for the UDP timeout after it fails (seen in the SIP lab: calls kept failing until the UDP timeout); turn one_packet on"
                 ),
             );
         }
@@ -421,7 +421,7 @@ fn check_persistence(r: &mut Report, p: &str, sv: &str, s: &VirtualService) {
             r.warn(
                 format!("{p}.persistence_granularity"),
                 format!(
-                    "{sv}: persistence granularity {} groups calls by client address, so calls from one SBC or proxy all go to one server and stay stuck after it fails (lab finding, issue 3); use 0.0.0.0 to balance per Call-ID",
+                    "{sv}: persistence granularity {} groups calls by client address, so calls from one SBC or proxy all go to one server and stay stuck after it fails (seen in the SIP lab); use 0.0.0.0 to balance per Call-ID",
                     s.persistence_granularity
                 ),
             );

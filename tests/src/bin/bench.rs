@@ -1,9 +1,9 @@
-//! `bench`: the appliance side by side with the seed's setup (issue 12).
+//! `bench`: the appliance side by side with the seed's setup (keepalived + LVS).
 //!
 //! Boots the dev image and then the keepalived benchmark variant
 //! (`tests/bench/build-keepalived-image.sh`: Debian keepalived 2.2, LVS, sipp
 //! OPTIONS MISC_CHECK) in the same SIP lab (`appliance_tests::lab`), one after
-//! the other in one run, and measures on both what issue 12 asks: failure
+//! the other in one run, and measures on both: failure
 //! detection (from packet captures), probe cost, data-path call rate,
 //! footprint, config change. Prints a markdown report, ratios first, and
 //! writes it to `--out`. A benchmark never fails on a number; a measurement

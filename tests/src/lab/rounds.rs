@@ -1,5 +1,5 @@
 //! Measured rounds on a booted lab, shared by the tests and the benchmarks
-//! (issue 12): a server failure under steady call load (detection, calls
+//! (failure detection and call-load figures): a server failure under steady call load (detection, calls
 //! still steered to the dead server, collateral failures, return), a call
 //! load with something happening in the middle (daemon restart, drain), and
 //! call-rate stepping for data-path throughput.
