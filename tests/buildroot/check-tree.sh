@@ -72,7 +72,7 @@ trap 'rm -rf "$work"' EXIT
 pristine=$work/pristine
 mkdir -p "$pristine"
 # Copy only what the checker reads (no target/ or build/ trees).
-tar -C "$repo" -cf - buildroot-ext board rootfs-overlay Cargo.lock appliance/Cargo.toml 2>/dev/null \
+tar -C "$repo" -cf - buildroot-ext board rootfs-overlay Cargo.lock appliance/Cargo.toml LICENSE 2>/dev/null \
     | tar -C "$pristine" -xf -
 
 st_pass=0 st_fail=0
@@ -100,6 +100,7 @@ expect "kernel version without hash" fail "sed -i 's/\"6.1.175\"/\"6.1.176\"/' b
 expect "hash line with one space" fail "sed -i 's/^sha256  \\([0-9a-f]*\\)  COPYING/sha256 \\1 COPYING/' board/common/patches/linux/linux.hash"
 expect "hash without origin comment" fail "sed -i '/^# Locally calculated/d' board/common/patches/linux/linux.hash"
 expect "unknown kernel symbol in a fragment" fail "echo 'CONFIG_IP_VS_DOES_NOT_EXIST=y' >> board/pcengines-apu2/linux.fragment"
+expect "no LICENSE for APPLIANCE_LICENSE_FILES" fail "rm LICENSE"
 expect "missing board readme" fail "rm board/qemu-aarch64-virt/readme.txt"
 expect "genimage input nobody builds" fail "sed -i 's/\"rootfs.squashfs\"/\"rootfs.ext4\"/' board/pcengines-apu2/genimage.cfg"
 expect "board.toml without watchdog" fail "sed -i 's|^watchdog = \"/dev/watchdog\"|watchdog = \"\"|' board/pcengines-apu2/rootfs-overlay/etc/appliance/board.toml"

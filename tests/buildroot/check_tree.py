@@ -120,8 +120,11 @@ class Checker:
             for pat, what in [(r"^\$\(eval \$\(cargo-package\)\)$", "uses $(eval $(cargo-package))"),
                               (r"^APPLIANCE_SITE_METHOD = local$", "sets APPLIANCE_SITE_METHOD = local"),
                               (r"^APPLIANCE_SUBDIR = appliance$", "sets APPLIANCE_SUBDIR = appliance"),
-                              (r"cargo vendor --locked", "vendors crates with cargo vendor --locked")]:
+                              (r"cargo vendor --locked", "vendors crates with cargo vendor --locked"),
+                              (r"^APPLIANCE_LICENSE_FILES = LICENSE$", "sets APPLIANCE_LICENSE_FILES = LICENSE")]:
                 self.ok(re.search(pat, text, re.M) is not None, "appliance.mk " + what)
+        self.ok(os.path.isfile(os.path.join(self.root, "LICENSE")),
+                "LICENSE missing at the workspace root (APPLIANCE_LICENSE_FILES names it)")
         self.ok(os.path.isdir(os.path.join(self.root, "appliance")) and
                 os.path.isfile(os.path.join(self.root, "Cargo.lock")),
                 "APPLIANCE_SITE ($(BR2_EXTERNAL_SIP_LB_PATH)/..) must hold the workspace with Cargo.lock and appliance/")

@@ -70,7 +70,7 @@ fn ipvs_sync_adopt_drift_and_errors_on_the_real_kernel() -> Result<(), VmError> 
     let f: Vec<&str> = svc_line.split_whitespace().collect();
     let jiffies: u64 = f[5].parse().expect("timeout number");
     assert!(
-        jiffies > 0 && jiffies % 120 == 0,
+        jiffies > 0 && jiffies.is_multiple_of(120),
         "120 s persistence (factory default): {svc_line}"
     );
     assert_eq!(f[6], "00000000", "granularity 0.0.0.0: {svc_line}");

@@ -360,7 +360,10 @@ impl<F: FlashDevice> MtdBackend<F> {
     /// Lay out two slots on `dev`; each slot is the smallest whole number of erase blocks that holds a maximal record.
     pub fn new(dev: F) -> Result<MtdBackend<F>, StoreError> {
         let geo = dev.geometry();
-        if geo.erase_size == 0 || geo.write_size == 0 || geo.erase_size % geo.write_size != 0 {
+        if geo.erase_size == 0
+            || geo.write_size == 0
+            || !geo.erase_size.is_multiple_of(geo.write_size)
+        {
             return Err(StoreError::Unsupported {
                 device: dev.describe(),
                 reason: format!(

@@ -181,7 +181,10 @@ impl FlashDevice for SimFlash {
     fn erase(&mut self, offset: u64, len: u64) -> io::Result<()> {
         let mut g = self.0.lock();
         let es = u64::from(g.erase_size);
-        if offset % es != 0 || len % es != 0 || offset + len > g.image.len() as u64 {
+        if !offset.is_multiple_of(es)
+            || !len.is_multiple_of(es)
+            || offset + len > g.image.len() as u64
+        {
             return Err(io::Error::from_raw_os_error(nix::libc::EINVAL));
         }
         if g.budget == Some(0) {

@@ -11,6 +11,7 @@ APPLIANCE_SITE_METHOD = local
 APPLIANCE_VERSION = $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' \
 	$(APPLIANCE_SITE)/Cargo.toml | head -n 1)
 APPLIANCE_LICENSE = Apache-2.0
+APPLIANCE_LICENSE_FILES = LICENSE
 # Workspace member holding the multi-call binary.
 APPLIANCE_SUBDIR = appliance
 
