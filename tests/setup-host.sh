@@ -20,6 +20,19 @@ packages=(
     python3 shellcheck flake8
 )
 
+# rustfmt and clippy for tests/run.sh's format/lint step. rustup may be offline:
+# then say so; run.sh fails that step in CI and skips it loudly elsewhere.
+if command -v rustup >/dev/null; then
+    for c in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$c" && continue
+        if [ "${1:-}" = --check ]; then
+            echo "setup-host: missing rust component $c"
+        elif ! rustup component add "$c" >/dev/null 2>&1; then
+            echo "setup-host: WARNING: 'rustup component add $c' failed (offline?): tests/run.sh cannot lint" >&2
+        fi
+    done
+fi
+
 missing=()
 for p in "${packages[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

@@ -1,5 +1,6 @@
 //! SIP load-balancer appliance: library behind the multi-call `appliance` binary.
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod console;

@@ -254,8 +254,20 @@ pub struct EraseInfoUser {
     pub length: u32,
 }
 
-nix::ioctl_read!(mem_get_info, b'M', 1, MtdInfoUser);
-nix::ioctl_write_ptr!(mem_erase, b'M', 2, EraseInfoUser);
+nix::ioctl_read!(
+    /// MEMGETINFO: the MTD device's geometry.
+    mem_get_info,
+    b'M',
+    1,
+    MtdInfoUser
+);
+nix::ioctl_write_ptr!(
+    /// MEMERASE: erase a range of erase blocks.
+    mem_erase,
+    b'M',
+    2,
+    EraseInfoUser
+);
 
 const MTD_NANDFLASH: u8 = 4;
 const MTD_MLCNANDFLASH: u8 = 8;
