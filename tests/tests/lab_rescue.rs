@@ -9,7 +9,9 @@
 //! 1. Factory policy, 10 killed (SIGKILL) and 10 hung (SIGSTOP) servers in
 //!    turn under a single-socket and a socket-per-call client (23 calls/s):
 //!    from the captures, the caught calls and how many completed on a live
-//!    server; asserted to be nearly all, with no collateral failure.
+//!    server; asserted: ≥ 95 % of them overall (≥ 80 % per kind), enough
+//!    caught calls for the ratio to mean something (extra trials, bounded,
+//!    if not), and no collateral failure.
 //! 2. A false-down blip (the server silent ~1 s, then answering again): what
 //!    happens to its established calls (reported).
 //! 3. The same with `on_failure = "weight0"` (the former default), fewer
@@ -29,6 +31,10 @@ use std::time::Duration;
 const TRIALS: usize = 10;
 /// Rescue trials per failure kind with the weight-0 policy (comparison only).
 const WEIGHT0_TRIALS: usize = 3;
+/// Caught calls needed per kind (killed, hung) for a meaningful ratio.
+const MIN_CAUGHT: [usize; 2] = [5, 20];
+/// Bound on the trials added to reach [`MIN_CAUGHT`].
+const MAX_EXTRA: usize = 10;
 /// How long a blipping server stays silent.
 const BLIP: Duration = Duration::from_millis(1200);
 
@@ -250,24 +256,42 @@ fn print_sum(kind: &str, policy: &str, how: &str, s: &Sum) {
     );
 }
 
-/// `trials` rescue trials of each kind, alternating, victims in turn.
-fn rescue_set(lv: &mut LabVm, policy: &str, first: usize, trials: usize) -> Result<(Sum, Sum)> {
-    let (mut killed, mut hung) = (Sum::default(), Sum::default());
-    for i in 0..trials * 2 {
-        let how = if i % 2 == 0 {
-            Failure::Killed
-        } else {
-            Failure::Hung
+/// `trials` rescue trials of each kind, alternating, victims in turn; then,
+/// while a kind has caught fewer than `min_caught` calls, up to
+/// [`MAX_EXTRA`] more trials of that kind (a killed server is out so fast
+/// that a trial catches none or one call).
+fn rescue_set(
+    lv: &mut LabVm,
+    policy: &str,
+    first: usize,
+    trials: usize,
+    min_caught: [usize; 2],
+) -> Result<(Sum, Sum)> {
+    let mut sums = [Sum::default(), Sum::default()];
+    let kinds = [Failure::Killed, Failure::Hung];
+    let mut plan: Vec<usize> = (0..trials * 2).map(|i| i % 2).collect();
+    let mut extra = 0;
+    let mut i = 0;
+    loop {
+        let k = match plan.get(i) {
+            Some(k) => *k,
+            None => match (0..2).find(|k| sums[*k].caught < min_caught[*k]) {
+                Some(k) if extra < MAX_EXTRA => {
+                    extra += 1;
+                    plan.push(k);
+                    k
+                }
+                _ => break,
+            },
         };
         let n = first + i;
         lv.wait_balancing(Duration::from_secs(60))?;
-        let t = rescue_trial(lv, n, i % 3, how)?;
+        let t = rescue_trial(lv, n, i % 3, kinds[k])?;
         print_trial("rescue", policy, n, &t);
-        match how {
-            Failure::Killed => killed.add(&t),
-            _ => hung.add(&t),
-        }
+        sums[k].add(&t);
+        i += 1;
     }
+    let [killed, hung] = sums;
     print_sum("rescue", policy, "Killed", &killed);
     print_sum("rescue", policy, "Hung", &hung);
     Ok((killed, hung))
@@ -293,13 +317,14 @@ fn lab_failed_servers_calls_are_rescued() {
         return;
     }
     let mut lv = LabVm::boot(&LabOptions::default(), "uas.xml").expect("boot lab + appliance");
-    let (killed, hung) = rescue_set(&mut lv, "remove", 0, TRIALS).expect("rescue trials");
+    let (killed, hung) =
+        rescue_set(&mut lv, "remove", 0, TRIALS, MIN_CAUGHT).expect("rescue trials");
     let blip = blip_set(&mut lv, "remove", 100).expect("blip trials");
 
     lv.set_config_keys(&[("on_failure", "\"weight0\"")])
         .expect("switch to on_failure = weight0");
     let (w_killed, w_hung) =
-        rescue_set(&mut lv, "weight0", 200, WEIGHT0_TRIALS).expect("weight0 rescue trials");
+        rescue_set(&mut lv, "weight0", 200, WEIGHT0_TRIALS, [0, 0]).expect("weight0 rescue trials");
     let w_blip = blip_set(&mut lv, "weight0", 300).expect("weight0 blip trials");
     let per = |s: &Sum| s.broken as f64 / s.trials.max(1) as f64;
     eprintln!(
@@ -319,7 +344,10 @@ fn lab_failed_servers_calls_are_rescued() {
     );
 
     let mut problems = Vec::new();
-    for (name, s, min_caught) in [("killed", &killed, 3), ("hung", &hung, 10)] {
+    for (name, s, min_caught) in [
+        ("killed", &killed, MIN_CAUGHT[0]),
+        ("hung", &hung, MIN_CAUGHT[1]),
+    ] {
         if s.detected != s.trials {
             problems.push(format!(
                 "{name}: the kernel took the server out in {} of {} trials",
@@ -329,15 +357,15 @@ fn lab_failed_servers_calls_are_rescued() {
         // Too few caught calls would make the ratio meaningless.
         if s.caught < min_caught {
             problems.push(format!(
-                "{name}: only {} calls were caught by the failures (need {min_caught})",
-                s.caught
+                "{name}: only {} calls were caught by {} failures (need {min_caught})",
+                s.caught, s.trials
             ));
         }
-        // Measured 100 %; 90 % leaves room for a stray call without hiding a regression
-        // (the weight-0 policy rescues none).
-        if s.ratio() < 0.9 {
+        // Measured 100 % (the weight-0 policy: 0 %); 80 % per kind leaves room for
+        // one stray call among the few a killed server catches.
+        if s.ratio() < 0.8 {
             problems.push(format!(
-                "{name}: {} of {} caught calls rescued ({:.3} < 0.9)",
+                "{name}: {} of {} caught calls rescued ({:.3} < 0.8)",
                 s.rescued,
                 s.caught,
                 s.ratio()
@@ -349,6 +377,13 @@ fn lab_failed_servers_calls_are_rescued() {
                 s.collateral
             ));
         }
+    }
+    // The goal: at least 95 % of all caught calls complete on a live server.
+    let (caught, rescued) = (killed.caught + hung.caught, killed.rescued + hung.rescued);
+    if (rescued as f64) < 0.95 * caught as f64 {
+        problems.push(format!(
+            "{rescued} of {caught} caught calls rescued, below the 95 % goal"
+        ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
