@@ -137,7 +137,7 @@ fn blip_trial(lv: &mut LabVm, n: usize, victim: usize) -> Result<Trial> {
     std::thread::sleep(Duration::from_secs(3));
     let t0 = lv.fail_server(victim, Failure::Hung)?;
     let out_at = poll_kernel(lv, victim, true, BLIP)?;
-    std::thread::sleep(BLIP.saturating_sub(Duration::from_micros(now_us() - t0)));
+    std::thread::sleep(BLIP.saturating_sub(Duration::from_micros(now_us().saturating_sub(t0))));
     let t1 = lv.restore_server(victim, Failure::Hung)?;
     let back = poll_kernel(lv, victim, false, Duration::from_secs(30))?;
     let sipp = run.wait()?;
