@@ -886,9 +886,12 @@ impl Mapper<'_> {
             self.note(
                 n,
                 Severity::Info,
-                format!("{label}: failed servers are removed as keepalived does without inhibit_on_failure; on_failure = \"weight0\" lets existing calls finish"),
+                format!("{label}: failed servers are removed as keepalived does without inhibit_on_failure; on_failure = \"weight0\" keeps them at weight 0 instead"),
             );
-        } else if inhibited < facts.inhibit.len() {
+        } else {
+            s.probe.on_failure = FailureAction::Weight0;
+        }
+        if inhibited > 0 && inhibited < facts.inhibit.len() {
             self.note(
                 n,
                 Severity::Info,

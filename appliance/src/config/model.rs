@@ -243,14 +243,18 @@ fn default_weight() -> u32 {
     1
 }
 
-/// What happens to a server that fails its health probe.
+/// What happens to a server that fails its health probe. An operator drain
+/// is a different event and always means weight 0 (see docs/ipvs.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureAction {
-    /// Keep it in the table with weight 0 (existing calls continue).
-    #[default]
+    /// Keep it in the table with weight 0: its Call-ID templates stay, so a
+    /// call whose INVITE reached it just before it failed keeps retrying it.
     Weight0,
-    /// Remove it from the table.
+    /// Remove it from the table: the kernel then drops its Call-ID templates
+    /// on their next packet, so such a call's INVITE retransmission is
+    /// scheduled to a live server (the default).
+    #[default]
     Remove,
 }
 
@@ -426,7 +430,9 @@ impl Default for ProbeSettings {
             from_uri: bounded("sip:probe@appliance.invalid"),
             to_uri: Uri::new(),
             user_agent: bounded("sip-lb-appliance"),
-            on_failure: FailureAction::Weight0,
+            // Remove: calls caught in the detection window are rescued by their
+            // own INVITE retransmissions (lab_rescue, docs/ipvs.md).
+            on_failure: FailureAction::default(),
         }
     }
 }

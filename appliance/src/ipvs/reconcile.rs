@@ -13,6 +13,13 @@
 //!   loses its last healthy server before a replacement is in place.
 //! - Health Unknown keeps whatever weight the kernel has (daemon restart adopts the table
 //!   and must not disturb calls).
+//! - A health failure and an operator drain are different kernel treatments. Drain = weight
+//!   0: the server's pe sip templates stay valid, so its calls' in-dialog requests still reach
+//!   it. Failure with `on_failure = remove` (the default) = DEL_DEST: the kernel invalidates
+//!   the server's templates on their next packet (`ip_vs_check_template`: destination not
+//!   available), so a call whose INVITE reached the server just before it failed is
+//!   rescheduled to a live server by its own retransmission. A drained server that fails is
+//!   removed too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddrV4};
@@ -84,6 +91,8 @@ pub fn desired(cfg: &Config, health: &dyn Fn(&str, SocketAddrV4) -> Health) -> V
             let remove_on_failure = vs.probe.on_failure == FailureAction::Remove;
             let weight = rs.weight.min(i32::MAX as u32);
             let rule = match (h, rs.state) {
+                // Removed even while draining: its calls cannot finish on a dead server,
+                // and removal lets their retransmissions find a live one.
                 (Health::Down, _) if remove_on_failure => None,
                 (Health::Down, _) => Some(WeightRule::Set(0)),
                 (_, AdminState::Draining) => Some(WeightRule::Set(0)),

@@ -116,7 +116,9 @@ fn a_kernel_that_silently_drops_settings_fails_verification() {
     assert!(text.contains("pe sip"), "{text}");
 
     let (mut r, st) = reconciler();
-    let cfg = Config::builtin_default();
+    let mut cfg = Config::builtin_default();
+    // Weight-0 policy: the failure is a weight change the fake kernel ignores.
+    cfg.services[0].probe.on_failure = crate::config::FailureAction::Weight0;
     r.sync(&cfg, &up).expect("first");
     let sticky = DestKey {
         addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 12)),

@@ -34,6 +34,10 @@ pub enum Failure {
     LinkDown,
     /// It receives everything but nothing it sends leaves.
     Silent,
+    /// Its sipp process is stopped (SIGSTOP): a hung server. Datagrams queue
+    /// in its socket unanswered, no ICMP; restoring sends SIGCONT, and it
+    /// then answers what queued meanwhile.
+    Hung,
 }
 
 impl Failure {
@@ -263,7 +267,28 @@ impl LabVm {
             }
             Failure::LinkDown => self.lab.set_server_link(i, false)?,
             Failure::Silent => self.lab.set_server_silent(i, true)?,
+            Failure::Hung => self.signal_server(i, nix::sys::signal::Signal::SIGSTOP)?,
         }
+        Ok(now_us())
+    }
+
+    /// Sends `sig` to server `i`'s sipp.
+    fn signal_server(&self, i: usize, sig: nix::sys::signal::Signal) -> Result<()> {
+        let pid = self.uas[i]
+            .ok_or_else(|| LabError::Evidence(format!("server {i} has no sipp running")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+            .map_err(|e| LabError::Evidence(format!("{sig} to server {i}'s sipp ({pid}): {e}")))
+    }
+
+    /// Replaces server `i`'s sipp (killed, or stopped) with a fresh one: a
+    /// failed server restarted, with nothing of what queued while it was
+    /// hung. Returns the instant (µs).
+    pub fn restart_server(&mut self, i: usize) -> Result<u64> {
+        if let Some(p) = self.uas[i].take() {
+            // SIGKILL also ends a stopped process.
+            self.lab.kill(p);
+        }
+        self.start_server(i)?;
         Ok(now_us())
     }
 
@@ -273,6 +298,7 @@ impl LabVm {
             Failure::Killed => self.start_server(i)?,
             Failure::LinkDown => self.lab.set_server_link(i, true)?,
             Failure::Silent => self.lab.set_server_silent(i, false)?,
+            Failure::Hung => self.signal_server(i, nix::sys::signal::Signal::SIGCONT)?,
         }
         Ok(now_us())
     }

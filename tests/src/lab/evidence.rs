@@ -187,6 +187,105 @@ pub fn max_spread(counts: &[usize]) -> usize {
     }
 }
 
+/// What became of a failed server's calls, from a LAN capture (appliance ↔
+/// servers) and a WAN capture (client side) of one failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFates {
+    /// Calls caught by the failure: their initial INVITE reached the victim
+    /// (first, before any other server) before `to_us`, and the victim had
+    /// sent no final response to it before the failure. They can only
+    /// complete if a retransmission is scheduled to a live server.
+    pub caught: BTreeSet<String>,
+    /// Caught calls that completed (200 to their BYE at the client) after an
+    /// INVITE of theirs reached a live server.
+    pub rescued: BTreeSet<String>,
+    /// The victim's established calls: it had answered their INVITE with a
+    /// 200 before the failure and had not yet answered their BYE.
+    pub established: BTreeSet<String>,
+    /// Established calls that completed on the victim: it answered their BYE
+    /// with a 200, the client saw a 200 to the BYE, and no in-dialog request
+    /// of theirs reached another server.
+    pub established_kept: BTreeSet<String>,
+    /// Established calls whose in-dialog requests reached another server
+    /// (which does not know the dialog).
+    pub established_moved: BTreeSet<String>,
+}
+
+fn answered_by(
+    lan: &[SipPacket],
+    server: Ipv4Addr,
+    cseq: &str,
+    ok_only: bool,
+    before_us: u64,
+) -> BTreeSet<String> {
+    lan.iter()
+        .filter(|p| *p.src.ip() == server && p.ts_us < before_us && p.cseq_method == cseq)
+        .filter(|p| match p.kind {
+            SipKind::Response(c) => {
+                if ok_only {
+                    (200..300).contains(&c)
+                } else {
+                    c >= 200
+                }
+            }
+            SipKind::Request(_) => false,
+        })
+        .map(|p| p.call_id.clone())
+        .collect()
+}
+
+/// Sorts the calls touched by `victim`'s failure at `from_us` (until it was
+/// restored at `to_us`) into caught/rescued and established/kept/moved.
+pub fn call_fates(
+    lan: &[SipPacket],
+    wan: &[SipPacket],
+    servers: &[Ipv4Addr],
+    victim: Ipv4Addr,
+    from_us: u64,
+    to_us: u64,
+) -> CallFates {
+    let done = completed_calls(wan);
+    let first = first_arrivals(lan, servers);
+    let answered_before = answered_by(lan, victim, "INVITE", false, from_us);
+    let ok_before = answered_by(lan, victim, "INVITE", true, from_us);
+    let bye_before = answered_by(lan, victim, "BYE", false, from_us);
+    let bye_ok = answered_by(lan, victim, "BYE", true, u64::MAX);
+    let client = |p: &&SipPacket| is_client_traffic(p) && servers.contains(p.dst.ip());
+    let reached_live: BTreeSet<&str> = lan
+        .iter()
+        .filter(client)
+        .filter(|p| *p.dst.ip() != victim)
+        .map(|p| p.call_id.as_str())
+        .collect();
+    let live_invites: BTreeSet<&str> = lan
+        .iter()
+        .filter(client)
+        .filter(|p| *p.dst.ip() != victim && p.is_request("INVITE"))
+        .map(|p| p.call_id.as_str())
+        .collect();
+    let mut f = CallFates::default();
+    for (call, (server, t)) in first {
+        if server != victim || t >= to_us {
+            continue;
+        }
+        if !answered_before.contains(&call) {
+            if live_invites.contains(call.as_str()) && done.contains(&call) {
+                f.rescued.insert(call.clone());
+            }
+            f.caught.insert(call);
+        } else if ok_before.contains(&call) && !bye_before.contains(&call) {
+            let moved = reached_live.contains(call.as_str());
+            if moved {
+                f.established_moved.insert(call.clone());
+            } else if bye_ok.contains(&call) && done.contains(&call) {
+                f.established_kept.insert(call.clone());
+            }
+            f.established.insert(call);
+        }
+    }
+    f
+}
+
 /// A per-server table in markdown-ish text, for test output and the demo.
 pub fn table(tallies: &BTreeMap<Ipv4Addr, Tally>) -> String {
     let mut s = String::from("server            calls  new  pkts-in  pkts-out\n");
@@ -261,6 +360,62 @@ mod tests {
         assert_eq!(steering_window_us(&p, &servers(), servers()[1], 2), 2);
         assert_eq!(steering_window_us(&p, &servers(), servers()[1], 5), 0);
         assert_eq!(max_spread(&[3, 4, 3]), 1);
+    }
+
+    fn resp(ts: u64, src: &str, dst: &str, code: u16, cid: &str, cseq: &str) -> SipPacket {
+        SipPacket {
+            kind: SipKind::Response(code),
+            ..pkt(ts, src, dst, None, cid, cseq)
+        }
+    }
+
+    #[test]
+    fn fates_of_a_failed_servers_calls() {
+        let s = servers();
+        // S1 fails at t=100 and is restored at t=500.
+        let lan = vec![
+            // "est": established on S1 before, BYE after the failure goes to S2 (moved).
+            pkt(1, C, S1, Some("INVITE"), "est", "INVITE"),
+            resp(2, S1, C, 200, "est", "INVITE"),
+            pkt(150, C, S2, Some("BYE"), "est", "BYE"),
+            resp(151, S2, C, 481, "est", "BYE"),
+            // "kept": established on S1, its BYE answered by S1 itself.
+            pkt(3, C, S1, Some("INVITE"), "kept", "INVITE"),
+            resp(4, S1, C, 200, "kept", "INVITE"),
+            pkt(600, C, S1, Some("BYE"), "kept", "BYE"),
+            resp(601, S1, C, 200, "kept", "BYE"),
+            // "over": ended before the failure: neither caught nor established.
+            pkt(5, C, S1, Some("INVITE"), "over", "INVITE"),
+            resp(6, S1, C, 200, "over", "INVITE"),
+            pkt(7, C, S1, Some("BYE"), "over", "BYE"),
+            resp(8, S1, C, 200, "over", "BYE"),
+            // "mid": INVITE reached S1 just before the failure, unanswered; retransmission
+            // rescheduled to S2, which completes it.
+            pkt(90, C, S1, Some("INVITE"), "mid", "INVITE"),
+            pkt(200, C, S2, Some("INVITE"), "mid", "INVITE"),
+            resp(201, S2, C, 200, "mid", "INVITE"),
+            pkt(300, C, S2, Some("BYE"), "mid", "BYE"),
+            resp(301, S2, C, 200, "mid", "BYE"),
+            // "lost": INVITE reached S1 in its window, every retransmission too.
+            pkt(120, C, S1, Some("INVITE"), "lost", "INVITE"),
+            pkt(170, C, S1, Some("INVITE"), "lost", "INVITE"),
+            // "late": a new call on S1 after it was restored: not the failure's.
+            pkt(700, C, S1, Some("INVITE"), "late", "INVITE"),
+            // "other": a call on S2 throughout.
+            pkt(130, C, S2, Some("INVITE"), "other", "INVITE"),
+        ];
+        let wan = vec![
+            resp(302, "203.0.113.10:5060", C, 200, "mid", "BYE"),
+            resp(602, "203.0.113.10:5060", C, 200, "kept", "BYE"),
+            resp(9, "203.0.113.10:5060", C, 200, "over", "BYE"),
+        ];
+        let f = call_fates(&lan, &wan, &s, s[0], 100, 500);
+        let set = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(f.caught, set(&["lost", "mid"]));
+        assert_eq!(f.rescued, set(&["mid"]));
+        assert_eq!(f.established, set(&["est", "kept"]));
+        assert_eq!(f.established_kept, set(&["kept"]));
+        assert_eq!(f.established_moved, set(&["est"]));
     }
 
     #[test]

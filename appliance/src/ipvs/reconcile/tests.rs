@@ -256,30 +256,8 @@ fn health_and_admin_state_table() {
             Health::Up
         }
     };
-    // weight-0 policy (default): quiesce.
-    assert_eq!(
-        plan(&desired(&cfg, &down12), &base),
-        vec![Op::EditDest {
-            svc: svc(),
-            dest: rs(12),
-            params: nat(0),
-            from: nat(1),
-        }]
-    );
-    // restore once healthy again.
-    let mut quiesced = base.clone();
-    set_weight(&mut quiesced, rs(12), 0);
-    assert_eq!(
-        plan(&desired(&cfg, &all_up), &quiesced),
-        vec![Op::EditDest {
-            svc: svc(),
-            dest: rs(12),
-            params: nat(1),
-            from: nat(0),
-        }]
-    );
-    // remove policy: delete, and re-add when healthy.
-    cfg.services[0].probe.on_failure = FailureAction::Remove;
+    // remove policy (default): delete, and re-add when healthy.
+    assert_eq!(cfg.services[0].probe.on_failure, FailureAction::Remove);
     assert_eq!(
         plan(&desired(&cfg, &down12), &base),
         vec![Op::DelDest {
@@ -297,10 +275,32 @@ fn health_and_admin_state_table() {
             params: nat(1),
         }]
     );
-    // Unknown + remove policy + absent: stays out. Unknown + weight0 + absent: weight 0.
+    // Unknown + remove policy + absent: stays out.
     let unknown = |_: &str, _: SocketAddrV4| Health::Unknown;
     assert_eq!(plan(&desired(&cfg, &unknown), &removed), vec![]);
+    // weight-0 policy: quiesce, restore once healthy again.
     cfg.services[0].probe.on_failure = FailureAction::Weight0;
+    assert_eq!(
+        plan(&desired(&cfg, &down12), &base),
+        vec![Op::EditDest {
+            svc: svc(),
+            dest: rs(12),
+            params: nat(0),
+            from: nat(1),
+        }]
+    );
+    let mut quiesced = base.clone();
+    set_weight(&mut quiesced, rs(12), 0);
+    assert_eq!(
+        plan(&desired(&cfg, &all_up), &quiesced),
+        vec![Op::EditDest {
+            svc: svc(),
+            dest: rs(12),
+            params: nat(1),
+            from: nat(0),
+        }]
+    );
+    // Unknown + weight0 + absent: weight 0.
     assert_eq!(
         plan(&desired(&cfg, &unknown), &removed),
         vec![Op::AddDest {
@@ -334,10 +334,54 @@ fn health_and_admin_state_table() {
     assert_eq!(plan(&desired(&cfg2, &all_down), &base), vec![]);
 }
 
+/// Factory policy: an operator drain keeps the server at weight 0 (its Call-ID
+/// templates stay valid, so its calls finish on it) while a health failure
+/// removes it (its templates stop matching, so retransmissions move on); a
+/// drained server that fails is removed too.
+#[test]
+fn drain_and_failure_are_different_kernel_treatments() {
+    let mut cfg = Config::builtin_default();
+    let base = programmed(&cfg);
+    cfg.services[0].servers[0].state = AdminState::Draining;
+    let down = |bad: u8| {
+        move |_: &str, a: SocketAddrV4| {
+            if a.ip().octets()[3] == bad {
+                Health::Down
+            } else {
+                Health::Up
+            }
+        }
+    };
+    assert_eq!(
+        plan(&desired(&cfg, &down(12)), &base),
+        vec![
+            Op::EditDest {
+                svc: svc(),
+                dest: rs(11),
+                params: nat(0),
+                from: nat(1),
+            },
+            Op::DelDest {
+                svc: svc(),
+                dest: rs(12),
+            },
+        ]
+    );
+    assert_eq!(
+        plan(&desired(&cfg, &down(11)), &base),
+        vec![Op::DelDest {
+            svc: svc(),
+            dest: rs(11),
+        }]
+    );
+}
+
 #[test]
 fn raises_and_adds_come_before_lowering_and_removal() {
     // .11 dies, .12 comes back from weight 0, .13 is replaced by .14 in the config.
     let mut cfg = Config::builtin_default();
+    // Weight-0 policy so that the failure lowers a weight (the default removes).
+    cfg.services[0].probe.on_failure = FailureAction::Weight0;
     let mut table = programmed(&cfg);
     set_weight(&mut table, rs(12), 0);
     cfg.services[0].servers[2].address = Ipv4Addr::new(198, 51, 100, 14);
