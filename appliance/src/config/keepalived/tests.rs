@@ -484,6 +484,25 @@ fn random_inputs_never_panic() {
         "protocol",
         "UDP",
         "TCP",
+        // VRRP side ([ha]).
+        "vrrp_instance",
+        "virtual_ipaddress",
+        "unicast_peer",
+        "virtual_router_id",
+        "priority",
+        "advert_int",
+        "nopreempt",
+        "preempt_delay",
+        "global_defs",
+        "lvs_sync_daemon",
+        "lvs_sync_daemon_interface",
+        "interface",
+        "eth0",
+        "198.51.100.3",
+        "203.0.113.10/24",
+        "0.05",
+        "NaN",
+        "1e309",
     ];
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
