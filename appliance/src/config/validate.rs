@@ -1497,7 +1497,7 @@ mod tests {
             ],
         );
         c.ha.sync_interface = bounded("eth/2");
-        one_error(&c, &["ha.sync_interface 'eth/2' is invalid"]);
+        one_error(&c, &["ha.sync_interface: 'eth/2' is not an interface name"]);
         c.ha.sync_interface = bounded("eth2");
         assert!(validate(&c).is_ok());
         assert_eq!(c.ha.sync_ifname(&c), "eth2");
