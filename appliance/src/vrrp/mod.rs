@@ -4,4 +4,5 @@
 //! explicit instants, `tasks` the thin I/O runner (raw sockets, gratuitous ARP, its own
 //! OS thread and tokio runtime).
 
+pub mod group;
 pub mod packet;
