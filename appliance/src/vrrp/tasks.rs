@@ -307,6 +307,7 @@ async fn reader(member: usize, io: std::sync::Arc<MemberIo>, tx: mpsc::Unbounded
             debug!(iface = %io.name, src = %hdr.src, version = advert.version,
                 "VRRPv2 advert heard; the peer must use VRRP version 3");
         }
+        debug!(iface = %io.name, src = %hdr.src, priority = advert.priority, "VRRP advert received");
         let r = Received {
             member,
             src: hdr.src,
