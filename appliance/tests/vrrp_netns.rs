@@ -671,3 +671,223 @@ fn two_runners_elect_fail_over_and_resolve_split_brain() {
         "A kept the VIP after shutdown"
     );
 }
+
+/// keepalived (Debian) in namespace B on the WAN link, VRRP only, version 3.
+struct Keepalived {
+    child: std::process::Child,
+    ns: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Keepalived {
+    fn start(ns: &str, priority: u8) -> Keepalived {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("keepalived.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  router_id lab_b\n  vrrp_version 3\n  enable_script_security\n}}\n\
+                 vrrp_instance WAN {{\n  state BACKUP\n  interface vb\n  virtual_router_id 51\n\
+                 priority {priority}\n  advert_int 0.1\n  nopreempt\n\
+                 virtual_ipaddress {{\n    {VIP}/32 dev vb\n  }}\n}}\n"
+            ),
+        )
+        .expect("write keepalived.conf");
+        let log = dir.path().join("keepalived.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "--vrrp",
+            ])
+            .args(["-f", &conf.display().to_string()])
+            .args(["-p", &p("k.pid"), "-r", &p("v.pid"), "-c", &p("c.pid")])
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn keepalived");
+        Keepalived {
+            child,
+            ns: ns.to_owned(),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Lines telling keepalived's state changes, in order.
+    fn states(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split("Entering ").nth(1))
+            .map(|s| s.trim().to_owned())
+            .collect()
+    }
+
+    /// SIGTERM (keepalived resigns with priority 0), then wait, bounded.
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + WAIT;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+        // Any keepalived child left in our namespace, by pid.
+        if let Ok(pids) = ip(&["netns", "pids", &self.ns]) {
+            for p in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn keepalived_interop() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "appliance::vrrp=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    if Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("keepalived not installed (tests/setup-host.sh installs it)");
+        return;
+    }
+    let Some(lab) = Lab::new() else { return };
+    let cap_a = Capture::start(&lab.a, &["va"]);
+    let cap_b = Capture::start(&lab.b, &["vb"]);
+    let single = |priority| {
+        let mut g = group(priority, ("va", A_WAN), ("la", A_LAN));
+        g.members.truncate(1);
+        g.advert_interval = Duration::from_millis(100);
+        g
+    };
+    let until_log = |k: &Keepalived, what: &str, f: &dyn Fn(&[String]) -> bool| {
+        let end = Instant::now() + WAIT;
+        while !f(&k.states()) {
+            assert!(
+                Instant::now() < end,
+                "keepalived never {what}; log:\n{}",
+                k.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Instant::now()
+    };
+
+    // 1. keepalived alone becomes master; our codec decodes its adverts on the wire.
+    let t0 = Instant::now();
+    let mut k = Keepalived::start(&lab.b, 100);
+    until_log(&k, "became master alone", &|s| {
+        s.iter().any(|l| l.starts_with("MASTER"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = cap_a.adverts(B_WAN, t0);
+    assert!(seen.len() >= 3, "keepalived adverts decoded: {seen:?}");
+    assert!(seen.iter().all(|s| s.ttl == 255 && s.dst == VRRP_MULTICAST));
+    assert!(seen
+        .iter()
+        .any(|s| s.priority == 100 && s.addresses == [VIP]));
+
+    // 2. Our runner (priority 150, no preemption) stays backup under keepalived's master.
+    let (ra, rx) = start(&lab.a, single(150), vec!["va"]);
+    let mut na = Notices::new(rx);
+    na.wait("backup", to(State::Backup));
+    let t1 = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    na.drain();
+    assert!(!na.log.iter().any(to(State::Master)), "{:?}", na.log);
+    assert!(cap_b.adverts(A_WAN, t1).is_empty(), "our backup advertised");
+    // The periodic status names keepalived as the peer.
+    na.wait(
+        "status with keepalived as peer",
+        |n| matches!(n, Notice::Status(s) if s.peer.is_some()),
+    );
+    let peer = na.log[..na.cursor]
+        .iter()
+        .rev()
+        .find_map(|n| match n {
+            Notice::Status(s) => s.peer,
+            _ => None,
+        })
+        .expect("keepalived seen as peer");
+    assert_eq!((peer.addr, peer.priority), (B_WAN, 100));
+    assert_eq!(peer.interval, Duration::from_millis(100));
+
+    // 3. keepalived stops: it resigns with priority 0 and we take over at once.
+    let t2 = Instant::now();
+    k.stop();
+    let a_master = na.wait("master after keepalived stopped", to(State::Master));
+    assert!(
+        cap_a.adverts(B_WAN, t2).iter().any(|s| s.priority == 0),
+        "keepalived sent no priority 0"
+    );
+    assert!(
+        a_master - t2 < Duration::from_secs(2),
+        "{:?}",
+        a_master - t2
+    );
+    until("VIP on A", || has_addr(&lab.a, "va", VIP));
+
+    // 4. keepalived starts again under our master: it accepts our adverts and stays backup.
+    let mut k = Keepalived::start(&lab.b, 100);
+    until_log(&k, "reached backup", &|s| {
+        s.iter().any(|l| l.starts_with("BACKUP"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !k.states().iter().any(|l| l.starts_with("MASTER")),
+        "keepalived did not accept our adverts:\n{}",
+        k.log()
+    );
+    assert!(!has_addr(&lab.b, "vb", VIP));
+
+    // 5. Our orderly stop: priority 0, keepalived takes over quickly.
+    let t3 = Instant::now();
+    ra.stop();
+    assert!(cap_b.adverts(A_WAN, t3).iter().any(|s| s.priority == 0));
+    let k_master = until_log(&k, "took over", &|s| {
+        s.iter().any(|l| l.starts_with("MASTER"))
+    });
+    assert!(
+        k_master - t3 < Duration::from_secs(2),
+        "{:?}",
+        k_master - t3
+    );
+    until("VIP on keepalived's side", || has_addr(&lab.b, "vb", VIP));
+    k.stop();
+}
