@@ -891,3 +891,92 @@ fn keepalived_interop() {
     until("VIP on keepalived's side", || has_addr(&lab.b, "vb", VIP));
     k.stop();
 }
+
+#[test]
+fn runner_fault_reconfigure_and_shutdown() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "appliance::vrrp=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let Some(lab) = Lab::new() else { return };
+    let cap_b = Capture::start(&lab.b, &["vb", "lb"]);
+    let vip2 = Ipv4Addr::new(203, 0, 113, 11);
+    let mut cfg = group(150, ("va", A_WAN), ("la", A_LAN));
+    cfg.members.truncate(1);
+    let (ra, rx) = start(&lab.a, cfg.clone(), vec!["va", "la"]);
+    let mut na = Notices::new(rx);
+    na.wait("master", to(State::Master));
+    until("VIP on A", || has_addr(&lab.a, "va", VIP));
+
+    // A fault: priority 0 on the wire, addresses gone, silence.
+    let t1 = Instant::now();
+    assert!(ra.send(appliance::vrrp::Control::Fault {
+        reason: appliance::vrrp::FaultReason::PoolDead,
+        active: true,
+    }));
+    na.wait("fault", to(State::Fault));
+    until("VIP removed", || !has_addr(&lab.a, "va", VIP));
+    std::thread::sleep(Duration::from_millis(500));
+    let during = cap_b.adverts(A_WAN, t1);
+    assert!(
+        !during.is_empty() && during.iter().all(|s| s.priority == 0),
+        "expected only the resignation: {during:?}"
+    );
+
+    // Cleared: backup, then master again (nobody else), addresses back.
+    assert!(ra.send(appliance::vrrp::Control::Fault {
+        reason: appliance::vrrp::FaultReason::PoolDead,
+        active: false,
+    }));
+    na.wait("backup after fault", to(State::Backup));
+    na.wait("master after fault", to(State::Master));
+    until("VIP back", || has_addr(&lab.a, "va", VIP));
+
+    // In-place change: one more address, announced, carried in the adverts; no transition.
+    let mut c2 = cfg.clone();
+    c2.members[0].addresses.push(vip2);
+    let t2 = Instant::now();
+    na.skip();
+    assert!(ra.send(appliance::vrrp::Control::Reconfigure(c2)));
+    until("second VIP on A", || has_addr(&lab.a, "va", vip2));
+    until("adverts carry both", || {
+        cap_b
+            .adverts(A_WAN, t2)
+            .iter()
+            .any(|s| s.addresses == [VIP, vip2])
+    });
+    until("gratuitous ARP for the new VIP", || {
+        !cap_b.garps(vip2, t2).is_empty()
+    });
+    na.drain();
+    assert!(
+        !na.log[na.cursor..]
+            .iter()
+            .any(|n| matches!(n, Notice::Transition { .. })),
+        "{:?}",
+        &na.log[na.cursor..]
+    );
+
+    // Shape change (a LAN member): resign, restart, master on both links.
+    let c3 = group(150, ("va", A_WAN), ("la", A_LAN));
+    let t3 = Instant::now();
+    assert!(ra.send(appliance::vrrp::Control::Reconfigure(c3)));
+    na.wait("restart resigns", to(State::Initialize));
+    na.wait("master again", to(State::Master));
+    until("gateway on A's LAN", || has_addr(&lab.a, "la", GW));
+    assert!(cap_b.adverts(A_WAN, t3).iter().any(|s| s.priority == 0));
+    until("LAN adverts", || !cap_b.adverts(A_LAN, t3).is_empty());
+    assert!(
+        !has_addr(&lab.a, "va", vip2),
+        "address of the old config left behind"
+    );
+
+    // Orderly stop through the handle.
+    let t4 = Instant::now();
+    ra.stop();
+    assert!(cap_b.adverts(A_WAN, t4).iter().any(|s| s.priority == 0));
+    assert!(cap_b.adverts(A_LAN, t4).iter().any(|s| s.priority == 0));
+    assert!(!has_addr(&lab.a, "va", VIP) && !has_addr(&lab.a, "la", GW));
+}

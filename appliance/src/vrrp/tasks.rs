@@ -693,6 +693,8 @@ fn reconfigure(mut group: Group, new: GroupConfig, io: &mut Io) -> Group {
                     if let Err(e) = io.addresses.add(i, &added) {
                         warn!(iface = %n.name, error = %e, "adding virtual addresses failed");
                     }
+                    // Announce the new addresses like a fresh master would.
+                    io.execute(&group, now, vec![Action::GratuitousArp { member: i }]);
                 }
             }
         }
@@ -707,12 +709,24 @@ fn reconfigure(mut group: Group, new: GroupConfig, io: &mut Io) -> Group {
     match open_all(&new) {
         Ok(members) => io.start_readers(members),
         Err(e) => {
-            warn!(error = %e, "VRRP cannot open the new interfaces; staying stopped");
+            // Without sockets nothing can run: the readers' channel closes and the
+            // runner ends (the daemon sees its control channel close).
+            warn!(error = %e, "VRRP cannot open the new interfaces; the group stops");
             io.start_readers(Vec::new());
             return Group::new(new, now);
         }
     }
+    let faults = group.active_faults();
     let mut g = Group::new(new, now);
+    for reason in faults {
+        g.handle(
+            now,
+            Event::Fault {
+                reason,
+                active: true,
+            },
+        );
+    }
     let acts = g.handle(now, Event::Startup);
     io.execute(&g, now, acts);
     g
