@@ -1029,3 +1029,133 @@ fn runner_fault_reconfigure_and_shutdown() {
     assert!(cap_b.adverts(A_LAN, t4).iter().any(|s| s.priority == 0));
     assert!(!has_addr(&lab.a, "va", VIP) && !has_addr(&lab.a, "la", GW));
 }
+
+/// An independent decoder judges our packets: tcpdump captures the WAN link in B and
+/// tshark's VRRP dissector checks version, type, fields and the pseudo-header checksum.
+#[test]
+fn wire_checked_by_tshark() {
+    for tool in ["tcpdump", "tshark"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            skip(&format!("{tool} not installed"));
+            return;
+        }
+    }
+    let Some(lab) = Lab::new() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("wan.pcap");
+    let mut dump = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.b,
+            "tcpdump",
+            "--immediate-mode",
+            "-i",
+            "vb",
+            "-U",
+            "-w",
+        ])
+        .arg(&pcap)
+        .args(["ip proto 112 or arp"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    until("tcpdump running", || pcap.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cfg = group(150, ("va", A_WAN), ("la", A_LAN));
+    cfg.members.truncate(1);
+    let (ra, rx) = start(&lab.a, cfg, vec!["va"]);
+    let mut na = Notices::new(rx);
+    na.wait("master", to(State::Master));
+    std::thread::sleep(Duration::from_millis(600));
+    ra.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(dump.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let end = Instant::now() + WAIT;
+    while !matches!(dump.try_wait(), Ok(Some(_))) {
+        if Instant::now() > end {
+            let _ = dump.kill();
+            let _ = dump.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-Y", "vrrp", "-T", "fields", "-E", "separator=,"])
+        .args([
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ip.ttl",
+            "-e",
+            "vrrp.version",
+        ])
+        .args([
+            "-e",
+            "vrrp.type",
+            "-e",
+            "vrrp.virt_rtr_id",
+            "-e",
+            "vrrp.prio",
+        ])
+        .args(["-e", "vrrp.short_adver_int", "-e", "vrrp.ip_addr"])
+        .args(["-e", "vrrp.checksum.status", "-e", "_ws.expert"])
+        .output()
+        .expect("tshark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert!(
+        rows.len() >= 8,
+        "tshark saw {} VRRP packets:\n{text}",
+        rows.len()
+    );
+    for r in &rows {
+        // checksum.status 1 = good (0 = bad, 2 = unverified); no expert warnings.
+        assert_eq!(
+            &r[..8],
+            [
+                "203.0.113.2",
+                "224.0.0.18",
+                "255",
+                "3",
+                "1",
+                "51",
+                r[6],
+                "5"
+            ],
+            "{text}"
+        );
+        assert!(r[6] == "150" || r[6] == "0", "{text}");
+        assert_eq!(r[8], "203.0.113.10", "{text}");
+        assert_eq!(r[9], "1", "checksum not good:\n{text}");
+        assert_eq!(r.get(10).copied().unwrap_or(""), "", "{text}");
+    }
+    assert_eq!(
+        rows.last().map(|r| r[6]),
+        Some("0"),
+        "last advert is the resignation:\n{text}"
+    );
+    let arp = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "arp.isgratuitous == 1",
+            "-T",
+            "fields",
+            "-e",
+            "arp.src.proto_ipv4",
+        ])
+        .output()
+        .expect("tshark");
+    let arp = String::from_utf8_lossy(&arp.stdout);
+    assert!(
+        arp.lines().filter(|l| l.trim() == "203.0.113.10").count() >= 3,
+        "gratuitous ARPs per tshark:\n{arp}"
+    );
+}
