@@ -1159,3 +1159,58 @@ fn wire_checked_by_tshark() {
         "gratuitous ARPs per tshark:\n{arp}"
     );
 }
+
+/// Unicast peers on both links: adverts go to the peer's address (not 224.0.0.18), are
+/// accepted from it, and failover works the same.
+#[test]
+fn unicast_peers() {
+    let Some(lab) = Lab::new() else { return };
+    let cap_b = Capture::start(&lab.b, &["vb", "lb"]);
+    let cap_a = Capture::start(&lab.a, &["va", "la"]);
+    let with_peers = |mut g: GroupConfig, wan: Ipv4Addr, lan: Ipv4Addr| {
+        g.members[0].unicast_peer = Some(wan);
+        g.members[1].unicast_peer = Some(lan);
+        g
+    };
+    let ga = with_peers(group(150, ("va", A_WAN), ("la", A_LAN)), B_WAN, B_LAN);
+    let gb = with_peers(group(100, ("vb", B_WAN), ("lb", B_LAN)), A_WAN, A_LAN);
+    let (ra, rxa) = start(&lab.a, ga, vec!["va", "la"]);
+    let mut na = Notices::new(rxa);
+    na.wait("A master", to(State::Master));
+    let (rb, rxb) = start(&lab.b, gb, vec!["vb", "lb"]);
+    let mut nb = Notices::new(rxb);
+    nb.wait("B backup", to(State::Backup));
+    let t1 = Instant::now();
+    std::thread::sleep(Duration::from_millis(800));
+    nb.drain();
+    assert!(!nb.log.iter().any(to(State::Master)), "{:?}", nb.log);
+    let wan = cap_b.adverts(A_WAN, t1);
+    let lan = cap_b.adverts(A_LAN, t1);
+    assert!(wan.len() >= 5 && lan.len() >= 5, "{wan:?} {lan:?}");
+    assert!(wan
+        .iter()
+        .all(|s| s.dst == B_WAN && s.ttl == 255 && s.priority == 150));
+    assert!(lan.iter().all(|s| s.dst == B_LAN && s.ttl == 255));
+    assert!(cap_a.adverts(B_WAN, t1).is_empty(), "backup B advertised");
+    // B's status shows A as its peer, heard by unicast.
+    nb.wait(
+        "status with A as peer",
+        |n| matches!(n, Notice::Status(s) if s.peer.is_some_and(|p| p.priority == 150)),
+    );
+
+    let t2 = Instant::now();
+    ra.stop();
+    nb.wait("B master", to(State::Master));
+    assert!(cap_b
+        .adverts(A_WAN, t2)
+        .iter()
+        .any(|s| s.priority == 0 && s.dst == B_WAN));
+    until("B advertises to A by unicast", || {
+        cap_a
+            .adverts(B_WAN, t2)
+            .iter()
+            .any(|s| s.dst == A_WAN && s.priority == 100)
+    });
+    until("VIP on B", || has_addr(&lab.b, "vb", VIP));
+    rb.stop();
+}
