@@ -13,6 +13,7 @@ pub mod probe;
 pub mod store;
 #[cfg(test)]
 mod test_skip;
+pub mod vrrp;
 pub mod watchdog;
 
 /// Firmware version shown on the console and in `appliance version`.
