@@ -25,22 +25,13 @@ pub fn state_name(state: u32) -> &'static str {
     }
 }
 
-/// The interface connection sync runs on: `ha.sync_interface`, or the LAN when empty.
-pub fn sync_ifname(cfg: &Config) -> &str {
-    if cfg.ha.sync_interface.is_empty() {
-        cfg.lan.name.as_str()
-    } else {
-        cfg.ha.sync_interface.as_str()
-    }
-}
-
 /// The daemons the config asks for: none without HA, else MASTER and BACKUP on the sync
 /// interface with sync id = VRID (the same on both boxes).
 pub fn desired(cfg: &Config) -> Vec<DaemonConfig> {
     if !cfg.ha.enabled {
         return vec![];
     }
-    let ifn = sync_ifname(cfg).to_owned();
+    let ifn = cfg.ha.sync_ifname(cfg).to_owned();
     let sync_id = u32::from(cfg.ha.vrid);
     vec![
         DaemonConfig {
