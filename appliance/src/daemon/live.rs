@@ -22,6 +22,7 @@ use crate::probe::tasks::{Heartbeat, Prober, ProberHandle};
 use crate::probe::{Health, HealthEvent};
 use crate::store::Store;
 
+use super::ha::{self, HaView};
 use super::logbuf::LogRing;
 
 /// Key of one real server: (service name, address).
@@ -65,6 +66,10 @@ pub struct Live {
     table: Vec<ActualService>,
     rates: HashMap<(SocketAddrV4, SocketAddrV4), Rate>,
     links: BTreeMap<String, bool>,
+    /// HA role, fault inputs and sync daemons (reported only when HA is on).
+    ha: HaView,
+    /// The sync sysctls were set and verified for the running config.
+    sync_sysctls_ok: bool,
 }
 
 /// Create the board's uleds LED devices (QEMU has no LED hardware); keep the files open.
@@ -127,6 +132,81 @@ impl Live {
             table: Vec::new(),
             rates: HashMap::new(),
             links: BTreeMap::new(),
+            ha: HaView::new(started),
+            sync_sysctls_ok: false,
+        }
+    }
+
+    /// HA status for the control protocol (None when HA is off).
+    pub fn ha_info(&self, cfg: &Config) -> Option<crate::control::proto::HaInfo> {
+        cfg.ha.enabled.then(|| self.ha.info(cfg, Instant::now()))
+    }
+
+    /// The HA view (role, faults, sync daemons).
+    pub fn ha_view(&mut self) -> &mut HaView {
+        &mut self.ha
+    }
+
+    /// Recompute the fault inputs (links, pool); returns the changes the runner must hear.
+    pub fn ha_fault_changes(
+        &mut self,
+        cfg: &Config,
+    ) -> Vec<(crate::vrrp::group::FaultReason, bool)> {
+        let mut out = Vec::new();
+        for (ifname, up) in &self.links {
+            if let Some(reason) = ha::link_fault(cfg, ifname) {
+                if self.ha.faults.set(reason, !up) {
+                    out.push((reason, !up));
+                }
+            }
+        }
+        let health = &self.health;
+        let dead = ha::pool_dead(cfg, &|svc: &str, addr: SocketAddrV4| {
+            health
+                .get(&(svc.to_string(), addr))
+                .map(|h| h.health)
+                .unwrap_or(Health::Unknown)
+        });
+        let reason = crate::vrrp::group::FaultReason::PoolDead;
+        if self.ha.faults.set(reason, dead) {
+            out.push((reason, dead));
+        }
+        for (reason, active) in &out {
+            if *active {
+                warn!(fault = %reason, "HA fault condition active");
+            } else {
+                info!(fault = %reason, "HA fault condition cleared");
+            }
+        }
+        out
+    }
+
+    /// Set the sync sysctls, then start/stop/restart the IPVS sync daemons to match the
+    /// config and read them back. Problems are kept for status, never fatal.
+    pub fn sync_daemons(&mut self, cfg: &Config) {
+        let want = ipvs::syncd::desired(cfg);
+        if !want.is_empty() && !self.sync_sysctls_ok {
+            // Daemons started before sync_version/sync_ports are right would run the old
+            // protocol or split entries over several buffers.
+            return;
+        }
+        let Some(rec) = self.reconciler.as_mut() else {
+            return;
+        };
+        match ipvs::syncd::reconcile(rec.ipvs(), &want) {
+            Ok(r) => {
+                if self.ha.sync_error.take().is_some() {
+                    info!("IPVS sync daemons match the config again");
+                }
+                self.ha.sync = r.running;
+            }
+            Err(e) => {
+                let msg = format!("IPVS sync daemons: {e}");
+                if self.ha.sync_error.as_deref() != Some(msg.as_str()) {
+                    error!("{msg}");
+                }
+                self.ha.sync_error = Some(msg);
+            }
         }
     }
 
@@ -194,6 +274,7 @@ impl Live {
                 "IPVS table adopted at start"
             );
         }
+        self.sync_daemons(cfg);
         self.update_leds(cfg);
     }
 
@@ -210,6 +291,17 @@ impl Live {
         }
         if let Err(e) = ipvs::sysctl::apply_datapath() {
             return Err(format!("IPVS sysctls: {e}"));
+        }
+        self.sync_sysctls_ok = false;
+        if cfg.ha.enabled {
+            match ipvs::sysctl::apply_sync() {
+                Ok(_) => self.sync_sysctls_ok = true,
+                Err(e) => {
+                    let msg = format!("IPVS sync sysctls: {e}");
+                    error!("{msg}");
+                    self.ha.sync_error = Some(msg);
+                }
+            }
         }
         Ok(format!("{} network change(s)", net.changes))
     }
@@ -334,9 +426,10 @@ impl Live {
         self.update_leds(cfg);
     }
 
-    /// Periodic: drift repair, stats, LEDs.
+    /// Periodic: drift repair (table and sync daemons), stats, LEDs.
     pub fn on_tick(&mut self, cfg: &Config) {
         self.sync(cfg);
+        self.sync_daemons(cfg);
         self.update_leds(cfg);
     }
 
@@ -360,6 +453,11 @@ impl Live {
             }
         }
         s.fault = self.fault().is_some();
+        s.ha = if cfg.ha.enabled {
+            self.ha.led()
+        } else {
+            leds::HaLed::Disabled
+        };
         s.booting = unknown > 0 && self.started.elapsed().as_secs() < 30;
         s
     }
@@ -424,6 +522,7 @@ impl Effects for Live {
         self.health.retain(|k, _| keep.contains(k));
         match self.sync(c) {
             Some(r) => {
+                self.sync_daemons(c);
                 self.update_leds(c);
                 Ok(format!(
                     "applied: {net}, {} IPVS change(s), table verified ({} service(s), {} server(s))",
