@@ -71,6 +71,60 @@ mod tests {
     }
 
     #[test]
+    fn export_shows_the_ha_section() {
+        // Disabled HA still shows its fields, so an operator sees what to fill in.
+        let t = to_toml(&Config::builtin_default());
+        for want in [
+            "[ha]",
+            "enabled = false",
+            "vrid = 51",
+            "priority = 100",
+            "advert_interval_cs = 5",
+            "preempt = false",
+            "preempt_delay_s = 0",
+            "sync_interface = \"\"",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        let mut c = Config::builtin_default();
+        c.lan.address = "198.51.100.2/24".parse().unwrap();
+        c.ha.enabled = true;
+        c.ha.lan_gateway = Some("198.51.100.1".parse().unwrap());
+        c.ha.peer_wan = Some("203.0.113.3".parse().unwrap());
+        c.ha.peer_lan = Some("198.51.100.3".parse().unwrap());
+        let t = to_toml(&c);
+        for want in [
+            "lan_gateway = \"198.51.100.1\"",
+            "peer_wan = \"203.0.113.3\"",
+            "peer_lan = \"198.51.100.3\"",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+        assert_eq!(from_toml(&t).unwrap(), c);
+        assert!(validate(&c).is_ok(), "{:#?}", validate(&c));
+    }
+
+    #[test]
+    fn v1_ha_keys_are_refused_with_the_field_named() {
+        // V1 exports only ever carried `peer` when someone set it by hand; say what is wrong.
+        let bad = FACTORY.replacen("sync_interface = \"\"", "peer = \"198.51.100.2\"", 1);
+        let e = from_toml(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `peer`") && e.contains("peer_lan"),
+            "{e}"
+        );
+        // V1's factory values (vrid 0, priority 0) still import while HA is off.
+        let old = FACTORY.replacen("vrid = 51", "vrid = 0", 1).replacen(
+            "priority = 100 ",
+            "priority = 0 ",
+            1,
+        );
+        let c = from_toml(&old).unwrap();
+        assert_eq!((c.ha.vrid, c.ha.priority), (0, 0));
+        assert!(validate(&c).is_ok());
+    }
+
+    #[test]
     fn load_factory_reads_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.toml");

@@ -5,7 +5,7 @@ use super::record::{self, pick};
 use super::sim::{SimDisk, SimFlash, SimMedium};
 use super::*;
 use crate::config::model::*;
-use crate::config::validate;
+use crate::config::{from_toml, validate};
 use record::HaSettingsV1;
 
 fn cfg(servers: u8, host: &str) -> Config {
@@ -231,6 +231,39 @@ fn golden_v1_encoding_is_stable() {
     // freeze the old shape of what changed and add the next envelope instead.
     let rec = record::encode_envelope(&Envelope::V1(golden_v1()), GOLDEN_GENERATION).unwrap();
     assert_eq!(rec, GOLDEN_BIN);
+}
+
+const GOLDEN_V2_BIN: &[u8] = include_bytes!("../../tests/data/golden-v2.bin");
+const GOLDEN_V2_TOML: &str = include_str!("../../tests/data/golden-v2.toml");
+const GOLDEN_V2_GENERATION: u64 = 8;
+
+#[test]
+fn golden_v2_record_loads() {
+    let want = from_toml(GOLDEN_V2_TOML).expect("golden v2 toml");
+    assert!(want.ha.enabled && want.ha.vrid == 52, "{:?}", want.ha);
+    match record::decode_slot(GOLDEN_V2_BIN) {
+        SlotState::Valid { generation, config } => {
+            assert_eq!(generation, GOLDEN_V2_GENERATION);
+            assert_eq!(*config, want);
+        }
+        other => panic!("golden V2 record no longer loads: {other:?}"),
+    }
+    let m = file_sim();
+    let mut img = m.image();
+    img[..GOLDEN_V2_BIN.len()].copy_from_slice(GOLDEN_V2_BIN);
+    m.set_image(&img);
+    let l = file_store(&m).load().unwrap();
+    assert_eq!((l.origin, l.generation, l.config), (Origin::SlotA, 8, want));
+}
+
+#[test]
+fn golden_v2_encoding_is_stable() {
+    // If this fails the V2 wire format changed: freeze the old shape, add Envelope::V3.
+    let want = from_toml(GOLDEN_V2_TOML).expect("golden v2 toml");
+    let r = validate(&want);
+    assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:#?}");
+    let rec = encode_record(&want, GOLDEN_V2_GENERATION).unwrap();
+    assert_eq!(rec, GOLDEN_V2_BIN);
 }
 
 #[test]
