@@ -25,6 +25,7 @@ pub mod capture;
 pub mod evidence;
 pub mod frames;
 pub mod ha;
+pub mod interop;
 pub mod keepalived;
 pub mod pair;
 pub mod pcap;
@@ -454,6 +455,39 @@ impl Lab {
             ip(&["-n", &ns, "link", "set", inner, "up"])?;
         }
         Ok(ns)
+    }
+
+    /// Blocks (or unblocks) a bridge port: the bridge stops forwarding to and
+    /// from it while both ends keep their carrier, like a broken switch
+    /// path or a partition (STP is off in the lab, so the state is ours).
+    pub fn set_port_forwarding(&self, port: &str, forwarding: bool) -> Result<()> {
+        // `bridge link set ... state` (AF_BRIDGE) sticks; `ip link set type
+        // bridge_slave state` was reset to forwarding by the kernel.
+        let state = if forwarding { "3" } else { "0" };
+        run(Command::new("bridge").args([
+            "-n",
+            &self.switch_ns,
+            "link",
+            "set",
+            "dev",
+            port,
+            "state",
+            state,
+        ]))?;
+        let shown =
+            run(Command::new("bridge").args(["-n", &self.switch_ns, "link", "show", "dev", port]))?;
+        let want = if forwarding {
+            "state forwarding"
+        } else {
+            "state disabled"
+        };
+        if shown.contains(want) {
+            Ok(())
+        } else {
+            Err(LabError::Evidence(format!(
+                "bridge port {port} is not in {want}: {shown}"
+            )))
+        }
     }
 
     /// Sets a switch port (tap or veth end in the switch namespace) up or down.
