@@ -25,6 +25,7 @@ pub mod capture;
 pub mod evidence;
 pub mod frames;
 pub mod ha;
+pub mod ha_rounds;
 pub mod interop;
 pub mod keepalived;
 pub mod pair;
