@@ -10,6 +10,7 @@ pub mod leds;
 pub mod net;
 pub mod probe;
 pub mod store;
+pub mod vrrp;
 pub mod watchdog;
 
 /// Firmware version shown on the console and in `appliance version`.

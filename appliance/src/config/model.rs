@@ -7,6 +7,7 @@
 use core::fmt;
 use core::str::FromStr;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use heapless::{String, Vec};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -63,7 +64,7 @@ pub struct Config {
     /// Hardware watchdog settings.
     #[serde(default)]
     pub watchdog: WatchdogSettings,
-    /// Reserved for high availability (VRRP + connection sync); not active yet.
+    /// High availability: a VRRP pair with IPVS connection sync (off by default).
     #[serde(default)]
     pub ha: HaSettings,
 }
@@ -323,7 +324,7 @@ pub enum LedRole {
     Status,
     /// Pool health.
     Pool,
-    /// HA role (reserved).
+    /// HA role: on = master, slow blink = backup, fast blink = fault, off = HA disabled.
     Ha,
     /// Traffic activity.
     Activity,
@@ -384,25 +385,87 @@ pub struct WatchdogSettings {
     pub timeout_s: u32,
 }
 
-/// Reserved shape for high availability; parsed and stored, not acted on yet.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// Default VRRP virtual router id (also the IPVS sync id).
+pub const HA_DEFAULT_VRID: u8 = 51;
+/// Default VRRP priority (the other box gets a different one, e.g. 90).
+pub const HA_DEFAULT_PRIORITY: u8 = 100;
+/// Default VRRP advertisement interval in centiseconds (5 = 50 ms).
+pub const HA_DEFAULT_ADVERT_CS: u16 = 5;
+/// Default extra preemption delay in seconds (the hold is at least the longest persistence timeout).
+pub const HA_DEFAULT_PREEMPT_DELAY_S: u32 = 0;
+
+/// High availability: two appliances elect a master with VRRPv3 (one virtual router on
+/// WAN for the VIPs, one on LAN for `lan_gateway`, same VRID) and the kernel's IPVS sync
+/// daemon replicates connections master -> backup. Rules live in `validate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HaSettings {
-    /// HA on/off (must stay off in this firmware).
-    #[serde(default)]
+    /// HA on/off.
     pub enabled: bool,
-    /// VRRP virtual router id.
-    #[serde(default)]
+    /// VRRP virtual router id, the same on both boxes; also the IPVS sync id.
     pub vrid: u8,
-    /// VRRP priority.
-    #[serde(default)]
+    /// VRRP priority, 1..=254; the higher one becomes master.
     pub priority: u8,
-    /// Peer appliance address for connection sync.
-    #[serde(default)]
-    pub peer: Option<Ipv4Addr>,
-    /// Interface used for VRRP and connection sync.
-    #[serde(default)]
+    /// VRRP advertisement interval in centiseconds.
+    pub advert_interval_cs: u16,
+    /// Take the master role back from a lower-priority master (after `preempt_hold`).
+    pub preempt: bool,
+    /// Minimum time as backup before preempting, seconds (see [`HaSettings::preempt_hold`]).
+    pub preempt_delay_s: u32,
+    /// The servers' default gateway: a virtual address on LAN held by the master (None = no LAN router).
+    pub lan_gateway: Option<Ipv4Addr>,
+    /// Unicast VRRP peer on WAN (None = multicast 224.0.0.18).
+    pub peer_wan: Option<Ipv4Addr>,
+    /// Unicast VRRP peer on LAN (None = multicast 224.0.0.18).
+    pub peer_lan: Option<Ipv4Addr>,
+    /// Interface for connection sync; empty = the LAN interface.
     pub sync_interface: IfName,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings {
+            enabled: false,
+            vrid: HA_DEFAULT_VRID,
+            priority: HA_DEFAULT_PRIORITY,
+            advert_interval_cs: HA_DEFAULT_ADVERT_CS,
+            preempt: false,
+            preempt_delay_s: HA_DEFAULT_PREEMPT_DELAY_S,
+            lan_gateway: None,
+            peer_wan: None,
+            peer_lan: None,
+            sync_interface: IfName::new(),
+        }
+    }
+}
+
+impl HaSettings {
+    /// The VRRP advertisement interval.
+    pub fn advert_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.advert_interval_cs) * 10)
+    }
+
+    /// The interface the connection sync daemons use (the LAN interface when unset).
+    pub fn sync_ifname<'a>(&'a self, c: &'a Config) -> &'a str {
+        if self.sync_interface.is_empty() {
+            c.lan.name.as_str()
+        } else {
+            self.sync_interface.as_str()
+        }
+    }
+
+    /// How long a box must have been backup before it preempts: the configured delay,
+    /// but never less than the longest persistence timeout of any service, so the
+    /// persistence templates synced from the master are complete before it takes over.
+    pub fn preempt_hold(&self, c: &Config) -> Duration {
+        let longest = c
+            .services
+            .iter()
+            .map(|s| s.persistence_timeout)
+            .max()
+            .unwrap_or(0);
+        Duration::from_secs(u64::from(self.preempt_delay_s.max(longest)))
+    }
 }
 
 impl Default for ProbeSettings {
@@ -470,6 +533,18 @@ pub fn bounded<const N: usize>(s: &str) -> String<N> {
 }
 
 impl Config {
+    /// The addresses the WAN virtual router holds: the service VIPs, deduplicated, in
+    /// service order, without the WAN interface address itself (as the net planner adds them).
+    pub fn ha_wan_addresses(&self) -> std::vec::Vec<Ipv4Addr> {
+        let mut out = std::vec::Vec::new();
+        for s in self.services.iter() {
+            if s.vip != self.wan.address.addr && !out.contains(&s.vip) {
+                out.push(s.vip);
+            }
+        }
+        out
+    }
+
     /// A small built-in configuration matching the QEMU demo lab (documentation addresses).
     ///
     /// The image's real factory defaults are `/etc/appliance/factory.toml`; this is the
@@ -685,6 +760,59 @@ mod tests {
         let bytes = postcard::to_stdvec(&c).expect("postcard");
         let back2: Config = postcard::from_bytes(&bytes).expect("postcard parse");
         assert_eq!(c, back2);
+    }
+
+    #[test]
+    fn ha_defaults_and_helpers() {
+        let mut c = Config::builtin_default();
+        let h = HaSettings::default();
+        assert_eq!(
+            (h.enabled, h.vrid, h.priority, h.advert_interval_cs),
+            (false, 51, 100, 5)
+        );
+        assert_eq!(h.advert_interval(), Duration::from_millis(50));
+        // An empty [ha] table gets every default.
+        let parsed: HaSettings = toml::from_str("").unwrap();
+        assert_eq!(parsed, h);
+        assert_eq!(h.sync_ifname(&c), "eth1");
+        let named = HaSettings {
+            sync_interface: bounded("eth2"),
+            ..h.clone()
+        };
+        assert_eq!(named.sync_ifname(&c), "eth2");
+        // The hold is the longest persistence timeout unless the delay is longer.
+        assert_eq!(h.preempt_hold(&c), Duration::from_secs(120));
+        let mut dr = c.services[0].clone();
+        dr.name = bounded("long");
+        dr.persistence_timeout = 1800;
+        let _ = c.services.push(dr);
+        assert_eq!(h.preempt_hold(&c), Duration::from_secs(1800));
+        let long_delay = HaSettings {
+            preempt_delay_s: 3600,
+            ..h.clone()
+        };
+        assert_eq!(long_delay.preempt_hold(&c), Duration::from_secs(3600));
+        c.services.clear();
+        assert_eq!(h.preempt_hold(&c), Duration::ZERO);
+    }
+
+    #[test]
+    fn ha_wan_addresses_dedup_and_skip_own_address() {
+        let mut c = Config::builtin_default();
+        let mut s2 = c.services[0].clone();
+        s2.port = 5080;
+        let _ = c.services.push(s2.clone());
+        s2.vip = Ipv4Addr::new(203, 0, 113, 11);
+        let _ = c.services.push(s2.clone());
+        s2.vip = c.wan.address.addr;
+        let _ = c.services.push(s2);
+        assert_eq!(
+            c.ha_wan_addresses(),
+            vec![
+                Ipv4Addr::new(203, 0, 113, 10),
+                Ipv4Addr::new(203, 0, 113, 11)
+            ]
+        );
     }
 
     #[test]

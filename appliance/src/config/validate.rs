@@ -91,6 +91,16 @@ pub const ROUTE_TABLE_RANGE: std::ops::RangeInclusive<u32> = 1..=252;
 pub const RULE_PRIORITY_RANGE: std::ops::RangeInclusive<u32> = 1..=32765;
 /// Highest GPIO number accepted for an LED.
 pub const GPIO_MAX: u32 = 4095;
+/// Accepted VRRP virtual router ids (0 is invalid in RFC 5798).
+pub const HA_VRID_RANGE: std::ops::RangeInclusive<u8> = 1..=255;
+/// Accepted VRRP priorities (0 = "resigning" and 255 = "address owner" are VRRP's own).
+pub const HA_PRIORITY_RANGE: std::ops::RangeInclusive<u8> = 1..=254;
+/// Accepted VRRPv3 advertisement intervals, centiseconds (a 12-bit field, RFC 5798 5.2.7).
+pub const HA_ADVERT_CS_RANGE: std::ops::RangeInclusive<u16> = 1..=4095;
+/// Advertisement intervals below this many centiseconds draw a warning.
+pub const HA_ADVERT_CS_WARN_BELOW: u16 = 3;
+/// Accepted preemption delays, seconds.
+pub const HA_PREEMPT_DELAY_RANGE_S: std::ops::RangeInclusive<u32> = 0..=3600;
 
 /// Check a configuration and return every problem found.
 pub fn validate(c: &Config) -> Report {
@@ -145,12 +155,198 @@ pub fn validate(c: &Config) -> Report {
         );
     }
     if c.ha.enabled {
-        r.error(
-            "ha.enabled",
-            "high availability (VRRP, connection sync) is not supported in this firmware; set ha.enabled = false",
-        );
+        check_ha(&mut r, c, wan_ok, lan_ok);
     }
     r
+}
+
+/// The problems the HA settings of `c` have, or would have once `ha.enabled` is set
+/// (the HA rules apply only to an enabled `[ha]`). For editors that check HA fields
+/// while HA is still off; `validate` reports the same problems when it is on.
+pub fn ha_problems(c: &Config) -> Report {
+    let mut scratch = Report::default();
+    let wan_ok = check_interface(&mut scratch, "wan", "WAN", &c.wan);
+    let lan_ok = check_interface(&mut scratch, "lan", "LAN", &c.lan);
+    let mut r = Report::default();
+    check_ha(&mut r, c, wan_ok, lan_ok);
+    r
+}
+
+/// Checks `[ha]` (called only when HA is enabled).
+fn check_ha(r: &mut Report, c: &Config, wan_ok: bool, lan_ok: bool) {
+    let h = &c.ha;
+    if !HA_VRID_RANGE.contains(&h.vrid) {
+        r.error(
+            "ha.vrid",
+            format!(
+                "ha.vrid {} is out of range {}-{}; use the same VRID on both boxes (default {HA_DEFAULT_VRID}), one no other VRRP router on these networks uses",
+                h.vrid,
+                HA_VRID_RANGE.start(),
+                HA_VRID_RANGE.end()
+            ),
+        );
+    }
+    if !HA_PRIORITY_RANGE.contains(&h.priority) {
+        r.error(
+            "ha.priority",
+            format!(
+                "ha.priority {} is out of range {}-{} (0 means resigning and 255 the owner of the addresses, which an appliance never is); use e.g. {HA_DEFAULT_PRIORITY} on the preferred box and 90 on the other",
+                h.priority,
+                HA_PRIORITY_RANGE.start(),
+                HA_PRIORITY_RANGE.end()
+            ),
+        );
+    }
+    if !HA_ADVERT_CS_RANGE.contains(&h.advert_interval_cs) {
+        r.error(
+            "ha.advert_interval_cs",
+            format!(
+                "ha.advert_interval_cs {} is out of range {}-{} centiseconds; use the same value on both boxes (default {HA_DEFAULT_ADVERT_CS} = 50 ms)",
+                h.advert_interval_cs,
+                HA_ADVERT_CS_RANGE.start(),
+                HA_ADVERT_CS_RANGE.end()
+            ),
+        );
+    } else if h.advert_interval_cs < HA_ADVERT_CS_WARN_BELOW {
+        r.warn(
+            "ha.advert_interval_cs",
+            format!(
+                "ha.advert_interval_cs {} ({} ms) is below {HA_ADVERT_CS_WARN_BELOW} ({} ms): a busy box may miss three adverts in a row and both boxes become master; use {HA_ADVERT_CS_WARN_BELOW} or more",
+                h.advert_interval_cs,
+                u32::from(h.advert_interval_cs) * 10,
+                u32::from(HA_ADVERT_CS_WARN_BELOW) * 10
+            ),
+        );
+    }
+    if !HA_PREEMPT_DELAY_RANGE_S.contains(&h.preempt_delay_s) {
+        r.error(
+            "ha.preempt_delay_s",
+            format!(
+                "ha.preempt_delay_s {} is out of range {}-{} seconds; the box waits at least the longest persistence timeout anyway, so 0 is usually right",
+                h.preempt_delay_s,
+                HA_PREEMPT_DELAY_RANGE_S.start(),
+                HA_PREEMPT_DELAY_RANGE_S.end()
+            ),
+        );
+    }
+    let vips = c.ha_wan_addresses();
+    if let Some(gw) = h.lan_gateway {
+        let own = [(c.lan.address.addr, "this box's own LAN address")];
+        let lan = lan_ok.then_some((c.lan.address, "LAN"));
+        if check_ha_address(r, "ha.lan_gateway", gw, lan, &own) {
+            if let Some((si, s)) = c
+                .services
+                .iter()
+                .enumerate()
+                .find(|(_, s)| s.servers.iter().any(|x| x.address == gw))
+            {
+                r.error(
+                    "ha.lan_gateway",
+                    format!(
+                        "ha.lan_gateway {gw} is a real server of service {} (services[{si}]); use the servers' default gateway, an address no host owns",
+                        s.name
+                    ),
+                );
+            }
+        }
+    } else if let Some(s) = c.services.iter().find(|s| s.forwarding == Forwarding::Nat) {
+        r.error(
+            "ha.lan_gateway",
+            format!(
+                "ha.lan_gateway is not set but service {} uses NAT forwarding, whose servers send replies through their default gateway; set ha.lan_gateway to that gateway address (on the LAN subnet, neither box's own address) so it moves to the master",
+                s.name
+            ),
+        );
+    }
+    if let Some(p) = h.peer_wan {
+        let mut own = vec![(c.wan.address.addr, "this box's own WAN address")];
+        own.extend(vips.iter().map(|&v| (v, "a service VIP")));
+        let wan = wan_ok.then_some((c.wan.address, "WAN"));
+        check_ha_address(r, "ha.peer_wan", p, wan, &own);
+    }
+    if let Some(p) = h.peer_lan {
+        let mut own = vec![(c.lan.address.addr, "this box's own LAN address")];
+        own.extend(h.lan_gateway.map(|g| (g, "ha.lan_gateway")));
+        let lan = lan_ok.then_some((c.lan.address, "LAN"));
+        check_ha_address(r, "ha.peer_lan", p, lan, &own);
+    }
+    let sync = h.sync_interface.as_str();
+    if !sync.is_empty() && !is_valid_ifname(sync) {
+        r.error(
+            "ha.sync_interface",
+            format!(
+                "ha.sync_interface '{}' is invalid; leave it empty (the LAN interface) or use a kernel interface name such as eth2 (1-15 characters, no '/', ':' or spaces)",
+                sync.escape_debug()
+            ),
+        );
+    } else if !sync.is_empty() && sync == c.wan.name.as_str() {
+        r.error(
+            "ha.sync_interface",
+            format!(
+                "ha.sync_interface {sync} is the WAN interface: connection sync is unauthenticated UDP; never run it on WAN. Leave it empty (the LAN interface) or name a dedicated link between the boxes"
+            ),
+        );
+    }
+    // The VIPs move between the boxes, so neither box may own one.
+    for (si, s) in c.services.iter().enumerate() {
+        if s.vip == c.wan.address.addr {
+            r.error(
+                format!("services[{si}].vip"),
+                format!(
+                    "service {}: VIP {} is this box's own WAN address; with HA the VIPs move to the master, so use an address on the WAN subnet that neither box owns",
+                    s.name, s.vip
+                ),
+            );
+        }
+    }
+}
+
+/// Checks one HA address: a host address inside `net` (when usable), not its network or
+/// broadcast address, and none of `taken`. Returns true when no problem was found.
+fn check_ha_address(
+    r: &mut Report,
+    path: &str,
+    ip: Ipv4Addr,
+    net: Option<(Ipv4Net, &str)>,
+    taken: &[(Ipv4Addr, &str)],
+) -> bool {
+    if !is_host_addr(ip) {
+        r.error(
+            path,
+            format!("{path} {ip} is not a usable host address (unspecified, loopback, multicast or broadcast)"),
+        );
+        return false;
+    }
+    if let Some((n, label)) = net {
+        if !n.contains(ip) {
+            r.error(
+                path,
+                format!(
+                    "{path} {ip} is not on the {label} subnet {}; use an address in it",
+                    subnet(n)
+                ),
+            );
+            return false;
+        }
+        if is_subnet_edge(n, ip) {
+            r.error(
+                path,
+                format!(
+                    "{path} {ip} is the network or broadcast address of the {label} subnet {}; use a host address",
+                    subnet(n)
+                ),
+            );
+            return false;
+        }
+    }
+    if let Some((_, what)) = taken.iter().find(|(a, _)| *a == ip) {
+        r.error(
+            path,
+            format!("{path} {ip} is {what}; each address has one job, use another"),
+        );
+        return false;
+    }
+    true
 }
 
 fn check_hostname(r: &mut Report, h: &str) {
@@ -182,13 +378,7 @@ fn check_hostname(r: &mut Report, h: &str) {
 /// Checks one interface; returns true when its address/prefix is usable for subnet checks.
 fn check_interface(r: &mut Report, key: &str, label: &str, i: &Interface) -> bool {
     let name = i.name.as_str();
-    let name_ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-    if !name_ok {
+    if !is_valid_ifname(name) {
         r.error(
             format!("{key}.name"),
             format!(
@@ -218,14 +408,11 @@ fn check_interface(r: &mut Report, key: &str, label: &str, i: &Interface) -> boo
             format!("{label} address {} is not a usable host address (unspecified, loopback, multicast or broadcast)", a.addr),
         );
         ok = false;
-    } else if ok && a.prefix <= 30 {
-        let host = u32::from(a.addr) & !a.mask();
-        if host == 0 || host == !a.mask() {
-            r.error(
-                format!("{key}.address"),
-                format!("{label} address {a} is the network or broadcast address of its subnet; pick a host address"),
-            );
-        }
+    } else if ok && is_subnet_edge(a, a.addr) {
+        r.error(
+            format!("{key}.address"),
+            format!("{label} address {a} is the network or broadcast address of its subnet; pick a host address"),
+        );
     }
     if !(MTU_MIN..=MTU_MAX).contains(&i.mtu) {
         r.error(
@@ -260,6 +447,26 @@ fn check_interface(r: &mut Report, key: &str, label: &str, i: &Interface) -> boo
         }
     }
     ok
+}
+
+/// The kernel interface name rule (1-15 printable characters, no '/', ':' or spaces).
+pub fn is_valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= IFNAME_LEN
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+/// True when `ip` is the network or broadcast address of `n` (never for /31 and /32).
+fn is_subnet_edge(n: Ipv4Net, ip: Ipv4Addr) -> bool {
+    if n.prefix > 30 {
+        return false;
+    }
+    let host = u32::from(ip) & !n.mask();
+    host == 0 || host == !n.mask()
 }
 
 fn is_host_addr(a: Ipv4Addr) -> bool {
@@ -1102,11 +1309,226 @@ mod tests {
         one_error(&c, &["policy routing gateway 192.0.2.1 is on neither"]);
     }
 
-    #[test]
-    fn ha_not_supported() {
+    /// The demo config as box A of an HA pair (the HA-SPEC lab addresses).
+    fn ha_base() -> Config {
         let mut c = base();
-        c.ha.enabled = true;
-        one_error(&c, &["high availability", "not supported in this firmware"]);
+        c.lan.address = "198.51.100.2/24".parse().unwrap();
+        c.ha = HaSettings {
+            enabled: true,
+            lan_gateway: Some(Ipv4Addr::new(198, 51, 100, 1)),
+            peer_wan: Some(Ipv4Addr::new(203, 0, 113, 3)),
+            peer_lan: Some(Ipv4Addr::new(198, 51, 100, 3)),
+            ..HaSettings::default()
+        };
+        c
+    }
+
+    #[test]
+    fn ha_pair_config_is_clean_and_rules_apply_only_when_enabled() {
+        let r = validate(&ha_base());
+        assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:#?}");
+        // A disabled [ha] is inert: the V1 firmware exported vrid 0 / priority 0.
+        let mut c = base();
+        c.ha.vrid = 0;
+        c.ha.priority = 0;
+        c.ha.sync_interface = bounded("eth0");
+        assert!(validate(&c).is_ok());
+        // ... but an editor can still ask what would be wrong.
+        let r = ha_problems(&c);
+        let paths: Vec<_> = r.errors.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "ha.vrid",
+                "ha.priority",
+                "ha.lan_gateway",
+                "ha.sync_interface"
+            ],
+            "{r:#?}"
+        );
+    }
+
+    #[test]
+    fn ha_vrid_range() {
+        let mut c = ha_base();
+        c.ha.vrid = 0;
+        one_error(
+            &c,
+            &[
+                "ha.vrid 0 is out of range 1-255",
+                "the same VRID on both boxes",
+            ],
+        );
+        c.ha.vrid = 255;
+        assert!(validate(&c).is_ok());
+    }
+
+    #[test]
+    fn ha_priority_range() {
+        let mut c = ha_base();
+        c.ha.priority = 0;
+        one_error(&c, &["ha.priority 0 is out of range 1-254"]);
+        c.ha.priority = 255;
+        one_error(&c, &["ha.priority 255 is out of range 1-254", "owner"]);
+        c.ha.priority = 254;
+        assert!(validate(&c).is_ok());
+        c.ha.priority = 1;
+        assert!(validate(&c).is_ok());
+    }
+
+    #[test]
+    fn ha_advert_interval_range_and_warning() {
+        let mut c = ha_base();
+        c.ha.advert_interval_cs = 0;
+        one_error(&c, &["ha.advert_interval_cs 0 is out of range 1-4095"]);
+        c.ha.advert_interval_cs = 4096;
+        one_error(&c, &["ha.advert_interval_cs 4096 is out of range"]);
+        c.ha.advert_interval_cs = 2;
+        one_warning(&c, &["ha.advert_interval_cs 2 (20 ms) is below 3 (30 ms)"]);
+        c.ha.advert_interval_cs = 3;
+        let r = validate(&c);
+        assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:#?}");
+        c.ha.advert_interval_cs = 4095;
+        assert!(validate(&c).is_ok());
+    }
+
+    #[test]
+    fn ha_preempt_delay_range() {
+        let mut c = ha_base();
+        c.ha.preempt = true;
+        c.ha.preempt_delay_s = 3601;
+        one_error(&c, &["ha.preempt_delay_s 3601 is out of range 0-3600"]);
+        c.ha.preempt_delay_s = 3600;
+        assert!(validate(&c).is_ok());
+    }
+
+    #[test]
+    fn ha_lan_gateway_required_with_nat() {
+        let mut c = ha_base();
+        c.ha.lan_gateway = None;
+        c.ha.peer_lan = None;
+        one_error(
+            &c,
+            &["ha.lan_gateway is not set but service sip uses NAT forwarding"],
+        );
+        // Direct routing needs no LAN router.
+        c.services[0].forwarding = Forwarding::Dr;
+        assert!(validate(&c).is_ok(), "{:#?}", validate(&c));
+    }
+
+    #[test]
+    fn ha_lan_gateway_placement() {
+        let mut c = ha_base();
+        c.ha.lan_gateway = Some(Ipv4Addr::new(192, 0, 2, 1));
+        one_error(
+            &c,
+            &["ha.lan_gateway 192.0.2.1 is not on the LAN subnet 198.51.100.0/24"],
+        );
+        c.ha.lan_gateway = Some(c.lan.address.addr);
+        one_error(
+            &c,
+            &["ha.lan_gateway 198.51.100.2 is this box's own LAN address"],
+        );
+        c.ha.lan_gateway = Some(Ipv4Addr::new(198, 51, 100, 0));
+        one_error(
+            &c,
+            &["ha.lan_gateway 198.51.100.0 is the network or broadcast"],
+        );
+        c.ha.lan_gateway = Some(Ipv4Addr::new(198, 51, 100, 255));
+        one_error(
+            &c,
+            &["ha.lan_gateway 198.51.100.255 is the network or broadcast"],
+        );
+        c.ha.lan_gateway = Some(Ipv4Addr::new(224, 0, 0, 18));
+        one_error(
+            &c,
+            &["ha.lan_gateway 224.0.0.18 is not a usable host address"],
+        );
+        c.ha.lan_gateway = Some(Ipv4Addr::new(198, 51, 100, 11));
+        one_error(
+            &c,
+            &["ha.lan_gateway 198.51.100.11 is a real server of service sip"],
+        );
+    }
+
+    #[test]
+    fn ha_peer_wan_placement() {
+        let mut c = ha_base();
+        c.ha.peer_wan = Some(Ipv4Addr::new(198, 51, 100, 3));
+        one_error(
+            &c,
+            &["ha.peer_wan 198.51.100.3 is not on the WAN subnet 203.0.113.0/24"],
+        );
+        c.ha.peer_wan = Some(c.wan.address.addr);
+        one_error(
+            &c,
+            &["ha.peer_wan 203.0.113.2 is this box's own WAN address"],
+        );
+        c.ha.peer_wan = Some(c.services[0].vip);
+        one_error(&c, &["ha.peer_wan 203.0.113.10 is a service VIP"]);
+        c.ha.peer_wan = Some(Ipv4Addr::new(203, 0, 113, 255));
+        one_error(
+            &c,
+            &["ha.peer_wan 203.0.113.255 is the network or broadcast"],
+        );
+        c.ha.peer_wan = None;
+        assert!(validate(&c).is_ok());
+    }
+
+    #[test]
+    fn ha_peer_lan_placement() {
+        let mut c = ha_base();
+        c.ha.peer_lan = Some(Ipv4Addr::new(203, 0, 113, 3));
+        one_error(
+            &c,
+            &["ha.peer_lan 203.0.113.3 is not on the LAN subnet 198.51.100.0/24"],
+        );
+        c.ha.peer_lan = Some(c.lan.address.addr);
+        one_error(
+            &c,
+            &["ha.peer_lan 198.51.100.2 is this box's own LAN address"],
+        );
+        c.ha.peer_lan = c.ha.lan_gateway;
+        one_error(&c, &["ha.peer_lan 198.51.100.1 is ha.lan_gateway"]);
+        c.ha.peer_lan = Some(Ipv4Addr::UNSPECIFIED);
+        one_error(&c, &["ha.peer_lan 0.0.0.0 is not a usable host address"]);
+        c.ha.peer_lan = None;
+        assert!(validate(&c).is_ok());
+    }
+
+    #[test]
+    fn ha_sync_interface() {
+        let mut c = ha_base();
+        c.ha.sync_interface = bounded("eth0");
+        one_error(
+            &c,
+            &[
+                "ha.sync_interface eth0 is the WAN interface",
+                "never run it on WAN",
+            ],
+        );
+        c.ha.sync_interface = bounded("eth/2");
+        one_error(&c, &["ha.sync_interface 'eth/2' is invalid"]);
+        c.ha.sync_interface = bounded("eth2");
+        assert!(validate(&c).is_ok());
+        assert_eq!(c.ha.sync_ifname(&c), "eth2");
+    }
+
+    #[test]
+    fn ha_vip_is_never_an_own_address() {
+        let mut c = ha_base();
+        c.services[0].vip = c.wan.address.addr;
+        one_error(
+            &c,
+            &["service sip: VIP 203.0.113.2 is this box's own WAN address"],
+        );
+        // Without HA the VIP may be the WAN address (the planner skips it).
+        c.ha.enabled = false;
+        assert!(validate(&c).is_ok());
+        // The LAN address and the peer's WAN address are covered by their own rules.
+        let mut c = ha_base();
+        c.services[0].vip = Ipv4Addr::new(203, 0, 113, 3);
+        one_error(&c, &["ha.peer_wan 203.0.113.3 is a service VIP"]);
     }
 
     #[test]

@@ -22,23 +22,118 @@ pub const MAX_RECORD: usize = HEADER_LEN + MAX_PAYLOAD + CRC_LEN;
 
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
-/// The config as stored by format V1. Today it is the current model; when the
-/// model changes incompatibly, freeze a copy of it here and add `Envelope::V2`.
-pub type ConfigV1 = Config;
+/// The config as stored by envelope V1: a frozen copy of the model of that firmware.
+/// Only the structs that changed since are copied; the rest are today's types, and
+/// whoever changes one of them freezes its old shape here and adds an envelope.
+/// Never edit these structs: the golden vector `tests/data/golden-v1.bin` pins them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigV1 {
+    /// Hostname.
+    pub hostname: heapless::String<HOSTNAME_LEN>,
+    /// WAN interface.
+    pub wan: Interface,
+    /// LAN interface.
+    pub lan: Interface,
+    /// Policy routing.
+    #[serde(default)]
+    pub policy_routing: PolicyRouting,
+    /// Virtual services.
+    pub services: heapless::Vec<VirtualService, MAX_SERVICES>,
+    /// LED bindings.
+    #[serde(default)]
+    pub leds: heapless::Vec<LedBinding, MAX_LEDS>,
+    /// Console settings.
+    #[serde(default)]
+    pub console: ConsoleSettings,
+    /// Watchdog settings.
+    #[serde(default)]
+    pub watchdog: WatchdogSettings,
+    /// The reserved HA shape of V1 (never active).
+    #[serde(default)]
+    pub ha: HaSettingsV1,
+}
+
+/// The reserved HA settings of envelope V1 (HA could not be enabled then).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HaSettingsV1 {
+    /// Always false in valid V1 configs.
+    #[serde(default)]
+    pub enabled: bool,
+    /// VRRP virtual router id (0 = unset).
+    #[serde(default)]
+    pub vrid: u8,
+    /// VRRP priority (0 = unset).
+    #[serde(default)]
+    pub priority: u8,
+    /// Peer appliance address.
+    #[serde(default)]
+    pub peer: Option<Ipv4Addr>,
+    /// Sync interface.
+    #[serde(default)]
+    pub sync_interface: IfName,
+}
+
+impl From<ConfigV1> for Config {
+    /// V1 -> current: HA stays off; unset or unusable VRID/priority take today's defaults;
+    /// the old peer becomes the unicast peer of the subnet it is on (dropped when on neither).
+    fn from(v: ConfigV1) -> Config {
+        let old = v.ha;
+        let on = |n: &Ipv4Net, ip: Ipv4Addr| n.contains(ip) && n.addr != ip;
+        let peer_lan = old.peer.filter(|&p| on(&v.lan.address, p));
+        let peer_wan = old
+            .peer
+            .filter(|&p| peer_lan.is_none() && on(&v.wan.address, p));
+        let defaults = HaSettings::default();
+        let ha = HaSettings {
+            enabled: false,
+            vrid: if old.vrid == 0 {
+                defaults.vrid
+            } else {
+                old.vrid
+            },
+            // 255 means "address owner", which an appliance never is.
+            priority: if old.priority == 0 || old.priority == u8::MAX {
+                defaults.priority
+            } else {
+                old.priority
+            },
+            peer_lan,
+            peer_wan,
+            sync_interface: old.sync_interface,
+            ..defaults
+        };
+        Config {
+            hostname: v.hostname,
+            wan: v.wan,
+            lan: v.lan,
+            policy_routing: v.policy_routing,
+            services: v.services,
+            leds: v.leds,
+            console: v.console,
+            watchdog: v.watchdog,
+            ha,
+        }
+    }
+}
 
 /// Versioned payload. Variants are never reordered or removed (postcard encodes
 /// the variant index); old versions are migrated to the current model on load.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Envelope {
-    /// First stored format.
+    /// First stored format (HA reserved).
     V1(ConfigV1),
+    /// HA settings (VRRP pair, connection sync); the current model.
+    V2(Config),
 }
 
 impl Envelope {
     /// Migrate any stored version to the current model.
     pub fn into_current(self) -> Config {
         match self {
-            Envelope::V1(c) => c,
+            Envelope::V1(c) => c.into(),
+            Envelope::V2(c) => c,
         }
     }
 }
@@ -76,10 +171,14 @@ impl SlotState {
     }
 }
 
-/// Encode a record of `config` with `generation`.
+/// Encode a record of `config` with `generation` (always the current envelope).
 pub fn encode_record(config: &Config, generation: u64) -> Result<Vec<u8>, StoreError> {
-    let payload = postcard::to_stdvec(&Envelope::V1(config.clone()))
-        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    encode_envelope(&Envelope::V2(config.clone()), generation)
+}
+
+/// Encode a record of any envelope version (older ones only for golden-vector tests).
+pub fn encode_envelope(env: &Envelope, generation: u64) -> Result<Vec<u8>, StoreError> {
+    let payload = postcard::to_stdvec(env).map_err(|e| StoreError::Encode(e.to_string()))?;
     if payload.len() > MAX_PAYLOAD {
         return Err(StoreError::TooLarge {
             len: payload.len() + HEADER_LEN + CRC_LEN,
@@ -323,7 +422,12 @@ pub fn largest_config() -> Config {
             enabled: true,
             vrid: u8::MAX,
             priority: u8::MAX,
-            peer: Some(max_ip),
+            advert_interval_cs: u16::MAX,
+            preempt: true,
+            preempt_delay_s: u32::MAX,
+            lan_gateway: Some(max_ip),
+            peer_wan: Some(max_ip),
+            peer_lan: Some(max_ip),
             sync_interface: filled('i'),
         },
     }

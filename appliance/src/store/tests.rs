@@ -5,7 +5,8 @@ use super::record::{self, pick};
 use super::sim::{SimDisk, SimFlash, SimMedium};
 use super::*;
 use crate::config::model::*;
-use crate::config::{from_toml, validate};
+use crate::config::validate;
+use record::HaSettingsV1;
 
 fn cfg(servers: u8, host: &str) -> Config {
     let mut c = Config::builtin_default();
@@ -194,15 +195,20 @@ fn file_backend_on_real_file() {
     );
 }
 
-// ---- golden vector -----------------------------------------------------------
+// ---- golden vectors ----------------------------------------------------------
 
 const GOLDEN_BIN: &[u8] = include_bytes!("../../tests/data/golden-v1.bin");
 const GOLDEN_TOML: &str = include_str!("../../tests/data/golden-v1.toml");
 const GOLDEN_GENERATION: u64 = 7;
 
+/// The V1 golden config in its frozen V1 shape.
+fn golden_v1() -> ConfigV1 {
+    toml::from_str(GOLDEN_TOML).expect("golden v1 toml")
+}
+
 #[test]
 fn golden_v1_record_still_loads() {
-    let want = from_toml(GOLDEN_TOML).expect("golden toml");
+    let want: Config = golden_v1().into();
     match record::decode_slot(GOLDEN_BIN) {
         SlotState::Valid { generation, config } => {
             assert_eq!(generation, GOLDEN_GENERATION);
@@ -221,11 +227,105 @@ fn golden_v1_record_still_loads() {
 
 #[test]
 fn golden_v1_encoding_is_stable() {
-    // If this fails the V1 wire format changed: freeze ConfigV1 and add Envelope::V2.
-    let want = from_toml(GOLDEN_TOML).expect("golden toml");
-    assert!(validate(&want).is_ok());
-    let rec = encode_record(&want, GOLDEN_GENERATION).unwrap();
+    // If this fails the frozen V1 shape (ConfigV1 and the types it shares) changed:
+    // freeze the old shape of what changed and add the next envelope instead.
+    let rec = record::encode_envelope(&Envelope::V1(golden_v1()), GOLDEN_GENERATION).unwrap();
     assert_eq!(rec, GOLDEN_BIN);
+}
+
+#[test]
+fn v1_record_migrates_to_the_expected_current_config() {
+    let l = match record::decode_slot(GOLDEN_BIN) {
+        SlotState::Valid { config, .. } => *config,
+        other => panic!("{other:?}"),
+    };
+    // Everything outside [ha] is carried over unchanged ...
+    let v1 = golden_v1();
+    assert_eq!(l.hostname, v1.hostname);
+    assert_eq!((&l.wan, &l.lan), (&v1.wan, &v1.lan));
+    assert_eq!(l.policy_routing, v1.policy_routing);
+    assert_eq!(l.services, v1.services);
+    assert_eq!(l.leds, v1.leds);
+    assert_eq!((&l.console, &l.watchdog), (&v1.console, &v1.watchdog));
+    // ... and [ha] (enabled=false, vrid 51, priority 100, peer 198.51.100.2 on LAN,
+    // sync_interface eth1) becomes: off, same VRID/priority, the peer as LAN peer.
+    let want = HaSettings {
+        enabled: false,
+        vrid: 51,
+        priority: 100,
+        advert_interval_cs: HA_DEFAULT_ADVERT_CS,
+        preempt: false,
+        preempt_delay_s: HA_DEFAULT_PREEMPT_DELAY_S,
+        lan_gateway: None,
+        peer_wan: None,
+        peer_lan: Some(std::net::Ipv4Addr::new(198, 51, 100, 2)),
+        sync_interface: bounded("eth1"),
+    };
+    assert_eq!(l.ha, want);
+    assert!(validate(&l).is_ok(), "{:#?}", validate(&l));
+    // A migrated record saves as the current envelope and loads back the same.
+    let m = file_sim();
+    let mut s = file_store(&m);
+    s.save(&l).unwrap();
+    let img = m.image();
+    let len = encode_record(&l, 1).unwrap().len();
+    let payload = &img[HEADER_LEN..len - CRC_LEN];
+    assert!(matches!(
+        postcard::from_bytes::<Envelope>(payload),
+        Ok(Envelope::V2(_))
+    ));
+    assert_eq!(s.load().unwrap().config, l);
+}
+
+#[test]
+fn v1_migration_fills_unset_ha_fields_and_places_the_peer() {
+    let base = golden_v1();
+    let migrate = |ha: HaSettingsV1| -> HaSettings {
+        let mut v = base.clone();
+        v.ha = ha;
+        Config::from(v).ha
+    };
+    // The factory config of V1 firmware: vrid 0, priority 0, nothing else.
+    let h = migrate(HaSettingsV1::default());
+    assert_eq!(h, HaSettings::default());
+    // Enabled is never carried over; 255 (address owner) is not ours to use.
+    let h = migrate(HaSettingsV1 {
+        enabled: true,
+        vrid: 7,
+        priority: 255,
+        peer: Some("203.0.113.3".parse().unwrap()),
+        sync_interface: bounded("eth2"),
+    });
+    assert!(!h.enabled);
+    assert_eq!((h.vrid, h.priority), (7, HA_DEFAULT_PRIORITY));
+    assert_eq!(
+        (h.peer_wan, h.peer_lan),
+        (Some("203.0.113.3".parse().unwrap()), None)
+    );
+    assert_eq!(h.sync_interface.as_str(), "eth2");
+    // A peer on neither subnet (or the box's own address) is dropped.
+    for p in ["192.0.2.9", "198.51.100.1", "203.0.113.2"] {
+        let h = migrate(HaSettingsV1 {
+            peer: Some(p.parse().unwrap()),
+            ..Default::default()
+        });
+        assert_eq!((h.peer_wan, h.peer_lan), (None, None), "{p}");
+    }
+}
+
+#[test]
+fn a_record_from_newer_firmware_is_reported_not_loaded() {
+    // Envelope variant index 2 (a future V3) with the current config after it.
+    let c = Config::builtin_default();
+    let mut rec = encode_record(&c, 3).unwrap();
+    rec[HEADER_LEN] = 2;
+    let end = rec.len() - CRC_LEN;
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&rec[..end]);
+    rec[end..].copy_from_slice(&crc.to_le_bytes());
+    match record::decode_slot(&rec) {
+        SlotState::Corrupt(why) => assert!(why.contains("newer firmware"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 // ---- power-cut matrix --------------------------------------------------------
