@@ -417,6 +417,47 @@ mod tests {
         assert_eq!(t.priorities, [150].into_iter().collect());
     }
 
+    fn sip_frame(us: u64, src_mac: u8, dst_mac: u8, src: [u8; 4], dst: [u8; 4]) -> (u64, Vec<u8>) {
+        let payload = b"UPDATE sip:s@203.0.113.10 SIP/2.0\r\nCall-ID: c1\r\nCSeq: 2 UPDATE\r\n\r\n";
+        let mut f = vec![2, 0, 0, 0, 0, dst_mac, 2, 0, 0, 0, 0, src_mac, 0x08, 0x00];
+        let total = (20 + 8 + payload.len()) as u16;
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&5061u16.to_be_bytes());
+        f.extend_from_slice(&5060u16.to_be_bytes());
+        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        (us, f)
+    }
+
+    #[test]
+    fn switchover_from_macs() {
+        // Client 203.0.113.100 -> server 198.51.100.11, forwarded by box 0xa
+        // (LAN MAC ...0a) then by box 0xb; one late frame through 0xa again.
+        let (c, s) = ([203, 0, 113, 100], [198, 51, 100, 11]);
+        let f = parse(&pcap_of(&[
+            sip_frame(1_000_000, 0xa, 0x11, c, s),
+            sip_frame(2_000_000, 0xa, 0x11, c, s),
+            sip_frame(3_500_000, 0xb, 0x11, c, s),
+            sip_frame(3_600_000, 0x11, 0xb, s, c),
+            sip_frame(9_000_000, 0xa, 0x11, c, s),
+        ]))
+        .unwrap();
+        let (old, new) = (Mac([2, 0, 0, 0, 0, 0xa]), Mac([2, 0, 0, 0, 0, 0xb]));
+        let sw = switchover(&f, old, new, 3_000_000, 2_000_000);
+        assert_eq!(sw.first_new_us, Some(3_500_000));
+        assert_eq!(sw.last_old_us, Some(2_000_000));
+        assert_eq!(sw.gap_ms(), Some(1500));
+        assert_eq!(sw.old_after_settle, 1);
+        assert_eq!(sw.new_before, 0);
+        assert_eq!(sip_via(&f, new).len(), 2);
+        assert_eq!(sip_packets(&f).len(), 5);
+    }
+
     fn call(invite: u64, answered: Option<u64>, completed: bool, servers: &[u8]) -> CallRecord {
         CallRecord {
             invite_us: invite,
