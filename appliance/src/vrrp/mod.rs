@@ -2,7 +2,32 @@
 //!
 //! `packet` is the pure codec, `group` the pure sync-group state machine driven by
 //! explicit instants, `tasks` the thin I/O runner (raw sockets, gratuitous ARP, its own
-//! OS thread and tokio runtime).
+//! OS thread and current-thread tokio runtime).
+//!
+//! Public API as in HA-SPEC.md "VRRP core", with these additions and choices:
+//! - `Advert::max_adver_int_cs` holds centiseconds for both versions (a v2 advert's
+//!   seconds are multiplied by 100); `Advert::v3(..)` builds one, `Advert::interval()`
+//!   reads it. `parse_datagram` = `parse_ipv4` + protocol check + `Advert::decode`.
+//! - `GroupStatus::counters` is [`group::Counters`]; `PeerSeen` also names the `member`.
+//!   `GroupStatus.peer` is the most recently heard peer on any member.
+//! - `Group::update(now, cfg) -> bool` applies a config change in place (false = needs
+//!   a restart, which the runner does on `Control::Reconfigure`).
+//! - Durations are exact to the nanosecond (Skew_Time is not truncated to centiseconds).
+//! - A split brain ends after 3 silent intervals of the other master; while it lasts each
+//!   advert from it is answered at once and the ARP burst repeats at most once a second.
+//! - Runner: `tasks::Runner::spawn(GroupConfig, Box<dyn Addresses>) ->
+//!   Result<(Runner, tokio::sync::mpsc::Receiver<Notice>), VrrpError>`; control with
+//!   `Runner::control()` (an unbounded sender) or `Runner::send`; `Runner::stop()` resigns
+//!   and joins (blocking). `Addresses::add/remove(&mut self, member, &[Ipv4Addr]) ->
+//!   Result<(), AddressError>` where `AddressError = Box<dyn Error + Send + Sync>`.
+//!   The sockets are opened in the network namespace of the thread calling `spawn`.
 
 pub mod group;
 pub mod packet;
+pub mod tasks;
+
+pub use group::{
+    Action, Event, FaultReason, Group, GroupConfig, GroupStatus, MemberConfig, PeerSeen, State,
+};
+pub use packet::{Advert, Ipv4Header, PacketError};
+pub use tasks::{AddressError, Addresses, Control, Notice, Runner, VrrpError};

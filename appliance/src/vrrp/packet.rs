@@ -327,6 +327,26 @@ pub fn parse_datagram(buf: &[u8]) -> Result<(Ipv4Header, Advert), PacketError> {
     Ok((hdr, adv))
 }
 
+/// Length of a gratuitous-ARP Ethernet frame (the 42 bytes of header and ARP padded to
+/// the Ethernet minimum of 60 without FCS).
+pub const GARP_FRAME_LEN: usize = 60;
+
+/// A gratuitous ARP (broadcast ARP request, sender = target = `addr`, RFC 5227
+/// announcement) from `mac`, as a full Ethernet frame.
+pub fn gratuitous_arp(mac: [u8; 6], addr: Ipv4Addr) -> [u8; GARP_FRAME_LEN] {
+    let mut f = [0u8; GARP_FRAME_LEN];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    // Ethernet, IPv4, hardware length 6, protocol length 4, request.
+    f[14..22].copy_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&addr.octets());
+    // Target hardware address stays zero (ignored in an announcement).
+    f[38..42].copy_from_slice(&addr.octets());
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,5 +633,19 @@ mod tests {
         );
         let udp = ipv4(255, 17, A, VRRP_MULTICAST, &V3_ONE);
         assert_eq!(parse_datagram(&udp), Err(PacketError::IpProtocol(17)));
+    }
+
+    #[test]
+    fn gratuitous_arp_frame_bytes() {
+        let mac = [0x02, 0, 0, 0, 0, 0x0a];
+        let f = gratuitous_arp(mac, VIP);
+        let want: [u8; 42] = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 10, 0x08, 0x06, // Ethernet
+            0, 1, 8, 0, 6, 4, 0, 1, // ARP request
+            2, 0, 0, 0, 0, 10, 203, 0, 113, 10, // sender
+            0, 0, 0, 0, 0, 0, 203, 0, 113, 10, // target
+        ];
+        assert_eq!(f[..42], want);
+        assert!(f[42..].iter().all(|&b| b == 0));
     }
 }
