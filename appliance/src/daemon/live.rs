@@ -23,6 +23,7 @@ use crate::probe::{Health, HealthEvent};
 use crate::store::Store;
 
 use super::ha::{self, HaView};
+use super::ha_runner::HaRunner;
 use super::logbuf::LogRing;
 
 /// Key of one real server: (service name, address).
@@ -70,6 +71,8 @@ pub struct Live {
     ha: HaView,
     /// The sync sysctls were set and verified for the running config.
     sync_sysctls_ok: bool,
+    /// The VRRP runner (None until [`Live::attach_ha`]).
+    runner: Option<HaRunner>,
 }
 
 /// Create the board's uleds LED devices (QEMU has no LED hardware); keep the files open.
@@ -134,6 +137,83 @@ impl Live {
             links: BTreeMap::new(),
             ha: HaView::new(started),
             sync_sysctls_ok: false,
+            runner: None,
+        }
+    }
+
+    /// Enable the VRRP runner; its notices go to `notices` (the daemon loop hands them back
+    /// through [`Live::on_ha_notice`]). Call inside the daemon's runtime, before boot.
+    pub fn attach_ha(&mut self, notices: mpsc::Sender<crate::vrrp::tasks::Notice>) {
+        self.runner = Some(HaRunner::new(notices, tokio::runtime::Handle::current()));
+    }
+
+    /// Start, reconfigure or stop the VRRP runner to match `cfg`.
+    fn ha_reconcile(&mut self, cfg: &Config) {
+        let faults = if cfg.ha.enabled {
+            self.ha_fault_changes(cfg);
+            self.ha.faults.all()
+        } else {
+            Vec::new()
+        };
+        let Some(r) = self.runner.as_mut() else {
+            return;
+        };
+        let was = r.running();
+        let want = cfg.ha.enabled.then(|| ha::group_config(cfg));
+        match r.reconcile(want, &faults) {
+            Ok(()) if !was && r.running() => self.ha = HaView::new(Instant::now()),
+            Ok(()) => {}
+            Err(e) => self.ha.sync_error = Some(e),
+        }
+    }
+
+    /// Orderly stop of the VRRP runner (SIGTERM): resign and wait, bounded.
+    pub fn ha_shutdown(&mut self) {
+        if let Some(r) = self.runner.as_mut() {
+            r.stop(super::ha_runner::STOP_WAIT);
+        }
+    }
+
+    /// A notice from the VRRP runner: log transitions, update status and LEDs.
+    pub fn on_ha_notice(&mut self, cfg: &Config, n: crate::vrrp::tasks::Notice) {
+        use crate::vrrp::tasks::Notice;
+        match n {
+            Notice::Transition { from, to, reason } => {
+                if to == crate::vrrp::group::State::Master || to == crate::vrrp::group::State::Fault
+                {
+                    warn!(from = %from, to = %to, reason = %reason, "HA transition");
+                } else {
+                    info!(from = %from, to = %to, reason = %reason, "HA transition");
+                }
+                self.ha.on_transition(from, to, &reason, Instant::now());
+            }
+            Notice::SplitBrain {
+                member,
+                other,
+                active,
+            } => {
+                if active {
+                    error!(member, other = %other, "HA split brain: another master is active");
+                } else {
+                    info!(member, other = %other, "HA split brain over");
+                }
+                self.ha.split_brain = active;
+            }
+            Notice::Status(st) => self.ha.on_status(&st),
+        }
+        self.update_leds(cfg);
+    }
+
+    /// Tell the runner about changed fault inputs (links, pool).
+    fn ha_faults(&mut self, cfg: &Config) {
+        if !cfg.ha.enabled {
+            return;
+        }
+        let changes = self.ha_fault_changes(cfg);
+        if let Some(r) = self.runner.as_ref() {
+            for (reason, active) in changes {
+                r.fault(reason, active);
+            }
         }
     }
 
@@ -275,6 +355,8 @@ impl Live {
             );
         }
         self.sync_daemons(cfg);
+        // VRRP after the IPVS services exist, so synced entries find them.
+        self.ha_reconcile(cfg);
         self.update_leds(cfg);
     }
 
@@ -406,6 +488,7 @@ impl Live {
             );
         }
         self.sync(cfg);
+        self.ha_faults(cfg);
         self.update_leds(cfg);
     }
 
@@ -423,6 +506,7 @@ impl Live {
         if ev.ifname == cfg.lan.name.as_str() {
             self.prober.set_link(up);
         }
+        self.ha_faults(cfg);
         self.update_leds(cfg);
     }
 
@@ -506,6 +590,11 @@ impl Effects for Live {
     }
 
     fn apply(&mut self, c: &Config) -> Result<String, EffectError> {
+        if !c.ha.enabled {
+            // Stop VRRP first: its resign removes the VIPs, which the planner then adds
+            // back as ordinary addresses.
+            self.ha_reconcile(c);
+        }
         let net = self.apply_system(c).map_err(EffectError)?;
         self.net_fault = None;
         self.prober.update(c);
@@ -523,6 +612,7 @@ impl Effects for Live {
         match self.sync(c) {
             Some(r) => {
                 self.sync_daemons(c);
+                self.ha_reconcile(c);
                 self.update_leds(c);
                 Ok(format!(
                     "applied: {net}, {} IPVS change(s), table verified ({} service(s), {} server(s))",
