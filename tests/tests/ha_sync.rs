@@ -133,6 +133,16 @@ fn ha_sync_templates_delay_and_failover() {
     let hb = pair.holds(backup).expect("backup holds");
     assert_eq!(hb, (false, false), "backup {backup:?} holds {hb:?}");
     eprintln!("ha_sync: master {master:?}, backup {backup:?}");
+    for id in [BoxId::A, BoxId::B] {
+        // The daemons' own account, for the record (evidence is asserted from the kernel).
+        let log = pair
+            .guest(
+                id,
+                "dmesg | grep -E 'HA |VRRP|virtual addresses|sync daemon' | tail -20",
+            )
+            .unwrap_or_default();
+        eprintln!("ha_sync: box {id:?} log:\n{log}");
+    }
 
     // Kernel evidence: both sync threads on both boxes, sync id = VRID 51, on the LAN.
     for id in [BoxId::A, BoxId::B] {
@@ -194,6 +204,48 @@ fn ha_sync_templates_delay_and_failover() {
         let data = std::fs::read(&sync.file).expect("sync pcap");
         let msgs = udp_to(&data, SYNC_PORT);
         let (d, missing) = sync_delays(&invites, &msgs);
+        // Entry lag: with one entry per sync message (master sync_maxlen 1) the k-th
+        // message carries the entry of the k-th client packet through IPVS (each packet
+        // re-syncs its call's template), and a message leaves only when the next entry
+        // arrives (+20 ms) or at the kernel's 2 s flush. Figures per packet kind.
+        let mut reqs: Vec<(u64, String)> = sip
+            .packets()
+            .expect("sip packets")
+            .into_iter()
+            .filter(|p| *p.dst.ip() == VIP)
+            .filter_map(|p| match &p.kind {
+                pcap::SipKind::Request(m) => Some((p.ts_us, m.clone())),
+                _ => None,
+            })
+            .collect();
+        reqs.sort();
+        if reqs.len() == msgs.len() {
+            let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for ((t, m), (ts, _)) in reqs.iter().zip(&msgs) {
+                by_kind
+                    .entry(m.clone())
+                    .or_default()
+                    .push((*ts as f64 - *t as f64) / 1000.0);
+            }
+            for (m, mut v) in by_kind {
+                v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+                let l = format!(
+                    "FIGURE ha_sync={label}_entry_lag kind={m} n={} ms_p50={:.1} p90={:.1} max={:.1}",
+                    v.len(),
+                    pct(&v, 0.5),
+                    pct(&v, 0.9),
+                    v.last().copied().unwrap_or(f64::NAN)
+                );
+                eprintln!("{l}");
+                figures.push(l);
+            }
+        } else {
+            eprintln!(
+                "ha_sync: {label}: {} requests vs {} sync messages: no per-entry lag",
+                reqs.len(),
+                msgs.len()
+            );
+        }
         let line = format!(
             "FIGURE ha_sync={label} rate={rate}/s calls={} ok={} invites={} sync_msgs={} synced={} missing={} delay_ms_p50={:.1} p90={:.1} max={:.1}",
             st.created,
