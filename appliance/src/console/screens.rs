@@ -172,7 +172,7 @@ pub fn ha_lines(ha: &crate::control::proto::HaInfo) -> Vec<String> {
     if !ha.faults.is_empty() {
         out.push(format!("!! HA fault: {}", ha.faults.join(", ")));
     }
-    if let Some(e) = &ha.sync_error {
+    for e in ha.sync_error.iter().chain(&ha.vrrp_error) {
         out.push(format!("!! {e}"));
     }
     out
@@ -345,6 +345,7 @@ mod tests {
             faults: vec![],
             sync_daemons: vec!["master eth1 id 51".into(), "backup eth1 id 51".into()],
             sync_error: None,
+            vrrp_error: Some("VRRP cannot start: no eth0".into()),
         });
         let h = header(&s);
         assert!(
@@ -353,6 +354,7 @@ mod tests {
         );
         assert!(h.contains("last backup -> master: no master heard"), "{h}");
         assert!(h.contains("!! SPLIT BRAIN"), "{h}");
+        assert!(h.contains("!! VRRP cannot start: no eth0"), "{h}");
         let m = main_menu(&s);
         assert!(m.lines().count() <= 24, "{m}");
         for l in m.lines() {
