@@ -40,13 +40,26 @@ impl Capture {
             source,
         })?;
         let mut cmd = ns_cmd(ns, "tcpdump");
-        cmd.args(["-i", iface, "-n", "-U", "--immediate-mode", "-s", "0", "-w"])
-            .arg(&file)
-            // Packet sockets see both directions; -Q is not needed.
-            .args(filter)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err);
+        // -B: a 32 MiB buffer; with TCG guests and sipp sharing two cores
+        // the default 2 MiB one dropped packets under call load.
+        cmd.args([
+            "-i",
+            iface,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-B",
+            "32768",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(&file)
+        // Packet sockets see both directions; -Q is not needed.
+        .args(filter)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
         let child = cmd.spawn().map_err(|source| LabError::Spawn {
             cmd: "tcpdump".into(),
             source,

@@ -7,9 +7,9 @@
 //! addresses. Steps, each judged from captures on both links and from K's log:
 //! 1. the subject alone becomes master (adverts on WAN and LAN, VIP held);
 //! 2. K starts with priority 100 and stays backup under the subject's adverts;
-//!    then a partition (the subject's switch ports stop forwarding, carriers
-//!    up) makes K master too; on healing K hears the subject's 150 and yields
-//!    (its log: "Master received advert ... higher priority 150");
+//!    then a partition (K's switch ports stop forwarding, carriers up) makes
+//!    K master too; on healing K hears the subject's 150 and yields (its log:
+//!    "Master received advert ... higher priority 150");
 //! 3. the subject stops orderly: it resigns (priority 0, K logs "Backup
 //!    received priority 0 advertisement"), K takes over with gratuitous ARP;
 //!    the subject comes back as backup and stays so (accepts K's adverts);
@@ -40,8 +40,6 @@ pub trait Subject {
     fn lan_addr(&self) -> Ipv4Addr;
     /// WAN MAC (gratuitous ARP, client traffic).
     fn wan_mac(&self) -> Mac;
-    /// Its switch ports (WAN, LAN) in the lab's switch namespace.
-    fn ports(&self) -> (String, String);
     /// The lab.
     fn lab(&mut self) -> &mut Lab;
     /// Orderly stop of the VRRP speaker, which then comes back by itself
@@ -207,10 +205,13 @@ pub fn run(subject: &mut dyn Subject, k: &mut KeepalivedNode, p: &Params) -> Res
         format!("step 2: keepalived sent {k_sent} master adverts as backup"),
     );
 
-    // 2b. Partition: the subject's switch ports stop forwarding (carrier stays
-    // up), K becomes master too; on healing, K hears the subject's higher
-    // priority and yields, and the subject stays master (split brain healed).
-    let (pw, pl) = subject.ports();
+    // 2b. Partition: K's switch ports stop forwarding (carriers stay up, so
+    // K sees no link fault), K becomes master alone; on healing there are two
+    // masters: K hears the subject's higher priority and yields, and the
+    // subject stays master (split brain healed). K is the one cut off because
+    // cutting the subject's LAN would (rightly) fault it: no server answers
+    // its probes, the pool is dead.
+    let (pw, pl) = k.ports();
     subject.lab().set_port_forwarding(&pw, false)?;
     subject.lab().set_port_forwarding(&pl, false)?;
     let part = k.wait_state(subject.lab(), "MASTER", TAKEOVER_BOUND);
@@ -255,8 +256,12 @@ pub fn run(subject: &mut dyn Subject, k: &mut KeepalivedNode, p: &Params) -> Res
         !k.holds(p.vip)?,
         "step 2b: keepalived still holds the VIP after yielding",
     );
-    let k_last = ha::last_advert_from(&f2, p.vrid, k.wan_addr, u64::MAX);
-    r.figure("step2b_keepalived_yield_ms", ms(k_last, t2h));
+    // K's master adverts that crossed the healed switch before it yielded.
+    let k_after = ha::advertisers(&f2, p.vrid, t2h, t2he)
+        .get(&k.wan_addr)
+        .map(|t| t.count)
+        .unwrap_or(0);
+    r.figure("step2b_keepalived_adverts_after_heal", k_after);
 
     // 3. Orderly stop of the subject: it resigns, K takes over.
     let t3 = subject.stop_orderly()?;
@@ -461,12 +466,6 @@ impl Subject for KeepalivedSubject {
     fn wan_mac(&self) -> Mac {
         self.node.wan_mac
     }
-    fn ports(&self) -> (String, String) {
-        (
-            format!("kw{}", self.node.name),
-            format!("kl{}", self.node.name),
-        )
-    }
     fn lab(&mut self) -> &mut Lab {
         &mut self.lab
     }
@@ -502,10 +501,6 @@ impl Subject for ApplianceSubject {
     }
     fn wan_mac(&self) -> Mac {
         self.pair.spec(self.id).wan_mac
-    }
-    fn ports(&self) -> (String, String) {
-        let s = self.pair.spec(self.id);
-        (s.wan_tap.clone(), s.lan_tap.clone())
     }
     fn lab(&mut self) -> &mut Lab {
         &mut self.pair.lab

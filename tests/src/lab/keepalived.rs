@@ -111,7 +111,7 @@ impl KeepalivedNode {
     ) -> Result<KeepalivedNode> {
         let (ww, ll) = (format!("{wan}/24"), format!("{lan}/24"));
         let (wm, lm) = (wan_mac.to_string(), lan_mac.to_string());
-        let (pw, pl) = (format!("kw{name}"), format!("kl{name}"));
+        let (pw, pl) = ports_of(name);
         let ns = lab.add_host(
             &format!("ka{name}"),
             &[
@@ -129,6 +129,11 @@ impl KeepalivedNode {
             pid: None,
             run: 0,
         })
+    }
+
+    /// Its switch ports (WAN, LAN) in the lab's switch namespace.
+    pub fn ports(&self) -> (String, String) {
+        ports_of(&self.name)
     }
 
     fn file(&self, lab: &Lab, what: &str) -> std::path::PathBuf {
@@ -280,6 +285,10 @@ impl KeepalivedNode {
         }
         Ok(())
     }
+}
+
+fn ports_of(name: &str) -> (String, String) {
+    (format!("kw{name}"), format!("kl{name}"))
 }
 
 /// Whether `ip -4 -o addr show` output lists `addr` (any prefix).

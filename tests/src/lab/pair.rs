@@ -298,6 +298,8 @@ pub struct HaBox {
     /// Its store disk.
     pub disk: PathBuf,
     opts: VmOptions,
+    /// The kernel's boot id before an orderly reboot (to see the new boot).
+    boot_id: Option<String>,
 }
 
 /// Two appliances on one lab. Field order matters: the VMs are dropped
@@ -317,9 +319,11 @@ fn boot_vm(opts: &VmOptions) -> Result<Vm> {
 }
 
 impl HaPair {
-    /// Builds the lab, writes each box's config into its store, boots both
-    /// and starts a sipp server (`uas_scenario`) on every server namespace.
-    /// Returns once both test shells answer and both kernels balance the VIP.
+    /// Builds the lab, writes each box's config into its store, starts a
+    /// sipp server (`uas_scenario`) on every server namespace and boots box A,
+    /// then box B (so A, priority 150, is master: without preemption the
+    /// first box up wins). Returns once both test shells answer and both
+    /// kernels balance the VIP.
     pub fn boot(servers: usize, uas_scenario: &str) -> Result<HaPair> {
         Self::boot_boxes(servers, uas_scenario, &[BoxId::A, BoxId::B])
     }
@@ -367,6 +371,7 @@ impl HaPair {
                 vm: None,
                 disk,
                 opts: vo,
+                boot_id: None,
             });
         }
         let mut it = boxes.into_iter();
@@ -381,12 +386,12 @@ impl HaPair {
         for i in 0..servers {
             pair.uas[i] = Some(sipp::start_uas(&mut pair.lab, i, uas_scenario, 1000)?);
         }
-        // Boot the boxes together (TCG boots take a while), then wait.
+        // One after the other, in the order given: without preemption the
+        // first box up becomes master, so booting A first makes the
+        // starting roles deterministic (A master, B backup).
         for id in which {
             let vm = boot_vm(&pair.boxes[id.index()].opts)?;
             pair.boxes[id.index()].vm = Some(vm);
-        }
-        for id in which {
             pair.wait_up(*id, BOOT_TIMEOUT)?;
         }
         Ok(pair)
@@ -511,15 +516,40 @@ impl HaPair {
     /// daemon with SIGTERM first). Returns the instant; the box comes back
     /// by itself (wait with [`HaPair::wait_rebooted`]).
     pub fn reboot(&mut self, id: BoxId) -> Result<u64> {
+        let boot_id = self.guest(id, "cat /proc/sys/kernel/random/boot_id")?;
+        self.boxes[id.index()].boot_id = Some(boot_id.trim().to_owned());
         let vm = self.vm(id)?;
-        vm.console().skip_to_end();
         vm.test_port().send(b"reboot\n")?;
         Ok(now_us())
     }
 
-    /// After [`HaPair::reboot`]: waits for the new kernel, then as [`HaPair::wait_up`].
+    /// After [`HaPair::reboot`]: waits until the shell answers from a new
+    /// boot (another kernel boot id), then as [`HaPair::wait_up`].
     pub fn wait_rebooted(&mut self, id: BoxId, limit: Duration) -> Result<()> {
-        self.vm(id)?.console().wait_for("Linux version", limit)?;
+        let old = self.boxes[id.index()].boot_id.take().unwrap_or_default();
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // The old shell may still answer while the old system shuts down,
+            // and a command may die with it: only the new boot id counts.
+            let vm = self.vm(id)?;
+            let poll = left.min(Duration::from_secs(10));
+            let answered = vm
+                .wait_shell(poll)
+                .and_then(|_| vm.shell_timeout("cat /proc/sys/kernel/random/boot_id", poll));
+            if let Ok((out, 0)) = answered {
+                if !out.trim().is_empty() && out.trim() != old {
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout(
+                    limit,
+                    format!("box {id:?} to boot again"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
         self.wait_up(id, limit)
     }
 }
