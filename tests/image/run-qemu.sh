@@ -19,6 +19,8 @@
 #   --serial0 SPEC        chardev for ttyS0 instead of this terminal, e.g.
 #                         socket,path=/tmp/s0.sock,server=on,wait=off
 #   --serial1 SPEC        chardev for ttyS1 (default: none)
+#   --monitor SPEC        chardev for the QEMU (HMP) monitor, e.g. a socket the
+#                         harness uses for `set_link wan off` (cable pulls)
 #   --no-reboot           exit QEMU when the guest reboots (or the watchdog fires)
 #   --timeout SECS        kill QEMU after SECS (default 3600; 0 = no bound, for
 #                         callers that enforce their own, like the test harness)
@@ -34,7 +36,7 @@ build=$root/build
 kernel=$build/bzImage
 initrd=
 disk=$build/store.img
-wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= noreboot=0
+wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= monitor= noreboot=0
 wan_mac=52:54:00:00:00:01 lan_mac=52:54:00:00:00:02
 timeout=3600 memory=256M dryrun=0 build_first=0
 
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
         --testshell) testshell=1; shift ;;
         --serial0) need "$@"; serial0=$2; shift 2 ;;
         --serial1) need "$@"; serial1=$2; shift 2 ;;
+        --monitor) need "$@"; monitor=$2; shift 2 ;;
         --no-reboot) noreboot=1; shift ;;
         --timeout) need "$@"; timeout=$2; shift 2 ;;
         --memory) need "$@"; memory=$2; shift 2 ;;
@@ -109,6 +112,9 @@ else
 fi
 if [ -n "$serial1" ]; then
     args+=(-chardev "$serial1,id=s1" -serial chardev:s1)
+fi
+if [ -n "$monitor" ]; then
+    args+=(-chardev "$monitor,id=mon" -mon chardev=mon,mode=readline)
 fi
 if [ -z "$wan_tap" ] && [ -z "$lan_tap" ]; then
     args+=(-nic none)

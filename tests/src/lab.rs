@@ -23,6 +23,12 @@
 pub mod booted;
 pub mod capture;
 pub mod evidence;
+pub mod frames;
+pub mod ha;
+pub mod ha_rounds;
+pub mod interop;
+pub mod keepalived;
+pub mod pair;
 pub mod pcap;
 pub mod rounds;
 
@@ -210,6 +216,9 @@ pub enum Appliance {
     /// A plain Linux router namespace holding the appliance's addresses
     /// (no IPVS: the host kernel has none); for testing the lab itself.
     Router,
+    /// Nothing: the caller attaches its own boxes ([`Lab::add_taps`],
+    /// [`Lab::add_host`]), e.g. an HA pair or keepalived nodes.
+    Nothing,
 }
 
 /// How to build the lab.
@@ -410,8 +419,89 @@ impl Lab {
                 ns_run(&r, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
                 self.router_ns = Some(r);
             }
+            Appliance::Nothing => {}
         }
         Ok(())
+    }
+
+    /// Adds persistent taps `wan_tap` (on brw) and `lan_tap` (on brl) in the
+    /// switch namespace for one more VM; names must be unique in the lab.
+    pub fn add_taps(&self, wan_tap: &str, lan_tap: &str) -> Result<()> {
+        let sw = &self.switch_ns;
+        for (tap, br) in [(wan_tap, "brw"), (lan_tap, "brl")] {
+            ip(&["-n", sw, "tuntap", "add", "dev", tap, "mode", "tap"])?;
+            ip(&["-n", sw, "link", "set", tap, "master", br, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Adds a host namespace `<id>-<suffix>` attached to the bridges: one
+    /// veth per entry, `(switch port name, bridge, inner name, address/prefix,
+    /// MAC)`. Returns the namespace (removed with the lab).
+    pub fn add_host(
+        &mut self,
+        suffix: &str,
+        links: &[(&str, &str, &str, &str, &str)],
+    ) -> Result<String> {
+        let ns = format!("{}-{suffix}", self.id);
+        self.add_ns(&ns)?;
+        let sw = self.switch_ns.clone();
+        for (port, br, inner, addr, mac) in links {
+            ip(&[
+                "-n", &sw, "link", "add", port, "type", "veth", "peer", "name", inner, "netns", &ns,
+            ])?;
+            ip(&["-n", &sw, "link", "set", port, "master", br, "up"])?;
+            ip(&["-n", &ns, "link", "set", inner, "address", mac])?;
+            ip(&["-n", &ns, "addr", "add", addr, "dev", inner])?;
+            ip(&["-n", &ns, "link", "set", inner, "up"])?;
+        }
+        Ok(ns)
+    }
+
+    /// Blocks (or unblocks) a bridge port: the bridge stops forwarding to and
+    /// from it while both ends keep their carrier, like a broken switch
+    /// path or a partition (STP is off in the lab, so the state is ours).
+    pub fn set_port_forwarding(&self, port: &str, forwarding: bool) -> Result<()> {
+        // `bridge link set ... state` (AF_BRIDGE) sticks; `ip link set type
+        // bridge_slave state` was reset to forwarding by the kernel.
+        let state = if forwarding { "3" } else { "0" };
+        run(Command::new("bridge").args([
+            "-n",
+            &self.switch_ns,
+            "link",
+            "set",
+            "dev",
+            port,
+            "state",
+            state,
+        ]))?;
+        let shown =
+            run(Command::new("bridge").args(["-n", &self.switch_ns, "link", "show", "dev", port]))?;
+        let want = if forwarding {
+            "state forwarding"
+        } else {
+            "state disabled"
+        };
+        if shown.contains(want) {
+            Ok(())
+        } else {
+            Err(LabError::Evidence(format!(
+                "bridge port {port} is not in {want}: {shown}"
+            )))
+        }
+    }
+
+    /// Sets a switch port (tap or veth end in the switch namespace) up or down.
+    pub fn set_port(&self, port: &str, up: bool) -> Result<()> {
+        ip(&[
+            "-n",
+            &self.switch_ns,
+            "link",
+            "set",
+            port,
+            if up { "up" } else { "down" },
+        ])
+        .map(|_| ())
     }
 
     /// veth from the switch (`port`, enslaved to `bridge`) to `eth0` in `ns`.

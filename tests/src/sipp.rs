@@ -1,12 +1,16 @@
 //! sipp (Debian package sip-tester) as SIP servers and clients in lab
 //! namespaces. Scenarios live in `tests/sipp/`:
 //! - `uas.xml`: server; OPTIONS → 200; INVITE/ACK, in-dialog re-INVITE and
-//!   UPDATE (session-timer refreshes), BYE → 200.
+//!   UPDATE (session-timer refreshes), BYE → 200; in-dialog requests of an
+//!   unknown dialog → 481.
 //! - `uas_bye.xml`: server that hangs up itself after `-d` ms.
 //! - `uac.xml`: client INVITE/ACK/hold/BYE.
 //! - `uac_refresh.xml`: client with session timers, three refreshes
 //!   (UPDATE, re-INVITE, UPDATE) `-d` ms apart, BYE after another `-d`.
 //! - `uac_peer_bye.xml`: client waiting for the server's BYE.
+//! - `uac_stray_{bye,update,reinvite}.xml`: an in-dialog request for a
+//!   dialog the server never saw; `uas.xml` must answer 481 (so a request
+//!   the balancer sends to the wrong server fails the call visibly).
 //!
 //! The client's statistics (successful/failed calls) come from sipp's own
 //! `-trace_stat` CSV; where calls went comes from packet captures
@@ -201,6 +205,17 @@ impl Uac {
         })
     }
 
+    /// Asks sipp to stop creating calls and exit once the running calls
+    /// are done (SIGUSR1); wait for it with [`Uac::wait`].
+    pub fn soft_stop(&self) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGUSR1,
+            );
+        }
+    }
+
     /// Statistics so far (sipp writes a row every second).
     pub fn stats(&self) -> Result<UacStats> {
         parse_stats(&fs::read_to_string(&self.stat_file).unwrap_or_default())
@@ -301,6 +316,9 @@ mod tests {
             "uac.xml",
             "uac_refresh.xml",
             "uac_peer_bye.xml",
+            "uac_stray_bye.xml",
+            "uac_stray_update.xml",
+            "uac_stray_reinvite.xml",
         ] {
             assert!(scenario(s).is_file(), "{s}");
         }

@@ -195,6 +195,8 @@ pub struct VmOptions {
     pub memory: String,
     /// Hard limit on the VM's lifetime; QEMU is SIGKILLed after it.
     pub hard_timeout: Duration,
+    /// Connect QEMU's HMP monitor (for [`Vm::monitor`], e.g. `set_link`).
+    pub monitor: bool,
 }
 
 impl VmOptions {
@@ -213,6 +215,7 @@ impl VmOptions {
             no_reboot: false,
             memory: "256M".into(),
             hard_timeout: VM_HARD_TIMEOUT,
+            monitor: false,
         }
     }
 }
@@ -462,6 +465,7 @@ pub struct Vm {
     boot_no: u32,
     shell_seq: u64,
     failed: Arc<AtomicBool>,
+    monitor: Option<UnixStream>,
 }
 
 impl Vm {
@@ -493,6 +497,12 @@ impl Vm {
             UnixListener::bind(p).map_err(|e| VmError::Io(format!("bind {}: {e}", p.display())))
         };
         let (l0, l1) = (bind(&sock0)?, bind(&sock1)?);
+        let sockm = dir.path().join(format!("mon-{boot_no}.sock"));
+        let lm = if opts.monitor {
+            Some(bind(&sockm)?)
+        } else {
+            None
+        };
         let qemu_log = dir.path().join(format!("qemu-{boot_no}.log"));
         let log_file = File::create(&qemu_log)
             .map_err(|e| VmError::Io(format!("create {}: {e}", qemu_log.display())))?;
@@ -517,6 +527,10 @@ impl Vm {
             .arg(format!("socket,path={}", sock1.display()));
         if opts.testshell {
             cmd.arg("--testshell");
+        }
+        if opts.monitor {
+            cmd.arg("--monitor")
+                .arg(format!("socket,path={}", sockm.display()));
         }
         if opts.no_reboot {
             cmd.arg("--no-reboot");
@@ -573,6 +587,15 @@ impl Vm {
                 return Err(e);
             }
         };
+        let monitor = match lm.as_ref().map(|l| accept(l, &mut child, "monitor")) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         let watchdog = spawn_watchdog(child.id(), opts.hard_timeout);
         let failed = Arc::new(AtomicBool::new(false));
         let (console, test) = match (
@@ -598,7 +621,57 @@ impl Vm {
             boot_no,
             shell_seq: 0,
             failed,
+            monitor,
         })
+    }
+
+    /// Runs one HMP monitor command (needs [`VmOptions::monitor`]) and
+    /// returns its output (up to the next `(qemu)` prompt, bounded by 10 s).
+    pub fn monitor(&mut self, cmd: &str) -> Result<String, VmError> {
+        let Some(m) = self.monitor.as_mut() else {
+            return Err(VmError::Io(
+                "the QEMU monitor needs VmOptions.monitor = true".into(),
+            ));
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        m.set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| VmError::Io(format!("monitor: {e}")))?;
+        // Drain what is pending (the banner, an old prompt) first.
+        loop {
+            match m.read(&mut chunk) {
+                Ok(0) => return Err(VmError::Io("monitor closed".into())),
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) => return Err(VmError::Io(format!("monitor: {e}"))),
+            }
+        }
+        m.write_all(format!("{cmd}\n").as_bytes())
+            .map_err(|e| VmError::Io(format!("monitor: {e}")))?;
+        loop {
+            match m.read(&mut chunk) {
+                Ok(0) => return Err(VmError::Io("monitor closed".into())),
+                Ok(n) => {
+                    got.extend_from_slice(&chunk[..n]);
+                    if got.ends_with(b"(qemu) ") {
+                        let text = String::from_utf8_lossy(&got).replace('\r', "");
+                        // Drop the echoed command (with escape sequences) and the prompt.
+                        let body: Vec<&str> =
+                            text.lines().filter(|l| !l.contains("(qemu)")).collect();
+                        return Ok(body.join("\n"));
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(VmError::Io(format!("monitor: {e}"))),
+            }
+            if Instant::now() >= deadline {
+                return Err(VmError::Io(format!(
+                    "monitor command {cmd:?}: no prompt within 10 s; got {:?}",
+                    String::from_utf8_lossy(&got)
+                )));
+            }
+        }
     }
 
     /// When QEMU was started.

@@ -144,3 +144,44 @@ fn lab_wiring_failure_modes_are_observable() {
     assert!(t[&lab.servers[1].addr].new_calls.len() >= 2);
     assert_eq!(evidence::completed_calls(&p).len(), 3);
 }
+
+#[test]
+fn lab_uas_answers_481_to_unknown_dialogs() {
+    // A request the balancer sends to the wrong server must fail the call
+    // visibly (HA tests count such calls): uas.xml answers 481 to in-dialog
+    // BYE, UPDATE and re-INVITE of a dialog it never saw.
+    let Some(mut lab) = lab_or_skip() else {
+        return;
+    };
+    lab.client_route_to_servers().unwrap();
+    sipp::start_uas(&mut lab, 0, "uas.xml", 300).unwrap();
+    let mut cap = Capture::start(&lab.client_ns, "eth0", lab.path("stray.pcap")).unwrap();
+    for (i, sc) in [
+        "uac_stray_bye.xml",
+        "uac_stray_update.xml",
+        "uac_stray_reinvite.xml",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut o = UacOptions::basic(&lab, lab.servers[0].sip(), 2, 10);
+        o.scenario = sc.into();
+        o.port = 5200 + i as u16;
+        o.recv_timeout_ms = 3000;
+        let st = Uac::run(&lab, &o, &format!("stray-{i}")).unwrap();
+        assert_eq!((st.successful, st.failed), (2, 0), "{sc}: {st:?}");
+    }
+    // A normal call still works after the strays.
+    let mut o = UacOptions::basic(&lab, lab.servers[0].sip(), 2, 10);
+    o.scenario = "uac_refresh.xml".into();
+    o.hold_ms = 100;
+    o.port = 5210;
+    let st = Uac::run(&lab, &o, "after-stray").unwrap();
+    assert_eq!((st.successful, st.failed), (2, 0), "{st:?}");
+    let p = cap.stop().unwrap();
+    let n481 = p
+        .iter()
+        .filter(|p| p.kind == appliance_tests::lab::pcap::SipKind::Response(481))
+        .count();
+    assert!(n481 >= 6, "captured {n481} 481 responses, want at least 6");
+}

@@ -126,10 +126,56 @@ pub fn header(st: &StatusInfo) -> String {
             st.servers_up, st.servers_total, st.active_calls
         ))
     );
+    if let Some(ha) = &st.ha {
+        for l in ha_lines(ha) {
+            let _ = writeln!(out, "{}", fit(&l));
+        }
+    }
     for a in &st.alerts {
         let _ = writeln!(out, "{}", fit(&format!("!! {a}")));
     }
     let _ = writeln!(out, "{}", rule());
+    out
+}
+
+/// The HA part of the header: role and peer, the last transition, then any alarm.
+pub fn ha_lines(ha: &crate::control::proto::HaInfo) -> Vec<String> {
+    let peer = match &ha.peer {
+        Some(p) => format!(
+            "peer {} prio {} ({:.1} s ago)",
+            p.addr, p.priority, p.seen_s_ago
+        ),
+        None => "peer never heard".into(),
+    };
+    let sync = if ha.sync_daemons.is_empty() {
+        "none".to_string()
+    } else {
+        ha.sync_daemons
+            .iter()
+            .filter_map(|d| d.split_whitespace().next())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let mut out = vec![format!(
+        "HA {} {} s  {peer}  sync {sync}",
+        ha.role.to_uppercase(),
+        ha.since_s
+    )];
+    if !ha.last_transition.is_empty() {
+        out.push(format!(
+            "   last {}: {}",
+            ha.last_transition, ha.last_reason
+        ));
+    }
+    if ha.split_brain {
+        out.push("!! SPLIT BRAIN: another master is active; it should yield".into());
+    }
+    if !ha.faults.is_empty() {
+        out.push(format!("!! HA fault: {}", ha.faults.join(", ")));
+    }
+    for e in ha.sync_error.iter().chain(&ha.vrrp_error) {
+        out.push(format!("!! {e}"));
+    }
     out
 }
 
@@ -291,6 +337,43 @@ mod tests {
             assert_eq!(m.matches(&format!("{n:>3}) {label}")).count(), 1, "{label}");
         }
         assert!(m.ends_with(MAIN_PROMPT));
+    }
+
+    #[test]
+    fn header_shows_the_ha_role_peer_transition_and_alarms() {
+        let mut s = st();
+        assert!(!header(&s).contains("HA "), "no HA line when HA is off");
+        s.ha = Some(crate::control::proto::HaInfo {
+            role: "master".into(),
+            since_s: 12,
+            last_transition: "backup -> master".into(),
+            last_reason: "no master heard on any member".into(),
+            transitions: 2,
+            peer: Some(crate::control::proto::HaPeerInfo {
+                addr: "203.0.113.3".into(),
+                interface: "eth0".into(),
+                priority: 100,
+                seen_s_ago: 0.04,
+            }),
+            split_brain: true,
+            faults: vec![],
+            sync_daemons: vec!["master eth1 id 51".into(), "backup eth1 id 51".into()],
+            sync_error: None,
+            vrrp_error: Some("VRRP cannot start: no eth0".into()),
+        });
+        let h = header(&s);
+        assert!(
+            h.contains("HA MASTER 12 s  peer 203.0.113.3 prio 100 (0.0 s ago)  sync master+backup"),
+            "{h}"
+        );
+        assert!(h.contains("last backup -> master: no master heard"), "{h}");
+        assert!(h.contains("!! SPLIT BRAIN"), "{h}");
+        assert!(h.contains("!! VRRP cannot start: no eth0"), "{h}");
+        let m = main_menu(&s);
+        assert!(m.lines().count() <= 24, "{m}");
+        for l in m.lines() {
+            assert!(l.chars().count() <= WIDTH, "too wide: {l:?}");
+        }
     }
 
     #[test]

@@ -251,6 +251,7 @@ fn status(st: &FakeState, now: Duration) -> StatusInfo {
         idle_lock_s: run.console.idle_lock_s,
         uptime_s: now.as_secs(),
         alerts: st.alerts.clone(),
+        ha: None,
     }
 }
 

@@ -264,6 +264,50 @@ pub struct StatusInfo {
     /// Alerts to show on the console (e.g. "daemon restarted 5 times in 60 s").
     #[serde(default)]
     pub alerts: Vec<String>,
+    /// High availability (None when HA is off).
+    #[serde(default)]
+    pub ha: Option<HaInfo>,
+}
+
+/// HA state for status and the console header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct HaInfo {
+    /// "initialize", "backup", "master" or "fault".
+    pub role: String,
+    /// Seconds in the current role.
+    pub since_s: u64,
+    /// The last transition as "from -> to" (empty before the first one).
+    pub last_transition: String,
+    /// Why the last transition happened.
+    pub last_reason: String,
+    /// Transitions since the daemon started.
+    pub transitions: u64,
+    /// The other router last heard, if any.
+    pub peer: Option<HaPeerInfo>,
+    /// Another master is active at the same time (it should yield).
+    pub split_brain: bool,
+    /// Active fault conditions, in words.
+    pub faults: Vec<String>,
+    /// Running IPVS sync daemons as read back from the kernel, e.g. "master eth1 id 51".
+    pub sync_daemons: Vec<String>,
+    /// Why the sync daemons do not match the config, if they do not.
+    pub sync_error: Option<String>,
+    /// Why VRRP is not running, if it is not.
+    #[serde(default)]
+    pub vrrp_error: Option<String>,
+}
+
+/// The other router as last heard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct HaPeerInfo {
+    /// Its address.
+    pub addr: String,
+    /// Interface it was heard on.
+    pub interface: String,
+    /// Its advertised priority.
+    pub priority: u8,
+    /// Seconds since its last advert.
+    pub seen_s_ago: f64,
 }
 
 /// Live state of one real server.

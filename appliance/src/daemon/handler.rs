@@ -99,6 +99,7 @@ impl DaemonHandler {
                     idle_lock_s: running.console.idle_lock_s,
                     uptime_s: now.as_secs(),
                     alerts,
+                    ha: live.ha_info(&running),
                 })))
             }
             Request::ShowServers => Response::Ok(Reply::Servers(server_rows(&running, live))),

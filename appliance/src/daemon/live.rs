@@ -22,6 +22,8 @@ use crate::probe::tasks::{Heartbeat, Prober, ProberHandle};
 use crate::probe::{Health, HealthEvent};
 use crate::store::Store;
 
+use super::ha::{self, HaView};
+use super::ha_runner::HaRunner;
 use super::logbuf::LogRing;
 
 /// Key of one real server: (service name, address).
@@ -65,6 +67,12 @@ pub struct Live {
     table: Vec<ActualService>,
     rates: HashMap<(SocketAddrV4, SocketAddrV4), Rate>,
     links: BTreeMap<String, bool>,
+    /// HA role, fault inputs and sync daemons (reported only when HA is on).
+    ha: HaView,
+    /// The sync sysctls were set and verified for the running config.
+    sync_sysctls_ok: bool,
+    /// The VRRP runner (None until [`Live::attach_ha`]).
+    runner: Option<HaRunner>,
 }
 
 /// Create the board's uleds LED devices (QEMU has no LED hardware); keep the files open.
@@ -127,6 +135,170 @@ impl Live {
             table: Vec::new(),
             rates: HashMap::new(),
             links: BTreeMap::new(),
+            ha: HaView::new(started),
+            sync_sysctls_ok: false,
+            runner: None,
+        }
+    }
+
+    /// Enable the VRRP runner; its notices go to `notices` (the daemon loop hands them back
+    /// through [`Live::on_ha_notice`]). Call inside the daemon's runtime, before boot.
+    pub fn attach_ha(&mut self, notices: mpsc::Sender<crate::vrrp::tasks::Notice>) {
+        self.runner = Some(HaRunner::new(notices, tokio::runtime::Handle::current()));
+    }
+
+    /// Start, reconfigure or stop the VRRP runner to match `cfg`.
+    fn ha_reconcile(&mut self, cfg: &Config) {
+        let faults = if cfg.ha.enabled {
+            self.ha_fault_changes(cfg);
+            self.ha.faults.all()
+        } else {
+            Vec::new()
+        };
+        let Some(r) = self.runner.as_mut() else {
+            return;
+        };
+        let was = r.running();
+        let want = cfg.ha.enabled.then(|| ha::group_config(cfg));
+        match r.reconcile(want, &faults) {
+            Ok(()) if !was && r.running() => {
+                let sync = std::mem::take(&mut self.ha.sync);
+                let sync_error = self.ha.sync_error.take();
+                let faults = self.ha.faults.clone();
+                self.ha = HaView::new(Instant::now());
+                self.ha.sync = sync;
+                self.ha.sync_error = sync_error;
+                self.ha.faults = faults;
+            }
+            Ok(()) => {
+                if r.running() || !cfg.ha.enabled {
+                    self.ha.vrrp_error = None;
+                }
+            }
+            Err(e) => self.ha.vrrp_error = Some(e),
+        }
+    }
+
+    /// Orderly stop of the VRRP runner (SIGTERM): resign and wait, bounded.
+    pub fn ha_shutdown(&mut self) {
+        if let Some(r) = self.runner.as_mut() {
+            r.stop(super::ha_runner::STOP_WAIT);
+        }
+    }
+
+    /// A notice from the VRRP runner: log transitions, update status and LEDs.
+    pub fn on_ha_notice(&mut self, cfg: &Config, n: crate::vrrp::tasks::Notice) {
+        use crate::vrrp::tasks::Notice;
+        match n {
+            Notice::Transition { from, to, reason } => {
+                if to == crate::vrrp::group::State::Master || to == crate::vrrp::group::State::Fault
+                {
+                    warn!(from = %from, to = %to, reason = %reason, "HA transition");
+                } else {
+                    info!(from = %from, to = %to, reason = %reason, "HA transition");
+                }
+                self.ha.on_transition(from, to, &reason, Instant::now());
+            }
+            Notice::SplitBrain {
+                member,
+                other,
+                active,
+            } => {
+                if active {
+                    error!(member, other = %other, "HA split brain: another master is active");
+                } else {
+                    info!(member, other = %other, "HA split brain over");
+                }
+                self.ha.split_brain = active;
+            }
+            Notice::Status(st) => self.ha.on_status(&st),
+        }
+        self.update_leds(cfg);
+    }
+
+    /// Tell the runner about changed fault inputs (links, pool).
+    fn ha_faults(&mut self, cfg: &Config) {
+        if !cfg.ha.enabled {
+            return;
+        }
+        let changes = self.ha_fault_changes(cfg);
+        if let Some(r) = self.runner.as_ref() {
+            for (reason, active) in changes {
+                r.fault(reason, active);
+            }
+        }
+    }
+
+    /// HA status for the control protocol (None when HA is off).
+    pub fn ha_info(&self, cfg: &Config) -> Option<crate::control::proto::HaInfo> {
+        cfg.ha.enabled.then(|| self.ha.info(cfg, Instant::now()))
+    }
+
+    /// The HA view (role, faults, sync daemons).
+    pub fn ha_view(&mut self) -> &mut HaView {
+        &mut self.ha
+    }
+
+    /// Recompute the fault inputs (links, pool); returns the changes the runner must hear.
+    pub fn ha_fault_changes(
+        &mut self,
+        cfg: &Config,
+    ) -> Vec<(crate::vrrp::group::FaultReason, bool)> {
+        let mut out = Vec::new();
+        for (ifname, up) in &self.links {
+            if let Some(reason) = ha::link_fault(cfg, ifname) {
+                if self.ha.faults.set(reason, !up) {
+                    out.push((reason, !up));
+                }
+            }
+        }
+        let health = &self.health;
+        let dead = ha::pool_dead(cfg, &|svc: &str, addr: SocketAddrV4| {
+            health
+                .get(&(svc.to_string(), addr))
+                .map(|h| h.health)
+                .unwrap_or(Health::Unknown)
+        });
+        let reason = crate::vrrp::group::FaultReason::PoolDead;
+        if self.ha.faults.set(reason, dead) {
+            out.push((reason, dead));
+        }
+        for (reason, active) in &out {
+            if *active {
+                warn!(fault = %reason, "HA fault condition active");
+            } else {
+                info!(fault = %reason, "HA fault condition cleared");
+            }
+        }
+        out
+    }
+
+    /// Set the sync sysctls, then start/stop/restart the IPVS sync daemons to match the
+    /// config and read them back. Problems are kept for status, never fatal.
+    pub fn sync_daemons(&mut self, cfg: &Config) {
+        let want = ipvs::syncd::desired(cfg);
+        if !want.is_empty() && !self.sync_sysctls_ok {
+            // Daemons started before sync_version/sync_ports are right would run the old
+            // protocol or split entries over several buffers.
+            return;
+        }
+        let Some(rec) = self.reconciler.as_mut() else {
+            return;
+        };
+        match ipvs::syncd::reconcile(rec.ipvs(), &want) {
+            Ok(r) => {
+                if self.ha.sync_error.take().is_some() {
+                    info!("IPVS sync daemons match the config again");
+                }
+                self.ha.sync = r.running;
+            }
+            Err(e) => {
+                let msg = format!("IPVS sync daemons: {e}");
+                if self.ha.sync_error.as_deref() != Some(msg.as_str()) {
+                    error!("{msg}");
+                }
+                self.ha.sync_error = Some(msg);
+            }
         }
     }
 
@@ -194,6 +366,9 @@ impl Live {
                 "IPVS table adopted at start"
             );
         }
+        self.sync_daemons(cfg);
+        // VRRP after the IPVS services exist, so synced entries find them.
+        self.ha_reconcile(cfg);
         self.update_leds(cfg);
     }
 
@@ -210,6 +385,17 @@ impl Live {
         }
         if let Err(e) = ipvs::sysctl::apply_datapath() {
             return Err(format!("IPVS sysctls: {e}"));
+        }
+        self.sync_sysctls_ok = false;
+        if cfg.ha.enabled {
+            match ipvs::sysctl::apply_sync() {
+                Ok(_) => self.sync_sysctls_ok = true,
+                Err(e) => {
+                    let msg = format!("IPVS sync sysctls: {e}");
+                    error!("{msg}");
+                    self.ha.sync_error = Some(msg);
+                }
+            }
         }
         Ok(format!("{} network change(s)", net.changes))
     }
@@ -314,6 +500,7 @@ impl Live {
             );
         }
         self.sync(cfg);
+        self.ha_faults(cfg);
         self.update_leds(cfg);
     }
 
@@ -331,12 +518,17 @@ impl Live {
         if ev.ifname == cfg.lan.name.as_str() {
             self.prober.set_link(up);
         }
+        self.ha_faults(cfg);
         self.update_leds(cfg);
     }
 
-    /// Periodic: drift repair, stats, LEDs.
+    /// Periodic: drift repair (table, sync daemons, VRRP runner), stats, LEDs.
     pub fn on_tick(&mut self, cfg: &Config) {
         self.sync(cfg);
+        self.sync_daemons(cfg);
+        // Restarts a runner that failed to start or was stopped by an apply that then
+        // failed (the running config still has HA on).
+        self.ha_reconcile(cfg);
         self.update_leds(cfg);
     }
 
@@ -360,6 +552,11 @@ impl Live {
             }
         }
         s.fault = self.fault().is_some();
+        s.ha = if cfg.ha.enabled {
+            self.ha.led()
+        } else {
+            leds::HaLed::Disabled
+        };
         s.booting = unknown > 0 && self.started.elapsed().as_secs() < 30;
         s
     }
@@ -408,6 +605,11 @@ impl Effects for Live {
     }
 
     fn apply(&mut self, c: &Config) -> Result<String, EffectError> {
+        if !c.ha.enabled {
+            // Stop VRRP first: its resign removes the VIPs, which the planner then adds
+            // back as ordinary addresses.
+            self.ha_reconcile(c);
+        }
         let net = self.apply_system(c).map_err(EffectError)?;
         self.net_fault = None;
         self.prober.update(c);
@@ -424,6 +626,8 @@ impl Effects for Live {
         self.health.retain(|k, _| keep.contains(k));
         match self.sync(c) {
             Some(r) => {
+                self.sync_daemons(c);
+                self.ha_reconcile(c);
                 self.update_leds(c);
                 Ok(format!(
                     "applied: {net}, {} IPVS change(s), table verified ({} service(s), {} server(s))",

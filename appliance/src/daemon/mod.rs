@@ -5,6 +5,8 @@
 //! respawned daemon disturbs no call. After that, every health transition and a periodic
 //! tick reconcile the kernel table against config + health (the tick also repairs drift).
 
+pub mod ha;
+pub mod ha_runner;
 pub mod handler;
 pub mod live;
 pub mod logbuf;
@@ -396,6 +398,9 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         history.map(|h| h.crash_loop).unwrap_or(false),
         leds_uleds,
     );
+    let (ha_tx, mut ha_rx) = mpsc::channel(256);
+    let mut live = live;
+    live.attach_ha(ha_tx);
     let session = ConfigSession::new(st.saved.clone(), st.config.clone(), live);
     let shared: Shared = Arc::new(Mutex::new(session));
 
@@ -450,6 +455,11 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
                 let cfg = s.running().clone();
                 s.effects_mut().on_health(&cfg, batch);
             }
+            Some(n) = ha_rx.recv() => {
+                let mut s = lock(&shared);
+                let cfg = s.running().clone();
+                s.effects_mut().on_ha_notice(&cfg, n);
+            }
             Some(ev) = link_rx.recv() => {
                 let mut s = lock(&shared);
                 let cfg = s.running().clone();
@@ -471,6 +481,8 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     }
 
     server.abort();
+    // Resign before exiting so the peer takes over after its skew time, not 3 intervals.
+    lock(&shared).effects_mut().ha_shutdown();
     if let Some(k) = kicker {
         match k.stop().await {
             Ok(()) => info!("watchdog disarmed (magic close)"),

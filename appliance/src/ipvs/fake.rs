@@ -35,6 +35,10 @@ pub struct FakeState {
     /// Accept SET_DEST for this dest but ignore it.
     pub sticky: Option<DestKey>,
     pub udp_timeout: u32,
+    /// Running sync daemons, as GET_DAEMON reports them (defaults filled in).
+    pub daemons: Vec<codec::DaemonConfig>,
+    /// NEW_DAEMON on this interface fails with ENODEV.
+    pub no_such_ifname: Option<String>,
 }
 
 /// Link implementation over a shared [`FakeState`].
@@ -214,8 +218,56 @@ impl Link for FakeKernel {
                 }
                 Ok(vec![])
             }
-            Request::GetDaemons => Ok(vec![]),
-            Request::NewDaemon(_) | Request::DelDaemon(_) => Ok(vec![]),
+            Request::GetDaemons => Ok(st
+                .daemons
+                .iter()
+                .map(|d| {
+                    let mut m = Message::new(cmd::NEW_DAEMON);
+                    m.daemon = Some(codec::DaemonAttrs {
+                        state: Some(d.state),
+                        mcast_ifn: Some(d.mcast_ifn.clone()),
+                        sync_id: Some(d.sync_id),
+                        sync_maxlen: d.sync_maxlen,
+                        mcast_group: d.mcast_group,
+                        mcast_group6: None,
+                        mcast_port: d.mcast_port,
+                        mcast_ttl: d.mcast_ttl,
+                    });
+                    m.encode()
+                })
+                .collect()),
+            Request::NewDaemon(c) => {
+                if st.no_such_ifname.as_deref() == Some(c.mcast_ifn.as_str()) {
+                    return Err(err(nix::libc::ENODEV));
+                }
+                if st.daemons.iter().any(|d| d.state == c.state) {
+                    return Err(err(EEXIST));
+                }
+                // start_sync_thread: defaults and the sync_maxlen clamp (MTU 1500, IPv4)
+                let min = if c.state == codec::daemon_state::BACKUP {
+                    1024
+                } else {
+                    1
+                };
+                let mut d = c.clone();
+                d.sync_maxlen = Some(c.sync_maxlen.map_or(1472, |v| v.clamp(min, 65535 - 28)));
+                d.mcast_group = Some(
+                    c.mcast_group
+                        .unwrap_or(std::net::Ipv4Addr::new(224, 0, 0, 81)),
+                );
+                d.mcast_port = Some(c.mcast_port.unwrap_or(8848));
+                d.mcast_ttl = Some(c.mcast_ttl.unwrap_or(1));
+                st.daemons.push(d);
+                Ok(vec![])
+            }
+            Request::DelDaemon(state) => {
+                let before = st.daemons.len();
+                st.daemons.retain(|d| d.state != state);
+                if st.daemons.len() == before {
+                    return Err(err(ESRCH));
+                }
+                Ok(vec![])
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //! - [`transport`]: neli socket, family lookup, ACK/dump handling;
 //! - [`model`] + [`reconcile`]: pure desired-minus-actual planning;
 //! - [`Ipvs`] / [`Reconciler`]: dump → plan → apply → read back → verify;
-//! - [`sysctl`]: data-path sysctls; [`cli`]: `appliance ipvs ...`.
+//! - [`syncd`]: connection-sync daemons (HA);
+//! - [`sysctl`]: data-path and sync sysctls; [`cli`]: `appliance ipvs ...`.
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod error;
 pub mod model;
 pub mod reconcile;
+pub mod syncd;
 pub mod sysctl;
 pub mod transport;
 

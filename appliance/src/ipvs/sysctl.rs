@@ -1,4 +1,5 @@
-//! Data-path sysctls for IPVS: set, read back, verify. See docs/ipvs.md for the reasons.
+//! Data-path and connection-sync sysctls for IPVS: set, read back, verify. See docs/ipvs.md
+//! (data path) and docs/ha.md "Connection sync" for the reasons.
 //!
 //! Takes a sysctl root (normally `/proc/sys`) so tests can use a temporary directory.
 //! All files are checked to exist before anything is written (all-or-nothing when the
@@ -50,6 +51,35 @@ pub const DATAPATH: &[Setting] = &[
         value: "1",
         required: true,
         why: "kernel default, set explicitly: reused TCP ports are rescheduled (no effect on UDP SIP)",
+    },
+];
+
+/// Connection-sync settings (HA), applied before the sync daemons start because the kernel
+/// reads `sync_ports` only when a daemon starts. See docs/ha.md "Connection sync".
+pub const SYNC: &[Setting] = &[
+    Setting {
+        key: "net.ipv4.vs.sync_version",
+        value: "1",
+        required: true,
+        why: "protocol v1 carries the persistence engine data (the pe sip Call-ID) and syncs templates of one-packet connections; v0 does neither",
+    },
+    Setting {
+        key: "net.ipv4.vs.sync_ports",
+        value: "1",
+        required: true,
+        why: "one master thread and one send buffer: every new sync entry pushes the previous (full) message out, so entries are not split across buffers that wait for the 2 s flush",
+    },
+    Setting {
+        key: "net.ipv4.vs.sync_persist_mode",
+        value: "1",
+        required: true,
+        why: "connections under a persistence template are not synced, only the templates: the backup re-creates the connection from the template, so only Call-ID -> server crosses the wire",
+    },
+    Setting {
+        key: "net.ipv4.vs.sync_refresh_period",
+        value: "0",
+        required: true,
+        why: "kernel default, set explicitly: a template is re-synced at each of its packets, which also pushes out the previous one-entry message at once",
     },
 ];
 
@@ -112,8 +142,19 @@ pub fn apply_datapath() -> Result<SysctlReport, SysctlError> {
 
 /// Apply [`DATAPATH`] under `root`, verifying each value by reading it back.
 pub fn apply_datapath_at(root: &Path) -> Result<SysctlReport, SysctlError> {
+    apply_at(root, DATAPATH)
+}
+
+/// Apply [`SYNC`] under `/proc/sys`.
+pub fn apply_sync() -> Result<SysctlReport, SysctlError> {
+    apply_at(Path::new("/proc/sys"), SYNC)
+}
+
+/// Apply `settings` under `root`: every required file is checked before anything is written,
+/// then each value is written (only when it differs) and read back.
+pub fn apply_at(root: &Path, settings: &[Setting]) -> Result<SysctlReport, SysctlError> {
     let mut report = SysctlReport::default();
-    for s in DATAPATH {
+    for s in settings {
         let p = path_of(root, s.key);
         if !p.exists() && s.required {
             let hint = if s.key.contains(".vs.") {
@@ -128,7 +169,7 @@ pub fn apply_datapath_at(root: &Path) -> Result<SysctlReport, SysctlError> {
             });
         }
     }
-    for s in DATAPATH {
+    for s in settings {
         let p = path_of(root, s.key);
         if !p.exists() {
             report.skipped.push(s.key.to_owned());
@@ -221,6 +262,41 @@ mod tests {
         assert!(e.to_string().contains("CONFIG_IP_VS"), "{e}");
         let fwd = std::fs::read_to_string(path_of(d.path(), "net.ipv4.ip_forward")).expect("r");
         assert_eq!(fwd.trim(), "0", "nothing written before the check");
+    }
+
+    #[test]
+    fn sync_settings_are_set_read_back_and_idempotent() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for s in SYNC {
+            let p = path_of(d.path(), s.key);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            // kernel defaults: version 1, ports 1, persist 0, refresh 0
+            std::fs::write(&p, "0\n").expect("write");
+        }
+        std::fs::write(path_of(d.path(), "net.ipv4.vs.sync_ports"), "4\n").expect("w");
+        let r = apply_at(d.path(), SYNC).expect("apply");
+        for s in SYNC {
+            let v = std::fs::read_to_string(path_of(d.path(), s.key)).expect("read");
+            assert_eq!(v.trim(), s.value, "{}", s.key);
+        }
+        let changed: Vec<&str> = r.changed.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            changed,
+            vec![
+                "net.ipv4.vs.sync_version",
+                "net.ipv4.vs.sync_ports",
+                "net.ipv4.vs.sync_persist_mode"
+            ]
+        );
+        assert_eq!(apply_at(d.path(), SYNC).expect("again").changed, vec![]);
+    }
+
+    #[test]
+    fn sync_settings_without_ipvs_change_nothing() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let e = apply_at(d.path(), SYNC).expect_err("no ip_vs");
+        assert!(e.to_string().contains("CONFIG_IP_VS"), "{e}");
+        assert!(std::fs::read_dir(d.path()).expect("dir").next().is_none());
     }
 
     #[test]

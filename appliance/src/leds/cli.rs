@@ -107,7 +107,7 @@ fn test_uleds(names: &str) -> Result<(), String> {
             w.first().and_then(|v| v.parse().ok()),
             w.get(1).and_then(|v| v.parse().ok()),
         ) else {
-            println!("error: expected 'UP TOTAL [booting] [fault] [crash] [activity]'");
+            println!("error: expected 'UP TOTAL [booting] [fault] [crash] [activity] [master|backup|hafault]'");
             continue;
         };
         let has = |f: &str| w.iter().skip(2).any(|x| *x == f);
@@ -116,6 +116,15 @@ fn test_uleds(names: &str) -> Result<(), String> {
             total,
             fault: has("fault"),
             booting: has("booting"),
+            ha: if has("master") {
+                super::HaLed::Master
+            } else if has("backup") {
+                super::HaLed::Backup
+            } else if has("hafault") {
+                super::HaLed::Fault
+            } else {
+                super::HaLed::Disabled
+            },
         };
         if let Err(e) = leds.show_all(s, has("crash"), has("activity")) {
             println!("error: {e}");

@@ -33,6 +33,32 @@ pub struct PoolSummary {
     pub fault: bool,
     /// Still starting (config not applied / first probes pending).
     pub booting: bool,
+    /// HA role (for the `ha` LED).
+    pub ha: HaLed,
+}
+
+/// The HA role as the `ha` LED shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HaLed {
+    /// HA is not enabled: dark.
+    #[default]
+    Disabled,
+    /// Backup (also while starting, which is backup until the election says otherwise).
+    Backup,
+    /// Master: holds the VIPs.
+    Master,
+    /// Fault (link down, pool dead): cannot take over.
+    Fault,
+}
+
+/// HA LED pattern: master on, backup slow blink, fault fast blink, HA off dark.
+pub fn ha_pattern(h: HaLed) -> Pattern {
+    match h {
+        HaLed::Disabled => Pattern::Off,
+        HaLed::Backup => SLOW_BLINK,
+        HaLed::Master => Pattern::On,
+        HaLed::Fault => FAST_BLINK,
+    }
 }
 
 /// What an LED does.
@@ -89,7 +115,7 @@ pub fn pattern_for(s: PoolSummary) -> Pattern {
 /// Pattern for each LED role.
 ///
 /// Status: booting blink, crash loop or fault fast blink, else on. Pool: [`pattern_for`].
-/// HA: off (HA is reserved, not active). Activity: flicker while traffic flows.
+/// HA: [`ha_pattern`]. Activity: flicker while traffic flows.
 pub fn role_pattern(role: LedRole, s: PoolSummary, crash_loop: bool, activity: bool) -> Pattern {
     match role {
         LedRole::Status if s.booting => BOOT_BLINK,
@@ -99,7 +125,7 @@ pub fn role_pattern(role: LedRole, s: PoolSummary, crash_loop: bool, activity: b
             fault: s.fault || crash_loop,
             ..s
         }),
-        LedRole::Ha => Pattern::Off,
+        LedRole::Ha => ha_pattern(s.ha),
         LedRole::Activity if activity => ACTIVITY_BLINK,
         LedRole::Activity => Pattern::Off,
     }

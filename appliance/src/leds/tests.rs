@@ -11,6 +11,7 @@ fn summary(up: usize, total: usize) -> PoolSummary {
         total,
         fault: false,
         booting: false,
+        ha: HaLed::Disabled,
     }
 }
 
@@ -46,6 +47,35 @@ fn roles_map_to_patterns() {
     assert_eq!(role_pattern(LedRole::Status, ok, true, false), FAST_BLINK);
     assert_eq!(role_pattern(LedRole::Pool, ok, true, false), FAST_BLINK);
     assert_eq!(role_pattern(LedRole::Ha, ok, false, false), Pattern::Off);
+    let ha = |h: HaLed| role_pattern(LedRole::Ha, PoolSummary { ha: h, ..ok }, false, false);
+    assert_eq!(ha(HaLed::Master), Pattern::On);
+    assert_eq!(ha(HaLed::Backup), SLOW_BLINK);
+    assert_eq!(ha(HaLed::Fault), FAST_BLINK);
+    // the HA role never borrows the pool's state, nor the pool LED the HA role
+    assert_eq!(
+        role_pattern(
+            LedRole::Ha,
+            PoolSummary {
+                ha: HaLed::Master,
+                ..summary(0, 3)
+            },
+            true,
+            false
+        ),
+        Pattern::On
+    );
+    assert_eq!(
+        role_pattern(
+            LedRole::Pool,
+            PoolSummary {
+                ha: HaLed::Fault,
+                ..ok
+            },
+            false,
+            false
+        ),
+        Pattern::On
+    );
     assert_eq!(
         role_pattern(LedRole::Activity, ok, false, true),
         ACTIVITY_BLINK

@@ -2,13 +2,14 @@
 //!
 //! `plan` is the pure planner (desired state, validation, ordered ops), `rtnl` the thin
 //! executor, `sysctl` the router sysctls, `monitor` the link-event task, `cli` the
-//! `appliance net` sub-commands.
+//! `appliance net` sub-commands, `vaddr` the VRRP-held /32 addresses.
 
 pub mod cli;
 pub mod monitor;
 pub mod plan;
 pub mod rtnl;
 pub mod sysctl;
+pub mod vaddr;
 
 #[cfg(test)]
 mod netns_tests;

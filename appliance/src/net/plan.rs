@@ -162,6 +162,10 @@ pub struct Desired {
     pub routes: Vec<Route>,
     /// Wanted managed rules (see [`is_managed_rule`]).
     pub rules: Vec<Rule>,
+    /// Addresses the VRRP runtime owns when HA is on (VIPs, LAN gateway): never added nor
+    /// removed here, whatever prefix they carry, so an apply neither steals them from the
+    /// peer on a backup nor drops them on the master.
+    pub vrrp_owned: Vec<Ipv4Addr>,
 }
 
 /// Routes we own: every IPv4 default route in the main table (the box has exactly one
@@ -590,12 +594,17 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
         addr: cfg.wan.address.addr,
         prefix: cfg.wan.address.prefix,
     });
-    for v in vips {
-        d.addrs.push(Addr {
-            index: wan.index,
-            addr: v,
-            prefix: 32,
-        });
+    if cfg.ha.enabled {
+        d.vrrp_owned = vips;
+        d.vrrp_owned.extend(cfg.ha.lan_gateway);
+    } else {
+        for v in vips {
+            d.addrs.push(Addr {
+                index: wan.index,
+                addr: v,
+                prefix: 32,
+            });
+        }
     }
     d.addrs.push(Addr {
         index: lan.index,
@@ -669,9 +678,12 @@ pub fn desired_from_state(snap: &NetState, managed: &Desired) -> Desired {
         addrs: snap
             .addrs
             .iter()
-            .filter(|a| managed.managed_ifs.contains(&a.index))
+            .filter(|a| {
+                managed.managed_ifs.contains(&a.index) && !managed.vrrp_owned.contains(&a.addr)
+            })
             .copied()
             .collect(),
+        vrrp_owned: managed.vrrp_owned.clone(),
         routes: snap
             .routes
             .iter()
@@ -740,12 +752,15 @@ pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
     let have_addrs: BTreeSet<Addr> = cur.addrs.iter().copied().collect();
     let want_addrs: BTreeSet<Addr> = want.addrs.iter().copied().collect();
     for a in &want.addrs {
-        if !have_addrs.contains(a) {
+        if !have_addrs.contains(a) && !want.vrrp_owned.contains(&a.addr) {
             ops.push(Op::AddAddr(*a, cur.name_of(a.index)));
         }
     }
     for a in &cur.addrs {
-        if want.managed_ifs.contains(&a.index) && !want_addrs.contains(a) {
+        if want.managed_ifs.contains(&a.index)
+            && !want_addrs.contains(a)
+            && !want.vrrp_owned.contains(&a.addr)
+        {
             ops.push(Op::DelAddr(*a, cur.name_of(a.index)));
         }
     }
@@ -827,6 +842,69 @@ mod tests {
         )));
         apply_ops(&mut st, &ops);
         assert_eq!(plan(&desired(&cfg, &st).unwrap(), &st), vec![]);
+    }
+
+    fn ha_cfg() -> Config {
+        let mut cfg = Config::builtin_default();
+        cfg.ha.enabled = true;
+        cfg.ha.lan_gateway = Some(Ipv4Addr::new(198, 51, 100, 1));
+        cfg
+    }
+
+    fn has_addr(st: &NetState, ip: Ipv4Addr) -> bool {
+        st.addrs.iter().any(|a| a.addr == ip)
+    }
+
+    #[test]
+    fn ha_leaves_vips_and_lan_gateway_to_vrrp() {
+        let vip = Ipv4Addr::new(203, 0, 113, 10);
+        let gw = Ipv4Addr::new(198, 51, 100, 1);
+        let cfg = ha_cfg();
+        // backup: nothing held, the planner must not add them
+        let mut st = system();
+        let d = desired(&cfg, &st).expect("valid");
+        assert_eq!(d.vrrp_owned, vec![vip, gw]);
+        let ops = plan(&d, &st);
+        apply_ops(&mut st, &ops);
+        assert!(!has_addr(&st, vip) && !has_addr(&st, gw), "{ops:#?}");
+        // master: VRRP added them; the planner must not remove them
+        st.addrs.push(Addr {
+            index: 2,
+            addr: vip,
+            prefix: 32,
+        });
+        st.addrs.push(Addr {
+            index: 3,
+            addr: gw,
+            prefix: 32,
+        });
+        let d = desired(&cfg, &st).expect("valid");
+        assert_eq!(plan(&d, &st), vec![]);
+        // rollback to a snapshot never re-adds or removes them either
+        let snap = system();
+        let back = desired_from_state(&snap, &d);
+        assert!(plan(&back, &st).iter().all(
+            |o| !matches!(o, Op::AddAddr(a, _) | Op::DelAddr(a, _) if a.addr == vip || a.addr == gw)
+        ));
+        let mut held = st.clone();
+        held.addrs.retain(|a| a.addr != vip);
+        let back = desired_from_state(&st, &d);
+        assert!(plan(&back, &held).is_empty(), "{:?}", plan(&back, &held));
+    }
+
+    #[test]
+    fn ha_off_again_gives_the_vips_back_to_the_planner() {
+        let vip = Ipv4Addr::new(203, 0, 113, 10);
+        let mut st = system();
+        let ops = plan(&desired(&ha_cfg(), &st).unwrap(), &st);
+        apply_ops(&mut st, &ops);
+        assert!(!has_addr(&st, vip));
+        let cfg = Config::builtin_default();
+        let d = desired(&cfg, &st).unwrap();
+        assert!(d.vrrp_owned.is_empty());
+        let ops = plan(&d, &st);
+        apply_ops(&mut st, &ops);
+        assert!(has_addr(&st, vip));
     }
 
     #[test]

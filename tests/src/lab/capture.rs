@@ -1,6 +1,7 @@
 //! Packet captures (tcpdump) inside lab namespaces: the independent record
 //! of what crossed a wire.
 
+use super::frames::{self, Frame};
 use super::pcap::{self, SipPacket};
 use super::{ns_cmd, LabError, Result};
 use std::fs;
@@ -23,19 +24,42 @@ impl Capture {
     /// Starts capturing on `iface` in namespace `ns` into `file`; returns
     /// once tcpdump reports it is listening (bounded by 10 s).
     pub fn start(ns: &str, iface: &str, file: PathBuf) -> Result<Capture> {
+        Self::start_filtered(ns, iface, file, &["udp", "port", "5060"])
+    }
+
+    /// Like [`Capture::start`] with another tcpdump filter (words).
+    pub fn start_filtered(
+        ns: &str,
+        iface: &str,
+        file: PathBuf,
+        filter: &[&str],
+    ) -> Result<Capture> {
         let log = file.with_extension("log");
         let err = fs::File::create(&log).map_err(|source| LabError::Io {
             path: log.clone(),
             source,
         })?;
         let mut cmd = ns_cmd(ns, "tcpdump");
-        cmd.args(["-i", iface, "-n", "-U", "--immediate-mode", "-s", "0", "-w"])
-            .arg(&file)
-            // Packet sockets see both directions; -Q is not needed.
-            .args(["udp", "port", "5060"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err);
+        // -B: a 32 MiB buffer; with TCG guests and sipp sharing two cores
+        // the default 2 MiB one dropped packets under call load.
+        cmd.args([
+            "-i",
+            iface,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-B",
+            "32768",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(&file)
+        // Packet sockets see both directions; -Q is not needed.
+        .args(filter)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
         let child = cmd.spawn().map_err(|source| LabError::Spawn {
             cmd: "tcpdump".into(),
             source,
@@ -79,9 +103,18 @@ impl Capture {
         pcap::parse(&data).map_err(|e| LabError::Evidence(format!("{}: {e}", self.file.display())))
     }
 
-    /// Stops tcpdump (SIGTERM: it flushes and closes the file) and returns
-    /// every SIP packet it captured.
-    pub fn stop(&mut self) -> Result<Vec<SipPacket>> {
+    /// Every frame captured so far, with MACs, VRRP and ARP decoded.
+    pub fn frames(&self) -> Result<Vec<Frame>> {
+        let data = fs::read(&self.file).map_err(|source| LabError::Io {
+            path: self.file.clone(),
+            source,
+        })?;
+        frames::parse(&data)
+            .map_err(|e| LabError::Evidence(format!("{}: {e}", self.file.display())))
+    }
+
+    /// Stops tcpdump (SIGTERM: it flushes and closes the file).
+    pub fn finish(&mut self) {
         if let Some(mut c) = self.child.take() {
             // Let the last packets in flight arrive before stopping.
             std::thread::sleep(Duration::from_millis(300));
@@ -93,6 +126,12 @@ impl Capture {
                 let _ = c.kill();
             }
         }
+    }
+
+    /// Stops tcpdump (SIGTERM: it flushes and closes the file) and returns
+    /// every SIP packet it captured.
+    pub fn stop(&mut self) -> Result<Vec<SipPacket>> {
+        self.finish();
         self.packets()
     }
 }

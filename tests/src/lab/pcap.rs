@@ -49,9 +49,23 @@ pub enum PcapError {
     LinkType(u32),
 }
 
-/// Parses a whole pcap file; non-SIP, non-IPv4/UDP packets are skipped. A
-/// truncated last record (capture still being written) is ignored.
-pub fn parse(data: &[u8]) -> Result<Vec<SipPacket>, PcapError> {
+/// One record of a pcap file: capture time and the frame bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Capture time, microseconds since the Unix epoch (host clock).
+    pub ts_us: u64,
+    /// The captured bytes, from the link-layer header on.
+    pub data: &'a [u8],
+}
+
+/// Link types the lab's readers handle.
+pub const LINK_ETHERNET: u32 = 1;
+/// Linux cooked capture (tcpdump `-i any`).
+pub const LINK_LINUX_SLL: u32 = 113;
+
+/// Splits a whole pcap file into (link type, records). A truncated last
+/// record (capture still being written) is ignored.
+pub fn records(data: &[u8]) -> Result<(u32, Vec<Record<'_>>), PcapError> {
     if data.len() < 24 {
         return Err(PcapError::NotPcap);
     }
@@ -73,7 +87,7 @@ pub fn parse(data: &[u8]) -> Result<Vec<SipPacket>, PcapError> {
         }
     };
     let link = u32_at(data, 20);
-    if link != 1 && link != 113 {
+    if link != LINK_ETHERNET && link != LINK_LINUX_SLL {
         return Err(PcapError::LinkType(link));
     }
     let mut out = Vec::new();
@@ -90,26 +104,48 @@ pub fn parse(data: &[u8]) -> Result<Vec<SipPacket>, PcapError> {
             break;
         }
         let ts_us = sec * 1_000_000 + if nanos { frac / 1000 } else { frac };
-        if let Some(p) = frame(&data[start..end], link, ts_us) {
-            out.push(p);
-        }
+        out.push(Record {
+            ts_us,
+            data: &data[start..end],
+        });
         off = end;
     }
-    Ok(out)
+    Ok((link, out))
 }
 
-fn frame(f: &[u8], link: u32, ts_us: u64) -> Option<SipPacket> {
-    let (ethertype, l3) = if link == 1 {
+/// Link-layer header of a frame: (source MAC, destination MAC, ethertype,
+/// offset of the layer-3 header). Linux cooked frames carry only the source.
+pub fn link_header(f: &[u8], link: u32) -> Option<([u8; 6], [u8; 6], u16, usize)> {
+    if link == LINK_ETHERNET {
+        let dst: [u8; 6] = f.get(0..6)?.try_into().ok()?;
+        let src: [u8; 6] = f.get(6..12)?.try_into().ok()?;
         let mut et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
         let mut o = 14;
         if et == 0x8100 {
             et = u16::from_be_bytes([*f.get(16)?, *f.get(17)?]);
             o = 18;
         }
-        (et, o)
+        Some((src, dst, et, o))
     } else {
-        (u16::from_be_bytes([*f.get(14)?, *f.get(15)?]), 16)
-    };
+        let src: [u8; 6] = f.get(6..12)?.try_into().ok()?;
+        let et = u16::from_be_bytes([*f.get(14)?, *f.get(15)?]);
+        Some((src, [0; 6], et, 16))
+    }
+}
+
+/// Parses a whole pcap file; non-SIP, non-IPv4/UDP packets are skipped. A
+/// truncated last record (capture still being written) is ignored.
+pub fn parse(data: &[u8]) -> Result<Vec<SipPacket>, PcapError> {
+    let (link, recs) = records(data)?;
+    Ok(recs
+        .iter()
+        .filter_map(|r| sip_frame(r.data, link, r.ts_us))
+        .collect())
+}
+
+/// The SIP datagram in one frame, if it carries one (IPv4/UDP).
+pub fn sip_frame(f: &[u8], link: u32, ts_us: u64) -> Option<SipPacket> {
+    let (_, _, ethertype, l3) = link_header(f, link)?;
     if ethertype != 0x0800 {
         return None;
     }
