@@ -425,8 +425,10 @@ pub fn round(
     };
     let old = pair.spec(old_id).clone();
     let changes = ha::master_changes(&wf, VRID, t0, end);
-    let takeover =
-        ha::first_advert_from(&wf, VRID, new.wan, t0).map(|t| t.saturating_sub(t0) / 1000);
+    // Only a round that moves the master has a takeover.
+    let takeover = ha::first_advert_from(&wf, VRID, new.wan, t0)
+        .filter(|_| event.moves_master())
+        .map(|t| t.saturating_sub(t0) / 1000);
     let (lan_sw, wan_sw) = if event.moves_master() {
         (
             ha::switchover(&lf, old.lan_mac, new.lan_mac, t0, window),
