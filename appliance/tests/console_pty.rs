@@ -69,6 +69,7 @@ fn every_main_menu_item_opens_and_returns() {
         ("11", "Power option: ", "0"),
         ("12", "Password: ", "not-the-password"),
         ("13", "Paste keepalived.conf now", "\x03"),
+        ("14", "HA enabled y/n [n]: ", "\x03"),
     ];
     for (item, screen, leave) in steps {
         c.line(item);

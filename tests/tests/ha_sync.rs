@@ -7,15 +7,26 @@
 //! - the sync delay of each new call: the INVITE's capture time on the client's wire
 //!   against the first IPVS sync datagram (UDP 8848, on the backup's LAN port) carrying
 //!   that Call-ID, at a low and a high call rate (`FIGURE ha_sync=...`);
-//! - killing the master's QEMU moves the VIP to the other box.
+//! - SIGTERM to the master's daemon: a priority-0 advert on the wire, the backup takes
+//!   over, the respawned daemon stays backup (no advert from it as master);
+//! - killing the new master's QEMU moves the VIP back.
 
+use appliance_tests::guest;
 use appliance_tests::lab::capture::Capture;
+use appliance_tests::lab::ha;
 use appliance_tests::lab::pair::{self, BoxId, HaPair};
 use appliance_tests::lab::{self, pcap, VIP};
 use appliance_tests::sipp::{Uac, UacOptions};
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 /// IPVS sync daemon port (kernel default, `IP_VS_SYNC_PORT`).
 const SYNC_PORT: u16 = 8848;
@@ -133,6 +144,16 @@ fn ha_sync_templates_delay_and_failover() {
     let hb = pair.holds(backup).expect("backup holds");
     assert_eq!(hb, (false, false), "backup {backup:?} holds {hb:?}");
     eprintln!("ha_sync: master {master:?}, backup {backup:?}");
+    for id in [BoxId::A, BoxId::B] {
+        // The daemons' own account, for the record (evidence is asserted from the kernel).
+        let log = pair
+            .guest(
+                id,
+                "dmesg | grep -E 'HA |VRRP|virtual addresses|sync daemon' | tail -20",
+            )
+            .unwrap_or_default();
+        eprintln!("ha_sync: box {id:?} log:\n{log}");
+    }
 
     // Kernel evidence: both sync threads on both boxes, sync id = VRID 51, on the LAN.
     for id in [BoxId::A, BoxId::B] {
@@ -146,6 +167,45 @@ fn ha_sync_templates_delay_and_failover() {
                     && l.contains("syncid = 51")),
                 "box {id:?}: no {state} sync thread on eth1 with syncid 51:\n{d}"
             );
+        }
+    }
+
+    // The status wiring (the daemon's own report, checked against the kernel-side facts
+    // above): role, peer, both sync daemons.
+    for (id, role) in [(master, "master"), (backup, "backup")] {
+        // Polled: the runner sends a status snapshot about once a second.
+        let (w, l) = (pair.spec(master).wan, pair.spec(master).lan);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let j = pair
+                .guest(id, "appliance status --json")
+                .expect("status --json");
+            // Match the fields as text with all whitespace removed on both sides (pretty
+            // JSON; no JSON crate in the harness).
+            let flat: String = j.split_whitespace().collect();
+            let has = |f: &str| flat.contains(&f.split_whitespace().collect::<String>());
+            let mut missing = Vec::new();
+            if !has(&format!("\"role\":\"{role}\"")) {
+                missing.push(format!("role {role}"));
+            }
+            if !(has("\"master eth1 id 51\"") && has("\"backup eth1 id 51\"")) {
+                missing.push("both sync daemons".into());
+            }
+            // The backup has heard the master on either member (WAN or LAN address).
+            if role == "backup"
+                && !has(&format!("\"peer\":{{\"addr\":\"{w}\""))
+                && !has(&format!("\"peer\":{{\"addr\":\"{l}\""))
+            {
+                missing.push(format!("peer {w} or {l}"));
+            }
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "box {id:?}: status lacks {missing:?}:\n{j}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 
@@ -194,6 +254,48 @@ fn ha_sync_templates_delay_and_failover() {
         let data = std::fs::read(&sync.file).expect("sync pcap");
         let msgs = udp_to(&data, SYNC_PORT);
         let (d, missing) = sync_delays(&invites, &msgs);
+        // Entry lag: with one entry per sync message (master sync_maxlen 1) the k-th
+        // message carries the entry of the k-th client packet through IPVS (each packet
+        // re-syncs its call's template), and a message leaves only when the next entry
+        // arrives (+20 ms) or at the kernel's 2 s flush. Figures per packet kind.
+        let mut reqs: Vec<(u64, String)> = sip
+            .packets()
+            .expect("sip packets")
+            .into_iter()
+            .filter(|p| *p.dst.ip() == VIP)
+            .filter_map(|p| match &p.kind {
+                pcap::SipKind::Request(m) => Some((p.ts_us, m.clone())),
+                _ => None,
+            })
+            .collect();
+        reqs.sort();
+        if reqs.len() == msgs.len() {
+            let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for ((t, m), (ts, _)) in reqs.iter().zip(&msgs) {
+                by_kind
+                    .entry(m.clone())
+                    .or_default()
+                    .push((*ts as f64 - *t as f64) / 1000.0);
+            }
+            for (m, mut v) in by_kind {
+                v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+                let l = format!(
+                    "FIGURE ha_sync={label}_entry_lag kind={m} n={} ms_p50={:.1} p90={:.1} max={:.1}",
+                    v.len(),
+                    pct(&v, 0.5),
+                    pct(&v, 0.9),
+                    v.last().copied().unwrap_or(f64::NAN)
+                );
+                eprintln!("{l}");
+                figures.push(l);
+            }
+        } else {
+            eprintln!(
+                "ha_sync: {label}: {} requests vs {} sync messages: no per-entry lag",
+                reqs.len(),
+                msgs.len()
+            );
+        }
         let line = format!(
             "FIGURE ha_sync={label} rate={rate}/s calls={} ok={} invites={} sync_msgs={} synced={} missing={} delay_ms_p50={:.1} p90={:.1} max={:.1}",
             st.created,
@@ -243,24 +345,79 @@ fn ha_sync_templates_delay_and_failover() {
         "templates missing on the backup {backup:?}: {absent:?}\n/proc/net/ip_vs_conn PE data:\n{pe}"
     );
 
-    // Failover: the master's QEMU dies; the backup takes the VIP and the gateway.
-    let t = Instant::now();
-    pair.power_off(master);
+    // Orderly stop of the master's daemon (SIGTERM, as init's reboot does): it resigns
+    // with priority 0 (captured on the client's wire), the backup takes over, and the
+    // respawned daemon comes back as backup and stays backup (no flap, no preemption).
+    let mut vrrp = Capture::start_filtered(
+        &pair.lab.client_ns.clone(),
+        "eth0",
+        pair.lab.path("vrrp.pcap"),
+        &["vrrp"],
+    )
+    .expect("vrrp capture");
+    let vm = pair.vm(master).expect("master vm");
+    let old = guest::daemon_pid(vm).expect("pid").expect("daemon running");
+    let t_term = now_us();
+    vm.shell_ok(&format!("kill -TERM {old}")).expect("SIGTERM");
+    guest::wait_new_daemon(vm, old, Duration::from_secs(30)).expect("respawned");
     let now_master = the_master(&mut pair, Duration::from_secs(30)).expect("takeover");
-    assert_eq!(now_master, backup);
-    eprintln!(
-        "FIGURE ha_sync=takeover seen_after_s={:.1} (polled through the test shell)",
-        t.elapsed().as_secs_f64()
+    assert_eq!(now_master, backup, "the backup takes over after the resign");
+    // Let the respawned daemon settle, then look at the whole window.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        the_master(&mut pair, Duration::from_secs(1)).expect("still one master"),
+        backup,
+        "the respawned box took the role back"
     );
-    // The templates survived on the new master.
+    vrrp.finish();
+    let frames = vrrp.frames().expect("vrrp frames");
+    let old_addr = pair.spec(master).wan;
+    let new_addr = pair.spec(backup).wan;
+    let ads = ha::adverts(&frames, pair::VRID, t_term, u64::MAX);
+    let resign = ads
+        .iter()
+        .find(|(_, _, a)| a.src == old_addr && a.priority == 0)
+        .map(|(t, _, _)| *t);
+    let Some(t_resign) = resign else {
+        panic!("no priority-0 advert from {old_addr} after SIGTERM: {ads:?}");
+    };
+    let first_new = ads
+        .iter()
+        .find(|(t, _, a)| *t >= t_resign && a.src == new_addr && a.priority > 0)
+        .map(|(t, _, _)| *t)
+        .expect("adverts of the new master");
+    let flaps: Vec<_> = ads
+        .iter()
+        .filter(|(t, _, a)| *t > t_resign && a.src == old_addr && a.priority > 0)
+        .collect();
+    assert!(
+        flaps.is_empty(),
+        "the respawned box advertised as master again: {flaps:?}"
+    );
+    eprintln!(
+        "FIGURE ha_sync=sigterm resign_after_ms={:.1} new_master_advert_after_resign_ms={:.1}",
+        (t_resign - t_term) as f64 / 1000.0,
+        (first_new - t_resign) as f64 / 1000.0
+    );
+    // The templates synced before are on the new master.
     let pe = pair
         .guest(
             backup,
             "awk 'NR>1 && $10==\"sip\" {print $11}' /proc/net/ip_vs_conn | wc -l",
         )
-        .expect("templates after failover");
+        .expect("templates after takeover");
     let n: usize = pe.trim().parse().unwrap_or(0);
     assert!(n >= all_calls.len(), "only {n} templates on the new master");
+
+    // Power cut of the new master: the respawned box takes the VIP back.
+    let t = Instant::now();
+    pair.power_off(backup);
+    let last = the_master(&mut pair, Duration::from_secs(30)).expect("takeover");
+    assert_eq!(last, master);
+    eprintln!(
+        "FIGURE ha_sync=power_off takeover_seen_after_s={:.1} (polled through the test shell)",
+        t.elapsed().as_secs_f64()
+    );
     for f in figures {
         eprintln!("{f}");
     }

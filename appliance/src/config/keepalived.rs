@@ -596,9 +596,27 @@ impl Mapper<'_> {
         }
     }
 
-    fn top(&mut self, nodes: &[Node], services: &mut Vec<VirtualService>) {
+    fn top<'n>(
+        &mut self,
+        nodes: &'n [Node],
+        services: &mut Vec<VirtualService>,
+        vrrp: &mut vrrp::Vrrp<'n>,
+    ) {
         for n in nodes {
             match n.key.as_str() {
+                "vrrp_instance" => vrrp.instances.push(n),
+                "global_defs" => {
+                    let why = if self.global_defs_sync(n, vrrp) {
+                        "apart from the sync daemon interface (see its note) it has no equivalent on the appliance"
+                    } else {
+                        "it has no equivalent on the appliance"
+                    };
+                    self.note(
+                        n,
+                        Severity::Unmapped,
+                        format!("{} {}(lines {}-{}) not imported: {why}", n.key, args_sp(n), n.line, n.end_line),
+                    )
+                }
                 "virtual_server" => {
                     if let Some(s) = self.virtual_server(n, services.len()) {
                         services.push(s);
@@ -614,11 +632,13 @@ impl Mapper<'_> {
                         n.end_line
                     ),
                 ),
-                "global_defs" | "vrrp_instance" | "vrrp_sync_group" | "vrrp_script" | "vrrp_track_process"
+                "vrrp_sync_group" | "vrrp_script" | "vrrp_track_process"
                 | "static_ipaddress" | "static_routes" | "static_rules" | "linkbeat_interfaces" | "track_file"
                 | "garp_group" | "bfd_instance" | "net_namespace" => {
-                    let why = if n.key.starts_with("vrrp") {
-                        "VRRP/high availability is not supported by this firmware"
+                    let why = if n.key == "vrrp_sync_group" {
+                        "the appliance's WAN and LAN routers always act as one group"
+                    } else if n.key.starts_with("vrrp") {
+                        "the appliance tracks its WAN and LAN links and the pool health itself"
                     } else if n.key.starts_with("static") {
                         "addresses and routes come from the appliance's WAN/LAN settings"
                     } else {
@@ -1098,7 +1118,8 @@ fn run(text: &str, dir: Option<&Path>, main_file: Option<String>, base: &Config)
     }
     .block(&mut ctx, None);
     let mut services = Vec::new();
-    Mapper { ctx: &mut ctx }.top(&nodes, &mut services);
+    let mut vrrp = vrrp::Vrrp::default();
+    Mapper { ctx: &mut ctx }.top(&nodes, &mut services, &mut vrrp);
     let mut config = base.clone();
     config.services.clear();
     let found = services.len();
@@ -1115,11 +1136,12 @@ fn run(text: &str, dir: Option<&Path>, main_file: Option<String>, base: &Config)
             break;
         }
     }
+    Mapper { ctx: &mut ctx }.map_vrrp(&vrrp, &mut config);
     ctx.note(
         file,
         0,
         Severity::Info,
-        "keepalived.conf has no interface addresses: WAN, LAN and all other settings are kept from the base config; only the services are replaced".into(),
+        "keepalived.conf has no interface addresses: WAN, LAN and all other settings are kept from the base config; only the services are replaced (and [ha] when the file has VRRP settings)".into(),
     );
     // Input order per file (files in order of first appearance); whole-input notes last.
     let order: Vec<Option<String>> = ctx.notes.iter().fold(Vec::new(), |mut v, n| {
@@ -1178,3 +1200,4 @@ pub fn import_file(path: impl AsRef<Path>, base: &Config) -> Result<ImportResult
 
 #[cfg(test)]
 mod tests;
+mod vrrp;

@@ -12,6 +12,10 @@
 //! - Persistence timeout below 90 s (the smallest SIP session interval, Min-SE,
 //!   RFC 4028) is a warning: in-dialog requests of long calls may lose their
 //!   persistence entry unless clients refresh sessions more often than that.
+//! - The `[ha]` rules bind only when `ha.enabled` is true: a disabled table is inert
+//!   (firmware before HA exported `vrid = 0`, `priority = 0`, which must still import),
+//!   and the settings can be prepared before the LAN address moves. [`ha_problems`]
+//!   tells an editor what would be wrong once HA is switched on.
 
 use std::collections::HashMap;
 use std::fmt;

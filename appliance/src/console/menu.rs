@@ -14,6 +14,8 @@ use crate::control::client::Client;
 use crate::control::password;
 use crate::control::proto::{Reply, Request, ServerOp, ServerRow, StatusInfo, Validation, Which};
 
+mod ha;
+
 /// What a line read produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -410,6 +412,7 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             "11" => self.power()?,
             "12" => self.shell()?,
             "13" => self.import()?,
+            "14" => self.ha()?,
             "0" => return Ok(false),
             other => {
                 let shown: String = other.chars().take(20).collect();
@@ -1396,9 +1399,9 @@ mod tests {
 
     /// Scripted terminal: pops inputs, records output; EOF when the script ends.
     #[derive(Default)]
-    struct Script {
+    pub(super) struct Script {
         inputs: VecDeque<Input>,
-        out: String,
+        pub(super) out: String,
         pauses: Vec<Duration>,
         shells: u32,
         fake: Option<Arc<FakeDaemon>>,
@@ -1443,7 +1446,7 @@ mod tests {
 
     const PW: &str = "console-pw-1";
 
-    fn fake(with_password: bool) -> Arc<FakeDaemon> {
+    pub(super) fn fake(with_password: bool) -> Arc<FakeDaemon> {
         let f = Arc::new(FakeDaemon::new(Config::builtin_default()));
         f.state.lock().unwrap().clock = Some(Duration::ZERO);
         if with_password {
@@ -1462,7 +1465,7 @@ mod tests {
     }
 
     /// Log in, then run `steps`; returns the output and the script port.
-    fn drive(f: &Arc<FakeDaemon>, steps: Vec<Input>) -> Script {
+    pub(super) fn drive(f: &Arc<FakeDaemon>, steps: Vec<Input>) -> Script {
         let mut inputs = vec![l(PW)];
         inputs.extend(steps);
         let port = Script {
@@ -1475,7 +1478,7 @@ mod tests {
         m.port
     }
 
-    fn lines(v: &[&str]) -> Vec<Input> {
+    pub(super) fn lines(v: &[&str]) -> Vec<Input> {
         v.iter().map(|s| l(s)).collect()
     }
 

@@ -14,7 +14,7 @@ pub const WIDTH: usize = 79;
 pub const MAIN_PROMPT: &str = "Enter an option: ";
 
 /// Main menu items (number, label).
-pub const MAIN_ITEMS: [(u8, &str); 14] = [
+pub const MAIN_ITEMS: [(u8, &str); 15] = [
     (1, "Status (live)"),
     (2, "Interfaces"),
     (3, "Virtual service settings"),
@@ -28,6 +28,7 @@ pub const MAIN_ITEMS: [(u8, &str); 14] = [
     (11, "Reboot / power off"),
     (12, "Shell"),
     (13, "Import keepalived.conf"),
+    (14, "High availability"),
     (0, "Logout / lock"),
 ];
 
@@ -172,7 +173,7 @@ pub fn ha_lines(ha: &crate::control::proto::HaInfo) -> Vec<String> {
     if !ha.faults.is_empty() {
         out.push(format!("!! HA fault: {}", ha.faults.join(", ")));
     }
-    if let Some(e) = &ha.sync_error {
+    for e in ha.sync_error.iter().chain(&ha.vrrp_error) {
         out.push(format!("!! {e}"));
     }
     out
@@ -181,9 +182,17 @@ pub fn ha_lines(ha: &crate::control::proto::HaInfo) -> Vec<String> {
 /// The main menu (header + two columns of items), ending with the prompt text.
 pub fn main_menu(st: &StatusInfo) -> String {
     let mut out = header(st);
-    let (left, right) = MAIN_ITEMS.split_at(7);
-    for (l, r) in left.iter().zip(right) {
-        let _ = writeln!(out, "{:>3}) {:<34}{:>3}) {}", l.0, l.1, r.0, r.1);
+    // Two columns, the left one taking the odd item.
+    let (left, right) = MAIN_ITEMS.split_at(MAIN_ITEMS.len().div_ceil(2));
+    for (i, l) in left.iter().enumerate() {
+        match right.get(i) {
+            Some(r) => {
+                let _ = writeln!(out, "{:>3}) {:<34}{:>3}) {}", l.0, l.1, r.0, r.1);
+            }
+            None => {
+                let _ = writeln!(out, "{:>3}) {}", l.0, l.1);
+            }
+        }
     }
     out.push('\n');
     out.push_str(MAIN_PROMPT);
@@ -322,6 +331,11 @@ mod tests {
         assert!(m.contains("LAN eth1 198.51.100.1/24 DOWN"));
         assert!(m.contains("Pool 2/3 up   Active calls 7"));
         assert!(m.contains(" 13) Import keepalived.conf"));
+        assert!(m.contains(" 14) High availability"));
+        // Every item is shown once.
+        for (n, label) in MAIN_ITEMS {
+            assert_eq!(m.matches(&format!("{n:>3}) {label}")).count(), 1, "{label}");
+        }
         assert!(m.ends_with(MAIN_PROMPT));
     }
 
@@ -345,6 +359,7 @@ mod tests {
             faults: vec![],
             sync_daemons: vec!["master eth1 id 51".into(), "backup eth1 id 51".into()],
             sync_error: None,
+            vrrp_error: Some("VRRP cannot start: no eth0".into()),
         });
         let h = header(&s);
         assert!(
@@ -353,6 +368,7 @@ mod tests {
         );
         assert!(h.contains("last backup -> master: no master heard"), "{h}");
         assert!(h.contains("!! SPLIT BRAIN"), "{h}");
+        assert!(h.contains("!! VRRP cannot start: no eth0"), "{h}");
         let m = main_menu(&s);
         assert!(m.lines().count() <= 24, "{m}");
         for l in m.lines() {

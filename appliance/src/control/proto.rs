@@ -292,6 +292,9 @@ pub struct HaInfo {
     pub sync_daemons: Vec<String>,
     /// Why the sync daemons do not match the config, if they do not.
     pub sync_error: Option<String>,
+    /// Why VRRP is not running, if it is not.
+    #[serde(default)]
+    pub vrrp_error: Option<String>,
 }
 
 /// The other router as last heard.

@@ -148,6 +148,8 @@ pub struct HaView {
     pub sync: Vec<DaemonStatus>,
     /// Sync daemon / sysctl problem.
     pub sync_error: Option<String>,
+    /// VRRP runner start problem.
+    pub vrrp_error: Option<String>,
 }
 
 impl HaView {
@@ -164,6 +166,7 @@ impl HaView {
             faults: Faults::default(),
             sync: Vec::new(),
             sync_error: None,
+            vrrp_error: None,
         }
     }
 
@@ -234,6 +237,7 @@ impl HaView {
                 .map(|d| format!("{} {} id {}", d.state, d.ifname, d.sync_id))
                 .collect(),
             sync_error: self.sync_error.clone(),
+            vrrp_error: self.vrrp_error.clone(),
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::vrrp::tasks::{AddressError, Addresses, Control, Notice, Runner};
 
 /// How long an orderly stop waits for the runner to send its priority-0 adverts and end.
 pub const STOP_WAIT: Duration = Duration::from_secs(1);
+/// After a failed start, the periodic reconcile retries no sooner than this.
+pub const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// Member index -> interface name, shared with the runner's address executor so that a
 /// reconfigured interface name takes effect without a new executor.
@@ -63,6 +65,7 @@ pub struct HaRunner {
     names: MemberNames,
     notices: mpsc::Sender<Notice>,
     rt: tokio::runtime::Handle,
+    failed_at: Option<std::time::Instant>,
 }
 
 impl HaRunner {
@@ -74,6 +77,7 @@ impl HaRunner {
             names: Arc::new(Mutex::new(Vec::new())),
             notices,
             rt,
+            failed_at: None,
         }
     }
 
@@ -116,6 +120,13 @@ impl HaRunner {
     }
 
     fn start(&mut self, g: GroupConfig, faults: &[(FaultReason, bool)]) -> Result<(), String> {
+        if self
+            .failed_at
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER && self.group.as_ref() == Some(&g))
+        {
+            // Failed moments ago with this very config: the error is already reported.
+            return Ok(());
+        }
         // A respawned daemon may find the VIPs its predecessor held as master: drop them and
         // start as backup, so the box never answers for addresses the peer may now hold.
         for m in &g.members {
@@ -133,11 +144,18 @@ impl HaRunner {
         let addrs = Box::new(VirtualAddrs {
             names: self.names.clone(),
         });
-        let (runner, mut rx) = Runner::spawn(g.clone(), addrs).map_err(|e| {
-            let msg = format!("VRRP cannot start: {e}");
-            error!("{msg}");
-            msg
-        })?;
+        let (runner, mut rx) = match Runner::spawn(g.clone(), addrs) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("VRRP cannot start: {e}");
+                error!("{msg}");
+                self.failed_at = Some(std::time::Instant::now());
+                // Remembered so the retry back-off applies to this config only.
+                self.group = Some(g);
+                return Err(msg);
+            }
+        };
+        self.failed_at = None;
         for (reason, active) in faults.iter().filter(|(_, a)| *a) {
             runner.send(Control::Fault {
                 reason: *reason,

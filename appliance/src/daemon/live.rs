@@ -161,9 +161,21 @@ impl Live {
         let was = r.running();
         let want = cfg.ha.enabled.then(|| ha::group_config(cfg));
         match r.reconcile(want, &faults) {
-            Ok(()) if !was && r.running() => self.ha = HaView::new(Instant::now()),
-            Ok(()) => {}
-            Err(e) => self.ha.sync_error = Some(e),
+            Ok(()) if !was && r.running() => {
+                let sync = std::mem::take(&mut self.ha.sync);
+                let sync_error = self.ha.sync_error.take();
+                let faults = self.ha.faults.clone();
+                self.ha = HaView::new(Instant::now());
+                self.ha.sync = sync;
+                self.ha.sync_error = sync_error;
+                self.ha.faults = faults;
+            }
+            Ok(()) => {
+                if r.running() || !cfg.ha.enabled {
+                    self.ha.vrrp_error = None;
+                }
+            }
+            Err(e) => self.ha.vrrp_error = Some(e),
         }
     }
 
@@ -510,10 +522,13 @@ impl Live {
         self.update_leds(cfg);
     }
 
-    /// Periodic: drift repair (table and sync daemons), stats, LEDs.
+    /// Periodic: drift repair (table, sync daemons, VRRP runner), stats, LEDs.
     pub fn on_tick(&mut self, cfg: &Config) {
         self.sync(cfg);
         self.sync_daemons(cfg);
+        // Restarts a runner that failed to start or was stopped by an apply that then
+        // failed (the running config still has HA on).
+        self.ha_reconcile(cfg);
         self.update_leds(cfg);
     }
 

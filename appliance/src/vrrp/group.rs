@@ -81,6 +81,12 @@ impl fmt::Display for State {
     }
 }
 
+const ALL_FAULTS: [FaultReason; 3] = [
+    FaultReason::WanLinkDown,
+    FaultReason::LanLinkDown,
+    FaultReason::PoolDead,
+];
+
 /// Why the group must not be master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultReason {
@@ -349,6 +355,14 @@ impl Group {
         }
     }
 
+    /// The fault conditions currently active (they survive a restart of the group).
+    pub fn active_faults(&self) -> Vec<FaultReason> {
+        ALL_FAULTS
+            .into_iter()
+            .filter(|r| self.faults & r.bit() != 0)
+            .collect()
+    }
+
     /// When the runner must deliver `Event::Timer` next (None = only on other events).
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.state {
@@ -612,16 +626,11 @@ impl Group {
     }
 
     fn fault_words(&self) -> String {
-        [
-            FaultReason::WanLinkDown,
-            FaultReason::LanLinkDown,
-            FaultReason::PoolDead,
-        ]
-        .iter()
-        .filter(|r| self.faults & r.bit() != 0)
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+        self.active_faults()
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn send(&mut self, member: usize, priority: u8, out: &mut Vec<Action>) {

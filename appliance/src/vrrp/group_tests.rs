@@ -508,6 +508,7 @@ fn fault_from_backup_sends_nothing_and_fault_before_startup_starts_in_fault() {
         g.status().last_reason,
         "startup with fault: every server is down"
     );
+    assert_eq!(g.active_faults(), [FaultReason::PoolDead]);
 }
 
 #[test]

@@ -11,7 +11,9 @@
 //! - `GroupStatus::counters` is [`group::Counters`]; `PeerSeen` also names the `member`.
 //!   `GroupStatus.peer` is the most recently heard peer on any member.
 //! - `Group::update(now, cfg) -> bool` applies a config change in place (false = needs
-//!   a restart, which the runner does on `Control::Reconfigure`).
+//!   a restart, which the runner does on `Control::Reconfigure`, carrying the faults
+//!   reported by `Group::active_faults()` over). `Group::config()` returns the config.
+//! - `Event`/`Action`/`Control`/`Notice` are exactly the spec's variants.
 //! - Durations are exact to the nanosecond (Skew_Time is not truncated to centiseconds).
 //! - A split brain ends after 3 silent intervals of the other master; while it lasts each
 //!   advert from it is answered at once and the ARP burst repeats at most once a second.
@@ -21,6 +23,13 @@
 //!   and joins (blocking). `Addresses::add/remove(&mut self, member, &[Ipv4Addr]) ->
 //!   Result<(), AddressError>` where `AddressError = Box<dyn Error + Send + Sync>`.
 //!   The sockets are opened in the network namespace of the thread calling `spawn`.
+//!   Notices: a `Status` after every transition and at least once a second; the queue
+//!   holds 256 (status notices are dropped first when the daemon does not read).
+//!   `Runner` dropped without `stop()` still resigns, but nothing waits for it: on an
+//!   orderly daemon exit call `stop()` (in `spawn_blocking`) before returning.
+//! - Needs `socket2` (features = ["all"], already built as a tokio dependency) and the
+//!   nix `uio` feature (sendmsg with IP_PKTINFO, so adverts leave from the own address
+//!   while the socket stays unbound and keeps receiving 224.0.0.18).
 
 pub mod group;
 pub mod packet;

@@ -24,6 +24,8 @@ pub const GARP_REPEATS: u32 = 4;
 pub const GARP_SPACING: Duration = Duration::from_millis(250);
 /// A status notice is sent at least this often (and after every transition).
 pub const STATUS_PERIOD: Duration = Duration::from_secs(1);
+/// A repeating send failure (interface gone, link down) is logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Notices queued for a daemon that is not reading; beyond this, status notices are dropped.
 const NOTICE_QUEUE: usize = 256;
 /// Largest datagram we read (an advert with 255 addresses and IP options fits).
@@ -307,6 +309,7 @@ async fn reader(member: usize, io: std::sync::Arc<MemberIo>, tx: mpsc::Unbounded
             debug!(iface = %io.name, src = %hdr.src, version = advert.version,
                 "VRRPv2 advert heard; the peer must use VRRP version 3");
         }
+        debug!(iface = %io.name, src = %hdr.src, priority = advert.priority, "VRRP advert received");
         let r = Received {
             member,
             src: hdr.src,
@@ -435,9 +438,31 @@ struct Io {
     addresses: Box<dyn Addresses>,
     notices: mpsc::Sender<Notice>,
     garps: Vec<GarpRound>,
+    /// Per member: when a send failure was last logged, and how many were not logged since.
+    send_warned: Vec<(Option<Instant>, u64)>,
 }
 
 impl Io {
+    /// Log a failed send, at most once per [`WARN_EVERY`] per member.
+    fn send_failed(&mut self, member: usize, what: &str, e: &std::io::Error, now: Instant) {
+        if self.send_warned.len() <= member {
+            self.send_warned.resize(member + 1, (None, 0));
+        }
+        let (last, suppressed) = &mut self.send_warned[member];
+        if last.is_some_and(|t| now.saturating_duration_since(t) < WARN_EVERY) {
+            *suppressed += 1;
+            return;
+        }
+        let iface = self
+            .members
+            .get(member)
+            .map(|m| m.name.as_str())
+            .unwrap_or("?");
+        warn!(iface, error = %e, suppressed = *suppressed, "{what} not sent");
+        *last = Some(now);
+        *suppressed = 0;
+    }
+
     fn start_readers(&mut self, members: Vec<std::sync::Arc<MemberIo>>) {
         for r in self.readers.drain(..) {
             r.abort();
@@ -470,7 +495,7 @@ impl Io {
                     if let (Some(m), Some(mc)) = (self.members.get(member), cfg.members.get(member))
                     {
                         if let Err(e) = m.send(cfg, mc, priority) {
-                            warn!(iface = %m.name, priority, error = %e, "VRRP advert not sent");
+                            self.send_failed(member, "VRRP advert", &e, now);
                         }
                     }
                 }
@@ -489,7 +514,7 @@ impl Io {
                     }
                 }
                 Action::GratuitousArp { member } => {
-                    self.garp(group, member);
+                    self.garp(group, member, now);
                     self.garps.retain(|g| g.member != member);
                     self.garps.push(GarpRound {
                         at: now + GARP_SPACING,
@@ -522,11 +547,11 @@ impl Io {
         }
     }
 
-    fn garp(&self, group: &Group, member: usize) {
+    fn garp(&mut self, group: &Group, member: usize, now: Instant) {
         if let (Some(m), Some(mc)) = (self.members.get(member), group.config().members.get(member))
         {
             if let Err(e) = m.garp(&mc.addresses) {
-                warn!(iface = %m.name, error = %e, "gratuitous ARP not sent");
+                self.send_failed(member, "gratuitous ARP", &e, now);
             }
         }
     }
@@ -544,7 +569,7 @@ impl Io {
             .map(|g| g.member)
             .collect();
         for member in due {
-            self.garp(group, member);
+            self.garp(group, member, now);
         }
         for g in &mut self.garps {
             if g.at <= now {
@@ -572,6 +597,7 @@ async fn run(
         addresses,
         notices,
         garps: Vec::new(),
+        send_warned: Vec::new(),
     };
     io.start_readers(members);
     let mut group = Group::new(cfg, Instant::now());
@@ -667,6 +693,8 @@ fn reconfigure(mut group: Group, new: GroupConfig, io: &mut Io) -> Group {
                     if let Err(e) = io.addresses.add(i, &added) {
                         warn!(iface = %n.name, error = %e, "adding virtual addresses failed");
                     }
+                    // Announce the new addresses like a fresh master would.
+                    io.execute(&group, now, vec![Action::GratuitousArp { member: i }]);
                 }
             }
         }
@@ -681,12 +709,24 @@ fn reconfigure(mut group: Group, new: GroupConfig, io: &mut Io) -> Group {
     match open_all(&new) {
         Ok(members) => io.start_readers(members),
         Err(e) => {
-            warn!(error = %e, "VRRP cannot open the new interfaces; staying stopped");
+            // Without sockets nothing can run: the readers' channel closes and the
+            // runner ends (the daemon sees its control channel close).
+            warn!(error = %e, "VRRP cannot open the new interfaces; the group stops");
             io.start_readers(Vec::new());
             return Group::new(new, now);
         }
     }
+    let faults = group.active_faults();
     let mut g = Group::new(new, now);
+    for reason in faults {
+        g.handle(
+            now,
+            Event::Fault {
+                reason,
+                active: true,
+            },
+        );
+    }
     let acts = g.handle(now, Event::Startup);
     io.execute(&g, now, acts);
     g

@@ -167,10 +167,19 @@ fn documented_lvs_examples() {
     );
     assert_note(
         &r,
-        Severity::Unmapped,
+        Severity::Info,
         11,
-        "VRRP/high availability is not supported",
+        "VRRP settings imported into [ha] with ha.enabled = false",
     );
+    assert_note(
+        &r,
+        Severity::Info,
+        11,
+        "Before enabling, fix: ha.lan_gateway is not set",
+    );
+    assert_note(&r, Severity::Info, 12, "state not imported");
+    assert!(!r.config.ha.enabled);
+    assert_eq!((r.config.ha.vrid, r.config.ha.priority), (51, 100));
     assert_note(
         &r,
         Severity::Unmapped,
@@ -475,6 +484,25 @@ fn random_inputs_never_panic() {
         "protocol",
         "UDP",
         "TCP",
+        // VRRP side ([ha]).
+        "vrrp_instance",
+        "virtual_ipaddress",
+        "unicast_peer",
+        "virtual_router_id",
+        "priority",
+        "advert_int",
+        "nopreempt",
+        "preempt_delay",
+        "global_defs",
+        "lvs_sync_daemon",
+        "lvs_sync_daemon_interface",
+        "interface",
+        "eth0",
+        "198.51.100.3",
+        "203.0.113.10/24",
+        "0.05",
+        "NaN",
+        "1e309",
     ];
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
@@ -500,4 +528,121 @@ fn random_inputs_never_panic() {
         let r = import(&s);
         let _ = r.render();
     }
+}
+
+#[test]
+fn vrrp_pair_maps_to_ha_with_notes() {
+    // Box A of the HA-SPEC lab: the LAN address moved off the servers' gateway.
+    let mut base = Config::builtin_default();
+    base.lan.address = "198.51.100.2/24".parse().unwrap();
+    let r = import_file(format!("{DATA}/vrrp-pair.conf"), &base).expect("corpus file readable");
+    let h = &r.config.ha;
+    assert!(!h.enabled, "HA is imported switched off");
+    assert_eq!((h.vrid, h.priority, h.advert_interval_cs), (51, 150, 5));
+    assert_eq!((h.preempt, h.preempt_delay_s), (false, 30));
+    assert_eq!(h.peer_wan, Some(Ipv4Addr::new(203, 0, 113, 3)));
+    assert_eq!(h.lan_gateway, Some(Ipv4Addr::new(198, 51, 100, 254)));
+    assert_eq!(h.peer_lan, Some(Ipv4Addr::new(198, 51, 100, 3)));
+    assert_eq!(h.sync_interface.as_str(), "eth1");
+    for (sev, line, needle) in [
+        (
+            Severity::Unmapped,
+            3,
+            "apart from the sync daemon interface",
+        ),
+        (
+            Severity::Info,
+            5,
+            "lvs_sync_daemon eth1 imported as ha.sync_interface",
+        ),
+        (Severity::Unmapped, 5, "options 'id 51' not imported"),
+        (Severity::Unmapped, 8, "always act as one group"),
+        (
+            Severity::Info,
+            15,
+            "VRRP settings imported into [ha] with ha.enabled = false",
+        ),
+        (Severity::Info, 16, "state not imported"),
+        (
+            Severity::Info,
+            20,
+            "advert_int 0.05 s imported as ha.advert_interval_cs = 5",
+        ),
+        (Severity::Info, 22, "preempt_delay imported"),
+        (Severity::Unmapped, 23, "VRRPv3 (RFC 5798) has none"),
+        (Severity::Info, 27, "unicast_src_ip not imported"),
+        (
+            Severity::Info,
+            29,
+            "unicast_peer 203.0.113.3 imported as ha.peer_wan",
+        ),
+        (Severity::Unmapped, 31, "track_interface not imported"),
+        (
+            Severity::Unmapped,
+            36,
+            "virtual address 203.0.113.99 not imported",
+        ),
+        (
+            Severity::Unmapped,
+            38,
+            "'garp_master_delay' in vrrp_instance",
+        ),
+        (Severity::Info, 41, "is the LAN router"),
+        (Severity::Info, 41, "virtual_router_id 52 is not used"),
+        (
+            Severity::Info,
+            48,
+            "unicast_peer 198.51.100.3 imported as ha.peer_lan",
+        ),
+        (Severity::Unmapped, 49, "an appliance pair has one peer"),
+        (
+            Severity::Info,
+            52,
+            "198.51.100.254 imported as ha.lan_gateway",
+        ),
+        (Severity::Unmapped, 53, "the LAN router holds one address"),
+        (Severity::Unmapped, 57, "neither the WAN subnet"),
+    ] {
+        assert_note(&r, sev, line, needle);
+    }
+    // Nothing left to fix: the import applies, and enabling HA validates.
+    assert!(
+        !has(&r, Severity::Info, 15, "Before enabling"),
+        "{:#?}",
+        r.notes
+    );
+    assert!(r.ok_to_apply(), "{}", r.render());
+    let mut on = r.config.clone();
+    on.ha.enabled = true;
+    assert!(validate(&on).is_ok(), "{:#?}", validate(&on));
+    // The TOML result shows the [ha] table.
+    assert!(r.render().contains("lan_gateway = \"198.51.100.254\""));
+}
+
+#[test]
+fn vrrp_values_out_of_range_and_preempt_default() {
+    let text = "vrrp_instance X {\n interface eth0\n virtual_router_id 300\n priority 256\n advert_int fast\n virtual_ipaddress {\n  203.0.113.10\n }\n}\n";
+    let r = import(text);
+    assert_note(
+        &r,
+        Severity::Error,
+        3,
+        "virtual_router_id 300 is out of range 1-255",
+    );
+    assert_note(&r, Severity::Error, 4, "priority 256 is out of range 1-254");
+    assert_note(
+        &r,
+        Severity::Error,
+        5,
+        "advert_int 'fast' is not a number of seconds",
+    );
+    // keepalived preempts unless told not to.
+    assert!(r.config.ha.preempt);
+    assert_note(&r, Severity::Info, 1, "imported as ha.preempt = true");
+    assert!(!r.ok_to_apply());
+    // Without VRRP blocks the base [ha] is kept untouched.
+    let mut base = Config::builtin_default();
+    base.ha.vrid = 77;
+    let r = import_into("virtual_server 203.0.113.10 5060 {\n}\n", &base);
+    assert_eq!(r.config.ha.vrid, 77);
 }
