@@ -8,7 +8,7 @@
 //! - `uac_refresh.xml`: client with session timers, three refreshes
 //!   (UPDATE, re-INVITE, UPDATE) `-d` ms apart, BYE after another `-d`.
 //! - `uac_peer_bye.xml`: client waiting for the server's BYE.
-//! - `uac_stray_{bye,update,reinvite}.xml`: an in-dialog request for a
+//! - `uac_stray_{bye,update,reinvite,ack_update}.xml`: an in-dialog request for a
 //!   dialog the server never saw; `uas.xml` must answer 481 (so a request
 //!   the balancer sends to the wrong server fails the call visibly).
 //!
@@ -319,6 +319,7 @@ mod tests {
             "uac_stray_bye.xml",
             "uac_stray_update.xml",
             "uac_stray_reinvite.xml",
+            "uac_stray_ack_update.xml",
         ] {
             assert!(scenario(s).is_file(), "{s}");
         }

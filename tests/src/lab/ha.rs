@@ -304,6 +304,8 @@ pub struct CallFigures {
     pub failed_after_bound: Vec<String>,
     /// Calls that got a 481 from a server.
     pub got_481: usize,
+    /// Calls (any) whose requests reached more than one server.
+    pub split_any: Vec<String>,
 }
 
 /// Classifies calls around a failure at `t0_us`. `recent_us` marks calls set
@@ -323,6 +325,9 @@ pub fn call_figures(
         }
         if c.got_481 {
             f.got_481 += 1;
+        }
+        if c.servers.len() > 1 {
+            f.split_any.push(id.clone());
         }
         let recent = |t: u64| t + recent_us >= t0_us;
         match c.answered_us {
@@ -499,5 +504,6 @@ mod tests {
         assert_eq!(f.setup_failed, vec!["setup-lost"]);
         assert_eq!(f.new_failed, vec!["late-failed", "new-failed"]);
         assert_eq!(f.failed_after_bound, vec!["late-failed"]);
+        assert_eq!(f.split_any, vec!["old-split", "recent-split"]);
     }
 }

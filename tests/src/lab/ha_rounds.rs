@@ -130,7 +130,7 @@ impl RoundFigures {
             "FIGURE ha_round={} event={:?} target={:?} takeover_ms={} wan_first_new_ms={} \
              lan_first_new_ms={} lan_gap_ms={} old_box_after_settle_lan={} old_box_after_settle_wan={} \
              master_changes={} masters_wan_end={:?} calls={} completed={} new_calls_failed={} \
-             inflight_split={} inflight_split_recent2s={} inflight_failed={} inflight_failed_recent2s={} \
+             split_any={} inflight_split={} inflight_split_recent2s={} inflight_failed={} inflight_failed_recent2s={} \
              setup_failed={} failed_after_{}ms={} got_481={} sipp_failed={} capture_incomplete={} \
              sipp={:?} holds={:?}",
             self.name,
@@ -147,6 +147,7 @@ impl RoundFigures {
             c.calls,
             c.completed,
             c.new_failed.len(),
+            c.split_any.len(),
             c.inflight_split.len(),
             c.inflight_split_recent.len(),
             c.inflight_failed.len(),
@@ -424,8 +425,10 @@ pub fn round(
     };
     let old = pair.spec(old_id).clone();
     let changes = ha::master_changes(&wf, VRID, t0, end);
-    let takeover =
-        ha::first_advert_from(&wf, VRID, new.wan, t0).map(|t| t.saturating_sub(t0) / 1000);
+    // Only a round that moves the master has a takeover.
+    let takeover = ha::first_advert_from(&wf, VRID, new.wan, t0)
+        .filter(|_| event.moves_master())
+        .map(|t| t.saturating_sub(t0) / 1000);
     let (lan_sw, wan_sw) = if event.moves_master() {
         (
             ha::switchover(&lf, old.lan_mac, new.lan_mac, t0, window),
