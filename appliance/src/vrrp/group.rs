@@ -664,9 +664,11 @@ impl Group {
             m.ready = false;
             m.split = None;
         }
-        out.extend((0..n).map(|member| Action::AddAddresses { member }));
+        // Last member first: the LAN gateway must have moved before the first
+        // request arrives through the new master, or the reply goes to the old box.
+        out.extend((0..n).rev().map(|member| Action::AddAddresses { member }));
         self.send_all(self.cfg.priority, out);
-        out.extend((0..n).map(|member| Action::GratuitousArp { member }));
+        out.extend((0..n).rev().map(|member| Action::GratuitousArp { member }));
         self.adver_at = Some(now + self.cfg.advert_interval);
     }
 

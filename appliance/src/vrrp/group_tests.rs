@@ -321,8 +321,9 @@ fn sync_group_master_only_when_every_member_is_ready() {
                 to: State::Master,
                 reason: "no master heard on any member for Master_Down_Interval".into()
             },
-            Action::AddAddresses { member: 0 },
+            // LAN (the servers' gateway) first, then WAN.
             Action::AddAddresses { member: 1 },
+            Action::AddAddresses { member: 0 },
             Action::Send {
                 member: 0,
                 priority: 100
@@ -331,8 +332,8 @@ fn sync_group_master_only_when_every_member_is_ready() {
                 member: 1,
                 priority: 100
             },
-            Action::GratuitousArp { member: 0 },
             Action::GratuitousArp { member: 1 },
+            Action::GratuitousArp { member: 0 },
         ]
     );
 }
