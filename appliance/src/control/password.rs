@@ -60,8 +60,13 @@ pub fn hash_password_with(pw: &str, m_kib: u32, t: u32) -> Result<String, Passwo
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
-/// True when `pw` matches the PHC `hash`; a malformed hash never matches.
+/// True when `pw` matches the PHC `hash`; a malformed or over-priced hash never matches.
 pub fn verify_password(hash: &str, pw: &str) -> bool {
+    // Validation refuses such hashes on import; this guards any path that skipped it, so one
+    // login attempt can never cost more than the configured cap.
+    if crate::config::validate::password_hash_problem(hash).is_some() {
+        return false;
+    }
     match PasswordHash::new(hash) {
         Ok(parsed) => Argon2::default()
             .verify_password(pw.as_bytes(), &parsed)
@@ -123,6 +128,11 @@ mod tests {
         assert!(!verify_password(&h, "correct horsE"));
         assert!(!verify_password("", "anything"));
         assert!(!verify_password("$argon2id$garbage", "anything"));
+        // Over the cost cap: refused without being computed.
+        let big = hash_password_with("correct horse", 64, 1)
+            .unwrap()
+            .replace("m=64,", "m=4194304,");
+        assert!(!verify_password(&big, "correct horse"));
         // Two hashes of one password differ (random salt).
         assert_ne!(h, hash_password_with("correct horse", 64, 1).unwrap());
     }
