@@ -396,7 +396,12 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         history.map(|h| h.crash_loop).unwrap_or(false),
         leds_uleds,
     );
-    let session = ConfigSession::new(st.saved.clone(), st.config.clone(), live);
+    let mut session = ConfigSession::new(st.saved.clone(), st.config.clone(), live);
+    // Login back-off survives a daemon crash (tmpfs); a reboot clears it.
+    session.set_backoff_file(
+        crate::control::password::BACKOFF_FILE.into(),
+        crate::control::password::boot_clock(),
+    );
     let shared: Shared = Arc::new(Mutex::new(session));
 
     // First apply: network, sysctls, IPVS adoption.
