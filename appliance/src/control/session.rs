@@ -70,6 +70,9 @@ pub enum SessionError {
     /// Wrong current password.
     #[error("the current password is wrong")]
     WrongPassword,
+    /// A live import would discard edits staged in the candidate.
+    #[error("the candidate holds unapplied edits (see 'appliance config diff'); apply or revert them, then import again")]
+    PendingEdits,
     /// A password was tried again during the back-off after wrong ones.
     #[error("too many wrong passwords: wait {0} s before trying again")]
     TooSoon(u32),
@@ -225,6 +228,43 @@ impl<E: Effects> ConfigSession<E> {
         config.console.password_hash = self.candidate.console.password_hash.clone();
         self.candidate = config;
         self.validation()
+    }
+
+    /// Replace the configuration in one request (admin `config import`), serialised with the
+    /// console's edits by the daemon's session lock.
+    ///
+    /// Validated first; with `live` it is applied and then saved, refused while the candidate
+    /// holds unapplied edits (an import must not silently discard them); without `live` it is
+    /// only saved (used at the next start). The password hash is kept, as for any candidate.
+    pub fn import(&mut self, mut config: Config, live: bool) -> Result<String, SessionError> {
+        config.console.password_hash = self.running.console.password_hash.clone();
+        let v = self.effects.validate(&config);
+        if !v.is_ok() {
+            return Err(SessionError::Invalid(v));
+        }
+        if !live {
+            let generation = self.effects.save(&config).map_err(SessionError::Save)?;
+            self.saved = config;
+            return Ok(format!(
+                "saved to flash as generation {generation}; the running config is unchanged until the next start"
+            ));
+        }
+        if self.unapplied() {
+            return Err(SessionError::PendingEdits);
+        }
+        let summary = self.effects.apply(&config).map_err(SessionError::Apply)?;
+        self.running = config.clone();
+        self.candidate = config;
+        let generation = self.effects.save(&self.running).map_err(|e| {
+            SessionError::Save(EffectError(format!(
+                "{}; the imported config runs but is NOT saved: run 'appliance save'",
+                e.0
+            )))
+        })?;
+        self.saved = self.running.clone();
+        Ok(format!(
+            "applied: {summary}; saved to flash (generation {generation})"
+        ))
     }
 
     /// Unified-style diff running -> candidate of the TOML forms.
@@ -425,6 +465,9 @@ impl<E: Effects> ConfigSession<E> {
                 server,
                 action,
             } => self.server_action(service, *server, action),
+            Request::ImportConfig { config, live } => self
+                .import((**config).clone(), *live)
+                .map(|message| Reply::Done { message }),
             Request::SetPassword { old, new } => self
                 .set_password(old, new, now)
                 .map(|message| Reply::Done { message }),
@@ -901,6 +944,47 @@ mod tests {
         s.set_password("", "first-password", now).unwrap();
         s.set_backoff_file(file, now);
         assert_eq!(s.backoff.failures(), 0);
+    }
+
+    #[test]
+    fn import_is_one_step_and_keeps_console_edits() {
+        let mut s = session();
+        let mut c = s.running().clone();
+        c.hostname = crate::config::bounded("imported");
+        // Saved only: running and candidate stay.
+        let m = s.import(c.clone(), false).unwrap();
+        assert!(m.contains("running config is unchanged"), "{m}");
+        assert_eq!(s.saved().hostname.as_str(), "imported");
+        assert_ne!(s.running().hostname.as_str(), "imported");
+        // A console user's staged edit blocks a live import and survives it.
+        let mut edit = s.running().clone();
+        edit.hostname = crate::config::bounded("console-edit");
+        s.set_candidate(edit);
+        assert_eq!(s.import(c.clone(), true), Err(SessionError::PendingEdits));
+        assert_eq!(s.candidate().hostname.as_str(), "console-edit");
+        s.revert(Which::Running).unwrap();
+        let m = s.import(c.clone(), true).unwrap();
+        assert!(m.starts_with("applied") && m.contains("saved"), "{m}");
+        assert_eq!(s.running(), s.saved());
+        assert_eq!(s.candidate(), s.running());
+        assert_eq!(s.running().hostname.as_str(), "imported");
+        // Invalid: nothing changes.
+        let before = (
+            s.running().clone(),
+            s.saved().clone(),
+            s.effects().saved.len(),
+        );
+        let mut bad = c;
+        bad.services[0].servers[0].address = std::net::Ipv4Addr::new(192, 0, 2, 99);
+        assert!(matches!(s.import(bad, true), Err(SessionError::Invalid(_))));
+        assert_eq!(
+            (
+                s.running().clone(),
+                s.saved().clone(),
+                s.effects().saved.len()
+            ),
+            before
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod lock;
 pub mod record;
 pub mod sim;
 

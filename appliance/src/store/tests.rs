@@ -721,3 +721,43 @@ fn bench_save_load() {
         }
     }
 }
+
+#[test]
+fn equal_generations_resolve_the_same_way_in_load_and_save() {
+    let (a_cfg, b_cfg) = (cfg(1, "in-slot-a"), cfg(2, "in-slot-b"));
+    let a = record::encode_record(&a_cfg, 7).unwrap();
+    let b = record::encode_record(&b_cfg, 7).unwrap();
+    let states = || [record::decode_slot(&a), record::decode_slot(&b)];
+    let loaded = pick(states(), &Config::builtin_default());
+    assert_eq!((loaded.origin, loaded.generation), (Origin::SlotA, 7));
+    assert_eq!(loaded.config.hostname.as_str(), "in-slot-a");
+    // The next save must not overwrite the record that load uses.
+    assert_eq!(record::next_target(&states()), (Slot::B, 8));
+
+    // Through a store: a save interrupted before anything reached the medium leaves the
+    // loaded config; a complete one becomes the newest.
+    let m = file_sim();
+    let mut store = file_store(&m);
+    {
+        let mut backend = FileBackend::with_disk(SimDisk(m.clone()));
+        backend::Backend::write(&mut backend, Slot::A, &a).unwrap();
+        backend::Backend::write(&mut backend, Slot::B, &b).unwrap();
+    }
+    assert_eq!(store.load().unwrap().config.hostname.as_str(), "in-slot-a");
+    let g = store.save(&cfg(3, "newer")).unwrap();
+    assert_eq!(g, 8);
+    let l = store.load().unwrap();
+    assert_eq!(
+        (l.origin, l.config.hostname.as_str()),
+        (Origin::SlotB, "newer")
+    );
+    // Slot A (the previously loaded record) is intact.
+    let again = pick(
+        [
+            record::decode_slot(&m.image()[..a.len()]),
+            record::SlotState::Erased,
+        ],
+        &Config::builtin_default(),
+    );
+    assert_eq!(again.config.hostname.as_str(), "in-slot-a");
+}
