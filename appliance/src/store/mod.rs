@@ -300,7 +300,8 @@ impl Store {
         }
         self.backend.write(target, &rec)?;
         let mut back = vec![0u8; rec.len()];
-        self.backend.read(target, 0, &mut back)?;
+        // From the medium, not the page cache: a device that lost the write must fail here.
+        self.backend.read_back(target, &mut back)?;
         let dev = self.backend.describe();
         if back != rec {
             let at = back.iter().zip(&rec).position(|(a, b)| a != b).unwrap_or(0);

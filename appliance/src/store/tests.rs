@@ -761,3 +761,64 @@ fn equal_generations_resolve_the_same_way_in_load_and_save() {
     );
     assert_eq!(again.config.hostname.as_str(), "in-slot-a");
 }
+
+/// A disk with a cache in front of a medium that silently drops writes (a lying device).
+struct LyingDisk {
+    cache: Vec<u8>,
+    uncached_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl backend::Disk for LyingDisk {
+    fn describe(&self) -> String {
+        "lying".into()
+    }
+    fn read_at(&mut self, o: u64, b: &mut [u8]) -> std::io::Result<()> {
+        let o = o as usize;
+        b.copy_from_slice(&self.cache[o..o + b.len()]);
+        Ok(())
+    }
+    fn write_at(&mut self, o: u64, d: &[u8]) -> std::io::Result<()> {
+        let o = o as usize;
+        self.cache[o..o + d.len()].copy_from_slice(d);
+        Ok(())
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn read_uncached(&mut self, _o: u64, b: &mut [u8]) -> std::io::Result<()> {
+        self.uncached_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        b.fill(0xFF); // the medium never got the data
+        Ok(())
+    }
+}
+
+#[test]
+fn save_verifies_the_medium_not_the_cache() {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let disk = LyingDisk {
+        cache: vec![0xFF; 2 * FILE_SLOT_SIZE],
+        uncached_reads: n.clone(),
+    };
+    let mut store = Store::with_backend(Box::new(FileBackend::with_disk(disk)));
+    match store.save(&cfg(1, "x")) {
+        Err(StoreError::Verify { why, .. }) => assert!(why.contains("first difference"), "{why}"),
+        other => panic!("a write lost below the cache must fail verification: {other:?}"),
+    }
+    assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn uncached_read_back_works_on_a_real_file() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("store.bin");
+    let mut disk = backend::FileDisk::new(&path);
+    let mut buf = [0u8; 16];
+    backend::Disk::read_uncached(&mut disk, 0, &mut buf).unwrap();
+    assert_eq!(buf, [0xFF; 16], "a missing file reads as erased");
+    let mut store = Store::open(&format!("file:{}", path.display())).unwrap();
+    assert_eq!(store.save(&cfg(2, "real")).unwrap(), 1);
+    backend::Disk::read_uncached(&mut disk, 0, &mut buf).unwrap();
+    assert_ne!(buf, [0xFF; 16]);
+    assert_eq!(store.load().unwrap().config.hostname.as_str(), "real");
+}
