@@ -51,6 +51,12 @@ pub trait Disk: Send {
     }
 }
 
+/// True for paths under `/dev`: there a missing store is a missing device, never a file to
+/// create (devtmpfs is RAM: a file there would silently lose every save at the next boot).
+pub fn is_device_path(path: &Path) -> bool {
+    path.starts_with("/dev")
+}
+
 /// A regular file or a block device such as `/dev/vdb`.
 #[derive(Debug)]
 pub struct FileDisk {
@@ -70,14 +76,14 @@ impl FileDisk {
     fn open_rw(&mut self) -> io::Result<&File> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
-                if !dir.as_os_str().is_empty() && !dir.exists() {
+                if !dir.as_os_str().is_empty() && !dir.exists() && !is_device_path(dir) {
                     std::fs::create_dir_all(dir)?;
                 }
             }
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
+                .create(!is_device_path(&self.path))
                 .truncate(false)
                 .open(&self.path)?;
             self.file = Some(f);

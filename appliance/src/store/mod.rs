@@ -192,6 +192,16 @@ impl Store {
             if p.is_empty() {
                 return Err(StoreError::Spec(spec.to_owned()));
             }
+            let path = std::path::Path::new(p);
+            if backend::is_device_path(path) && !path.exists() {
+                return Err(StoreError::Open {
+                    device: spec.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the device does not exist (a store under /dev is never created as a file); check 'store' in the board file and that the device's driver is loaded",
+                    ),
+                });
+            }
             Box::new(FileBackend::open(p))
         } else if let Some(p) = spec.strip_prefix("mtd:") {
             if p.is_empty() {

@@ -822,3 +822,25 @@ fn uncached_read_back_works_on_a_real_file() {
     assert_ne!(buf, [0xFF; 16]);
     assert_eq!(store.load().unwrap().config.hostname.as_str(), "real");
 }
+
+#[test]
+fn a_missing_device_is_an_error_never_a_file_under_dev() {
+    let path = format!("/dev/appliance-test-missing-{}", std::process::id());
+    let e = Store::open(&format!("file:{path}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("does not exist") && e.contains("never created as a file"),
+        "{e}"
+    );
+    assert!(!std::path::Path::new(&path).exists());
+    // Also when the device vanishes after opening: writes fail instead of creating it.
+    let mut disk = backend::FileDisk::new(&path);
+    let e = backend::Disk::write_at(&mut disk, 0, b"x").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    assert!(!std::path::Path::new(&path).exists(), "created {path}");
+    // Outside /dev a missing file is still a new, empty store.
+    let d = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&format!("file:{}", d.path().join("new/c.bin").display())).unwrap();
+    assert_eq!(s.load().unwrap().origin, Origin::Empty);
+}
