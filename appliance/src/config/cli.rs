@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use super::board::{Board, BOARD_PATH};
 use super::text::{load_factory, parse_named};
 use super::{keepalived, to_toml, validate, Config};
-use crate::store::cli::{store_spec, take_opt, writer, Writer};
+use crate::store::cli::{
+    explicit_store, store_spec, take_opt, writer, Writer, EXPLICIT_STORE_BUSY,
+};
 use crate::store::{Origin, Store};
 
 const USAGE: &str = "usage:
@@ -24,6 +26,7 @@ runs it holds that lock, and the change goes through it instead (--socket PATH).
 /// Entry point for `appliance config`.
 pub fn cli(args: &[String]) -> ExitCode {
     let mut args = args.to_vec();
+    let route_to_daemon = !explicit_store(&args) || args.iter().any(|a| a == "--socket");
     let spec = match store_spec(&mut args) {
         Ok(s) => s,
         Err(e) => return usage_err(&e),
@@ -35,6 +38,7 @@ pub fn cli(args: &[String]) -> ExitCode {
         (Ok(l), Ok(s)) => WriterPaths {
             lock: l.unwrap_or_else(|| crate::store::lock::LOCK_FILE.into()),
             socket: s.unwrap_or_else(|| crate::control::proto::DEFAULT_SOCKET.into()),
+            route_to_daemon,
         },
         (Err(e), _) | (_, Err(e)) => return usage_err(&e),
     };
@@ -208,6 +212,8 @@ fn export(spec: &str, file: Option<&String>) -> ExitCode {
 struct WriterPaths {
     lock: String,
     socket: String,
+    /// The daemon's store is the one meant (no explicit `--store`, or `--socket` given).
+    route_to_daemon: bool,
 }
 
 /// Save `c` with one writer at a time: under the store lock when it is free, else (the
@@ -218,6 +224,10 @@ fn save_serialised(spec: &str, c: &Config, paths: &WriterPaths) -> ExitCode {
             let code = save(spec, c);
             drop(held);
             code
+        }
+        Ok(Writer::Daemon) if !paths.route_to_daemon => {
+            eprintln!("config: {EXPLICIT_STORE_BUSY}\nnothing was changed");
+            ExitCode::FAILURE
         }
         Ok(Writer::Daemon) => {
             use crate::control::client::Client;
@@ -520,6 +530,9 @@ mod tests {
         };
         // The "daemon" holds the lock but does not answer: refused, nothing written.
         let held = crate::store::lock::StoreLock::try_acquire(&lock_path).unwrap();
+        // An explicit --store is never redirected to the daemon's own store unannounced.
+        assert_eq!(cli(&args(&[])), ExitCode::FAILURE);
+        assert!(!store_path.exists());
         let missing = d.path().join("nobody.sock").display().to_string();
         assert_eq!(cli(&args(&["--socket", &missing])), ExitCode::FAILURE);
         assert!(

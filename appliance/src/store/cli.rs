@@ -49,6 +49,17 @@ pub enum Writer {
     Daemon,
 }
 
+/// True when `args` name the store explicitly (`--store SPEC`): while the daemon runs, such a
+/// write goes through it only when `--socket` names the daemon too, so a store given on the
+/// command line is never silently replaced by the daemon's own.
+pub fn explicit_store(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "--store" || a.starts_with("--store="))
+}
+
+/// Why a write with an explicit `--store` is not sent to the running daemon.
+pub const EXPLICIT_STORE_BUSY: &str = "the daemon is running and holds the store lock, and it writes only its own store: run without --store (or name its socket with --socket) to send the change through it";
+
 /// Decide how to write the store, given the lock file (see [`super::lock`]).
 pub fn writer(lock: &std::path::Path) -> Result<Writer, super::lock::LockError> {
     match super::lock::StoreLock::acquire_within(lock, WRITER_WAIT) {
@@ -61,6 +72,7 @@ pub fn writer(lock: &std::path::Path) -> Result<Writer, super::lock::LockError> 
 /// Entry point for `appliance factory-reset`.
 pub fn cli(args: &[String]) -> ExitCode {
     let mut args = args.to_vec();
+    let route_to_daemon = !explicit_store(&args) || args.iter().any(|a| a == "--socket");
     let spec = match store_spec(&mut args) {
         Ok(s) => s,
         Err(e) => {
@@ -93,7 +105,11 @@ pub fn cli(args: &[String]) -> ExitCode {
     }
     let held = match writer(std::path::Path::new(&lock)) {
         Ok(Writer::Direct(l)) => l,
-        Ok(Writer::Daemon) => return factory_reset_via_daemon(&socket, yes),
+        Ok(Writer::Daemon) if route_to_daemon => return factory_reset_via_daemon(&socket, yes),
+        Ok(Writer::Daemon) => {
+            eprintln!("factory-reset: {EXPLICIT_STORE_BUSY}; nothing changed");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("factory-reset: {e}; nothing changed");
             return ExitCode::FAILURE;
