@@ -7,23 +7,40 @@ use std::process::ExitCode;
 use super::board::{Board, BOARD_PATH};
 use super::text::{load_factory, parse_named};
 use super::{keepalived, to_toml, validate, Config};
-use crate::store::{cli::store_spec, Origin, Store};
+use crate::store::cli::{
+    explicit_store, store_spec, take_opt, writer, Writer, EXPLICIT_STORE_BUSY,
+};
+use crate::store::{Origin, Store};
 
 const USAGE: &str = "usage:
   appliance config check FILE                       parse and validate a TOML config (- = stdin)
   appliance config export [FILE] [--store SPEC]     write the stored (or factory) config as TOML
   appliance config import FILE [--store SPEC]       validate FILE and save it to the store (used at next start)
-  appliance config import FILE --live [--socket P]  stage, apply and save FILE through the running daemon
+  appliance config import FILE --live [--socket P]  apply and save FILE through the running daemon, in one step
   appliance config import-keepalived FILE [--apply] [--store SPEC]
                                                     convert a keepalived.conf; --apply saves it
-SPEC is file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml)";
+SPEC is file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml).
+Saves take the store lock (--lock PATH, default /run/appliance/store.lock); while the daemon
+runs it holds that lock, and the change goes through it instead (--socket PATH).";
 
 /// Entry point for `appliance config`.
 pub fn cli(args: &[String]) -> ExitCode {
     let mut args = args.to_vec();
+    let route_to_daemon = !explicit_store(&args) || args.iter().any(|a| a == "--socket");
     let spec = match store_spec(&mut args) {
         Ok(s) => s,
         Err(e) => return usage_err(&e),
+    };
+    let paths = match (
+        take_opt(&mut args, "--lock"),
+        take_opt(&mut args, "--socket"),
+    ) {
+        (Ok(l), Ok(s)) => WriterPaths {
+            lock: l.unwrap_or_else(|| crate::store::lock::LOCK_FILE.into()),
+            socket: s.unwrap_or_else(|| crate::control::proto::DEFAULT_SOCKET.into()),
+            route_to_daemon,
+        },
+        (Err(e), _) | (_, Err(e)) => return usage_err(&e),
     };
     let Some(sub) = args.first().cloned() else {
         return usage_err("missing sub-command");
@@ -41,22 +58,10 @@ pub fn cli(args: &[String]) -> ExitCode {
         },
         "import" => {
             let live = rest.iter().any(|a| a == "--live");
-            let mut socket = crate::control::proto::DEFAULT_SOCKET.to_string();
-            let mut files = Vec::new();
-            let mut it = rest.iter();
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--live" => {}
-                    "--socket" => match it.next() {
-                        Some(p) => socket = p.clone(),
-                        None => return usage_err("--socket needs a path"),
-                    },
-                    _ => files.push(a.clone()),
-                }
-            }
+            let files: Vec<&String> = rest.iter().filter(|a| *a != "--live").collect();
             match (files.as_slice(), live) {
-                ([f], false) => import(&spec, f),
-                ([f], true) => import_live(&socket, f),
+                ([f], false) => import(&spec, f, &paths),
+                ([f], true) => import_live(&paths.socket, f),
                 _ => usage_err("config import needs exactly one FILE"),
             }
         }
@@ -64,7 +69,7 @@ pub fn cli(args: &[String]) -> ExitCode {
             let apply = rest.iter().any(|a| a == "--apply");
             let files: Vec<&String> = rest.iter().filter(|a| *a != "--apply").collect();
             match files.as_slice() {
-                [f] => import_keepalived(&spec, f, apply),
+                [f] => import_keepalived(&spec, f, apply, &paths),
                 _ => usage_err("config import-keepalived needs exactly one FILE"),
             }
         }
@@ -203,6 +208,59 @@ fn export(spec: &str, file: Option<&String>) -> ExitCode {
     }
 }
 
+/// Where store writers synchronise: the lock file and the daemon's control socket.
+struct WriterPaths {
+    lock: String,
+    socket: String,
+    /// The daemon's store is the one meant (no explicit `--store`, or `--socket` given).
+    route_to_daemon: bool,
+}
+
+/// Save `c` with one writer at a time: under the store lock when it is free, else (the
+/// daemon runs and holds it) through the daemon, which saves to its own store.
+fn save_serialised(spec: &str, c: &Config, paths: &WriterPaths) -> ExitCode {
+    match writer(Path::new(&paths.lock)) {
+        Ok(Writer::Direct(held)) => {
+            let code = save(spec, c);
+            drop(held);
+            code
+        }
+        Ok(Writer::Daemon) if !paths.route_to_daemon => {
+            eprintln!("config: {EXPLICIT_STORE_BUSY}\nnothing was changed");
+            ExitCode::FAILURE
+        }
+        Ok(Writer::Daemon) => {
+            use crate::control::client::Client;
+            use crate::control::proto::{Reply, Request};
+            let req = Request::ImportConfig {
+                config: Box::new(c.clone()),
+                live: false,
+            };
+            match Client::new(&paths.socket).call(&req) {
+                Ok(Reply::Done { message }) => {
+                    println!("the daemon is running and saved it: {message}");
+                    ExitCode::SUCCESS
+                }
+                Ok(other) => {
+                    eprintln!("config: unexpected answer from the daemon: {other:?}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!(
+                        "config: the config store is locked ({}: the daemon runs or another writer is saving) and the daemon at {} did not take the change: {e}\nnothing was changed; try again",
+                        paths.lock, paths.socket
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("config: {e}\nnothing was changed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn save(spec: &str, c: &Config) -> ExitCode {
     let board = Board::load_or_default(BOARD_PATH);
     let mut store = match open_store(spec, &board) {
@@ -224,9 +282,9 @@ fn save(spec: &str, c: &Config) -> ExitCode {
     }
 }
 
-fn import(spec: &str, file: &str) -> ExitCode {
+fn import(spec: &str, file: &str, paths: &WriterPaths) -> ExitCode {
     match parse_and_validate(file) {
-        Ok(c) => save(spec, &c),
+        Ok(c) => save_serialised(spec, &c, paths),
         Err(code) => {
             eprintln!("nothing was changed");
             code
@@ -234,11 +292,12 @@ fn import(spec: &str, file: &str) -> ExitCode {
     }
 }
 
-/// Import into the running box: the daemon validates, applies (network + IPVS, verified)
-/// and saves, so running and flash agree; any refusal leaves everything as it was.
+/// Import into the running box in one request: the daemon validates, applies (network +
+/// IPVS, verified) and saves, so running and flash agree; it refuses while a console user has
+/// unapplied edits, and any refusal leaves everything as it was.
 fn import_live(socket: &str, file: &str) -> ExitCode {
     use crate::control::client::Client;
-    use crate::control::proto::{Reply, Request, Which};
+    use crate::control::proto::{Reply, Request};
     let c = match parse_and_validate(file) {
         Ok(c) => c,
         Err(code) => {
@@ -246,57 +305,27 @@ fn import_live(socket: &str, file: &str) -> ExitCode {
             return code;
         }
     };
-    let mut client = Client::new(socket);
-    let step = |client: &mut Client, req: Request| client.call(&req).map_err(|e| e.to_string());
-    match step(
-        &mut client,
-        Request::SetCandidate {
-            config: Box::new(c),
-        },
-    ) {
-        Ok(Reply::Validation(v)) if !v.errors.is_empty() => {
-            for e in &v.errors {
-                eprintln!("error: {e}");
-            }
-            let _ = step(
-                &mut client,
-                Request::Revert {
-                    from: Which::Running,
-                },
-            );
-            eprintln!("the daemon refused the config; nothing was changed");
-            return ExitCode::FAILURE;
-        }
-        Ok(_) => {}
-        Err(e) => {
-            eprintln!("config: {e}\nnothing was changed");
-            return ExitCode::FAILURE;
-        }
-    }
-    if let Err(e) = step(&mut client, Request::Apply) {
-        let _ = step(
-            &mut client,
-            Request::Revert {
-                from: Which::Running,
-            },
-        );
-        eprintln!("config: {e}");
-        return ExitCode::FAILURE;
-    }
-    println!("applied {file}");
-    match step(&mut client, Request::Save) {
-        Ok(_) => {
-            println!("saved to flash");
+    let req = Request::ImportConfig {
+        config: Box::new(c),
+        live: true,
+    };
+    match Client::new(socket).call(&req) {
+        Ok(Reply::Done { message }) => {
+            println!("{file}: {message}");
             ExitCode::SUCCESS
         }
+        Ok(other) => {
+            eprintln!("config: unexpected answer from the daemon: {other:?}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
-            eprintln!("config: {e}\nthe new config runs but is NOT saved: run 'appliance save'");
+            eprintln!("config: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn import_keepalived(spec: &str, file: &str, apply: bool) -> ExitCode {
+fn import_keepalived(spec: &str, file: &str, apply: bool, paths: &WriterPaths) -> ExitCode {
     let (base, from) = match current(spec) {
         Ok(x) => x,
         Err(code) => return code,
@@ -322,7 +351,7 @@ fn import_keepalived(spec: &str, file: &str, apply: bool) -> ExitCode {
         eprintln!("config: not applied: fix the errors above; nothing was changed");
         return ExitCode::FAILURE;
     }
-    save(spec, &r.config)
+    save_serialised(spec, &r.config, paths)
 }
 
 #[cfg(test)]
@@ -337,6 +366,7 @@ mod tests {
     fn import_check_export_round_trip_through_a_file_store() {
         let d = tempfile::tempdir().unwrap();
         let store = format!("file:{}", d.path().join("c.bin").display());
+        let lock = d.path().join("run/store.lock").display().to_string();
         let good = d.path().join("good.toml");
         let mut c = Config::builtin_default();
         c.hostname = crate::config::bounded("imported");
@@ -344,7 +374,7 @@ mod tests {
         let g = good.display().to_string();
         assert_eq!(cli(&s(&["check", &g])), ExitCode::SUCCESS);
         assert_eq!(
-            cli(&s(&["import", &g, "--store", &store])),
+            cli(&s(&["import", &g, "--store", &store, "--lock", &lock])),
             ExitCode::SUCCESS
         );
         let l = Store::open(&store).unwrap().load().unwrap();
@@ -352,7 +382,7 @@ mod tests {
         let out = d.path().join("out.toml");
         let o = out.display().to_string();
         assert_eq!(
-            cli(&s(&["export", &o, "--store", &store])),
+            cli(&s(&["export", &o, "--store", &store, "--lock", &lock])),
             ExitCode::SUCCESS
         );
         let back = crate::config::from_toml(&std::fs::read_to_string(&out).unwrap()).unwrap();
@@ -363,6 +393,7 @@ mod tests {
     fn invalid_import_changes_nothing() {
         let d = tempfile::tempdir().unwrap();
         let store = format!("file:{}", d.path().join("c.bin").display());
+        let lock = d.path().join("run/store.lock").display().to_string();
         let bad = d.path().join("bad.toml");
         let mut c = Config::builtin_default();
         c.services[0].port = 0;
@@ -370,7 +401,7 @@ mod tests {
         let b = bad.display().to_string();
         assert_eq!(cli(&s(&["check", &b])), ExitCode::FAILURE);
         assert_eq!(
-            cli(&s(&["import", &b, "--store", &store])),
+            cli(&s(&["import", &b, "--store", &store, "--lock", &lock])),
             ExitCode::FAILURE
         );
         assert!(
@@ -379,7 +410,7 @@ mod tests {
         );
         std::fs::write(&bad, "hostname = [").unwrap();
         assert_eq!(
-            cli(&s(&["import", &b, "--store", &store])),
+            cli(&s(&["import", &b, "--store", &store, "--lock", &lock])),
             ExitCode::FAILURE
         );
         assert!(!d.path().join("c.bin").exists());
@@ -389,6 +420,7 @@ mod tests {
     fn keepalived_import_applies_only_when_clean() {
         let d = tempfile::tempdir().unwrap();
         let store = format!("file:{}", d.path().join("c.bin").display());
+        let lock = d.path().join("run/store.lock").display().to_string();
         let seed = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/data/keepalived/seed-xms.conf"
@@ -399,7 +431,9 @@ mod tests {
                 seed,
                 "--apply",
                 "--store",
-                &store
+                &store,
+                "--lock",
+                &lock
             ])),
             ExitCode::FAILURE
         );
@@ -412,7 +446,14 @@ mod tests {
         .unwrap();
         let g = good.display().to_string();
         assert_eq!(
-            cli(&s(&["import-keepalived", &g, "--store", &store])),
+            cli(&s(&[
+                "import-keepalived",
+                &g,
+                "--store",
+                &store,
+                "--lock",
+                &lock
+            ])),
             ExitCode::SUCCESS
         );
         assert!(
@@ -420,7 +461,15 @@ mod tests {
             "without --apply nothing is saved"
         );
         assert_eq!(
-            cli(&s(&["import-keepalived", &g, "--apply", "--store", &store])),
+            cli(&s(&[
+                "import-keepalived",
+                &g,
+                "--apply",
+                "--store",
+                &store,
+                "--lock",
+                &lock
+            ])),
             ExitCode::SUCCESS
         );
         let l = Store::open(&store).unwrap().load().unwrap();
@@ -437,5 +486,143 @@ mod tests {
         assert_eq!(cli(&s(&["frob"])), ExitCode::from(2));
         assert_eq!(cli(&s(&["check"])), ExitCode::from(2));
         assert_eq!(cli(&s(&["export", "--store"])), ExitCode::from(2));
+    }
+
+    /// A fake daemon serving the control socket at `sock` (in its own runtime thread).
+    fn serve_fake(sock: &std::path::Path) -> std::sync::Arc<crate::control::fake::FakeDaemon> {
+        let fake = std::sync::Arc::new(crate::control::fake::FakeDaemon::new(
+            Config::builtin_default(),
+        ));
+        let (f, p) = (fake.clone(), sock.to_path_buf());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let _server = crate::control::server::serve(&p, f).unwrap();
+                tx.send(()).unwrap();
+                std::future::pending::<()>().await
+            })
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        fake
+    }
+
+    #[test]
+    fn writes_go_through_the_daemon_while_it_holds_the_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let store_path = d.path().join("c.bin");
+        let store = format!("file:{}", store_path.display());
+        let lock_path = d.path().join("run/store.lock");
+        let lock = lock_path.display().to_string();
+        let sock = d.path().join("run/control.sock");
+        let good = d.path().join("good.toml");
+        let mut c = Config::builtin_default();
+        c.hostname = crate::config::bounded("via-daemon");
+        std::fs::write(&good, to_toml(&c)).unwrap();
+        let g = good.display().to_string();
+        let args = |extra: &[&str]| {
+            let mut v = s(&["import", &g, "--store", &store, "--lock", &lock]);
+            v.extend(s(extra));
+            v
+        };
+        // The "daemon" holds the lock but does not answer: refused, nothing written.
+        let held = crate::store::lock::StoreLock::try_acquire(&lock_path).unwrap();
+        // An explicit --store is never redirected to the daemon's own store unannounced.
+        assert_eq!(cli(&args(&[])), ExitCode::FAILURE);
+        assert!(!store_path.exists());
+        let missing = d.path().join("nobody.sock").display().to_string();
+        assert_eq!(cli(&args(&["--socket", &missing])), ExitCode::FAILURE);
+        assert!(
+            !store_path.exists(),
+            "the store must not be written without the lock"
+        );
+        // It answers: the change goes through it, the file store stays untouched.
+        let fake = serve_fake(&sock);
+        let sk = sock.display().to_string();
+        assert_eq!(cli(&args(&["--socket", &sk])), ExitCode::SUCCESS);
+        assert!(!store_path.exists());
+        {
+            let st = fake.state.lock().unwrap();
+            assert_eq!(st.session.saved().hostname.as_str(), "via-daemon");
+            assert_eq!(st.session.effects().saved.len(), 1);
+            assert_ne!(st.session.running().hostname.as_str(), "via-daemon");
+        }
+        // --live is one request: refused while the console has unapplied edits.
+        {
+            let mut st = fake.state.lock().unwrap();
+            let mut edit = st.session.running().clone();
+            edit.hostname = crate::config::bounded("console-edit");
+            st.session.set_candidate(edit);
+        }
+        assert_eq!(cli(&args(&["--live", "--socket", &sk])), ExitCode::FAILURE);
+        assert_eq!(
+            fake.state
+                .lock()
+                .unwrap()
+                .session
+                .candidate()
+                .hostname
+                .as_str(),
+            "console-edit"
+        );
+        // The lock released: written directly again.
+        drop(held);
+        assert_eq!(cli(&args(&["--socket", &missing])), ExitCode::SUCCESS);
+        let l = Store::open(&store).unwrap().load().unwrap();
+        assert_eq!(l.config.hostname.as_str(), "via-daemon");
+    }
+
+    #[test]
+    fn concurrent_offline_writers_never_share_a_generation() {
+        let d = tempfile::tempdir().unwrap();
+        let store = format!("file:{}", d.path().join("c.bin").display());
+        let lock = d.path().join("run/store.lock").display().to_string();
+        let files: Vec<String> = (0..4)
+            .map(|i| {
+                let mut c = Config::builtin_default();
+                c.hostname = crate::config::bounded(&format!("writer-{i}"));
+                let f = d.path().join(format!("w{i}.toml"));
+                std::fs::write(&f, to_toml(&c)).unwrap();
+                f.display().to_string()
+            })
+            .collect();
+        let handles: Vec<_> = files
+            .into_iter()
+            .map(|f| {
+                let (store, lock) = (store.clone(), lock.clone());
+                std::thread::spawn(move || {
+                    (0..3)
+                        .map(|_| {
+                            cli(&s(&[
+                                "import",
+                                &f,
+                                "--store",
+                                &store,
+                                "--lock",
+                                &lock,
+                                "--socket",
+                                "/nonexistent/control.sock",
+                            ]))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for code in h.join().unwrap() {
+                assert_eq!(code, ExitCode::SUCCESS);
+            }
+        }
+        // Twelve serialised saves: generation 12, and the other slot holds generation 11.
+        let l = Store::open(&store).unwrap().load().unwrap();
+        assert_eq!(l.generation, 12, "{:?}", l.notes);
+        assert!(
+            l.notes.iter().any(|n| n.contains("generation 11")),
+            "{:?}",
+            l.notes
+        );
     }
 }

@@ -18,8 +18,13 @@ use super::{to_toml, ConfigError};
 pub const KEEPALIVED_DEFAULT_PERSISTENCE: u32 = 360;
 /// Nesting limit for `include` (keepalived's own limit is similar; stops loops).
 const MAX_INCLUDE_DEPTH: usize = 8;
-/// Input size limit (keepalived.conf files are a few KiB).
+/// Input size limit (keepalived.conf files are a few KiB); also the total over all included files.
 const MAX_INPUT: usize = 4 * 1024 * 1024;
+/// Block nesting limit: real keepalived.conf nests 4-5 levels (virtual_server > real_server >
+/// check > ...); the parser recurses per level, so deeper input would exhaust the stack.
+pub const MAX_NESTING: usize = 32;
+/// Limit on the number of files `include` may pull in (stops wildcard fan-out).
+pub const MAX_INCLUDE_FILES: usize = 256;
 
 /// How serious a note is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -131,6 +136,12 @@ struct Token {
 struct Ctx {
     files: Vec<String>,
     notes: Vec<Note>,
+    /// Bytes of input read so far (main text plus included files), bounded by [`MAX_INPUT`].
+    bytes: usize,
+    /// Files pulled in by `include` so far, bounded by [`MAX_INCLUDE_FILES`].
+    included: usize,
+    /// Whether the include count or size limit was already reported (reported once).
+    include_limit_noted: bool,
 }
 
 impl Ctx {
@@ -226,9 +237,61 @@ struct Node {
 struct Parser<'a> {
     toks: &'a [Token],
     pos: usize,
+    /// Blocks currently open (bounded by [`MAX_NESTING`]).
+    depth: usize,
 }
 
 impl Parser<'_> {
+    /// Parse the block whose `{` was just consumed, or skip it when it nests too deep.
+    fn child(
+        &mut self,
+        ctx: &mut Ctx,
+        key: &str,
+        file: Option<usize>,
+        line: usize,
+    ) -> (Vec<Node>, usize) {
+        if self.depth >= MAX_NESTING {
+            ctx.note(
+                file,
+                line,
+                Severity::Error,
+                format!(
+                    "block '{key}' nests more than {MAX_NESTING} levels deep; keepalived.conf blocks nest a few levels only: check this block's braces"
+                ),
+            );
+            return (Vec::new(), self.skip_block(ctx, key, file, line));
+        }
+        self.depth += 1;
+        let r = self.block(ctx, Some((key, file, line)));
+        self.depth -= 1;
+        r
+    }
+
+    /// Skip to the `}` matching an already consumed `{`, without recursion; returns its line.
+    fn skip_block(&mut self, ctx: &mut Ctx, key: &str, file: Option<usize>, line: usize) -> usize {
+        let mut open = 1usize;
+        while let Some(t) = self.toks.get(self.pos) {
+            self.pos += 1;
+            match t.tok {
+                Tok::Open => open += 1,
+                Tok::Close => {
+                    open -= 1;
+                    if open == 0 {
+                        return t.line;
+                    }
+                }
+                Tok::Word(_) => {}
+            }
+        }
+        ctx.note(
+            file,
+            line,
+            Severity::Error,
+            format!("block '{key}' opened here is never closed; add the missing '}}'"),
+        );
+        self.toks.last().map(|t| t.line).unwrap_or(0)
+    }
+
     /// Parse statements until a `}` (when `nested`) or the end.
     fn block(
         &mut self,
@@ -260,7 +323,7 @@ impl Parser<'_> {
                         "'{' without a keyword before it".into(),
                     );
                     // Skip the anonymous block, keeping the braces balanced.
-                    let _ = self.block(ctx, Some(("{", t.file, t.line)));
+                    let _ = self.child(ctx, "{", t.file, t.line);
                 }
                 Tok::Word(w) => {
                     let (key, file, line) = (w.clone(), t.file, t.line);
@@ -288,7 +351,7 @@ impl Parser<'_> {
                     };
                     if let Some(Token { tok: Tok::Open, .. }) = self.toks.get(self.pos) {
                         self.pos += 1;
-                        let (children, end) = self.block(ctx, Some((&node.key, file, line)));
+                        let (children, end) = self.child(ctx, &node.key, file, line);
                         node.block = Some(children);
                         node.end_line = end;
                     }
@@ -311,16 +374,33 @@ impl Parser<'_> {
 // ---- include handling ----------------------------------------------------------
 
 /// Simple `*`/`?` wildcard match of one file name (keepalived's include takes glob patterns).
+///
+/// Iterative with single back-tracking to the last `*`: linear in practice, no recursion, so a
+/// long pattern of stars can neither overflow the stack nor take exponential time.
 fn wildcard(pat: &[u8], name: &[u8]) -> bool {
-    match (pat.first(), name.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            wildcard(&pat[1..], name) || (!name.is_empty() && wildcard(pat, &name[1..]))
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pat.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
         }
-        (Some(b'?'), Some(_)) => wildcard(&pat[1..], &name[1..]),
-        (Some(p), Some(n)) if p == n => wildcard(&pat[1..], &name[1..]),
-        _ => false,
     }
+    pat[p..].iter().all(|&c| c == b'*')
 }
 
 fn expand_include(pattern: &str, dir: &Path) -> Vec<PathBuf> {
@@ -425,8 +505,41 @@ fn load_tokens(
                 );
             }
             for p in paths {
+                // Count and size bounds over the whole import, not per file: a wildcard or a
+                // chain of includes must not pull in an unbounded amount of text.
+                if ctx.included >= MAX_INCLUDE_FILES {
+                    if !ctx.include_limit_noted {
+                        ctx.include_limit_noted = true;
+                        ctx.note(
+                            f,
+                            line,
+                            Severity::Error,
+                            format!("include {pat}: more than {MAX_INCLUDE_FILES} files included in all; include fewer files (narrow the wildcard)"),
+                        );
+                    }
+                    break;
+                }
+                let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                if ctx
+                    .bytes
+                    .saturating_add(usize::try_from(size).unwrap_or(usize::MAX))
+                    > MAX_INPUT
+                {
+                    if !ctx.include_limit_noted {
+                        ctx.include_limit_noted = true;
+                        ctx.note(
+                            f,
+                            line,
+                            Severity::Error,
+                            format!("include {}: the configuration with its included files is larger than {MAX_INPUT} bytes in all", p.display()),
+                        );
+                    }
+                    break;
+                }
                 match std::fs::read(&p) {
-                    Ok(bytes) if bytes.len() <= MAX_INPUT => {
+                    Ok(bytes) if ctx.bytes.saturating_add(bytes.len()) <= MAX_INPUT => {
+                        ctx.bytes += bytes.len();
+                        ctx.included += 1;
                         let text = String::from_utf8_lossy(&bytes).into_owned();
                         ctx.files.push(p.display().to_string());
                         let idx = ctx.files.len() - 1;
@@ -441,7 +554,7 @@ fn load_tokens(
                         line,
                         Severity::Error,
                         format!(
-                            "included file {} is larger than {MAX_INPUT} bytes",
+                            "include {}: the configuration with its included files is larger than {MAX_INPUT} bytes in all",
                             p.display()
                         ),
                     ),
@@ -1101,6 +1214,9 @@ fn run(text: &str, dir: Option<&Path>, main_file: Option<String>, base: &Config)
     let mut ctx = Ctx {
         files: Vec::new(),
         notes: Vec::new(),
+        bytes: text.len(),
+        included: 0,
+        include_limit_noted: false,
     };
     let file = main_file.map(|f| {
         ctx.files.push(f);
@@ -1120,6 +1236,7 @@ fn run(text: &str, dir: Option<&Path>, main_file: Option<String>, base: &Config)
     let (nodes, _) = Parser {
         toks: &toks,
         pos: 0,
+        depth: 0,
     }
     .block(&mut ctx, None);
     let mut services = Vec::new();

@@ -107,6 +107,45 @@ pub const HA_ADVERT_CS_RANGE: std::ops::RangeInclusive<u16> = 1..=4095;
 pub const HA_ADVERT_CS_WARN_BELOW: u16 = 3;
 /// Accepted preemption delays, seconds.
 pub const HA_PREEMPT_DELAY_RANGE_S: std::ops::RangeInclusive<u32> = 0..=3600;
+/// Largest argon2 memory cost (KiB) accepted in `console.password_hash`: a hash carries its own
+/// cost, and every login attempt pays it (the built-in default is 19456 KiB).
+pub const PASSWORD_HASH_MAX_M_KIB: u32 = 65_536;
+/// Largest argon2 time cost (passes) accepted in `console.password_hash` (the default is 2).
+pub const PASSWORD_HASH_MAX_T: u32 = 8;
+/// Largest argon2 parallelism accepted in `console.password_hash` (the default is 1).
+pub const PASSWORD_HASH_MAX_P: u32 = 4;
+
+/// Why a non-empty console password hash is refused, or `None` when it is acceptable.
+///
+/// The one rule for stored hashes: validation reports it, and the login check refuses to
+/// run a hash that breaks it (so an over-priced hash can never cost gigabytes per attempt).
+pub fn password_hash_problem(h: &str) -> Option<String> {
+    use argon2::password_hash::PasswordHash;
+    const HOW: &str = "set the password from the console instead of editing the hash";
+    if !h.starts_with("$argon2") {
+        return Some(format!(
+            "console password hash is not an argon2 PHC string ($argon2id$...); {HOW}"
+        ));
+    }
+    let Ok(parsed) = PasswordHash::new(h) else {
+        return Some(format!(
+            "console password hash is not a well-formed argon2 PHC string; {HOW}"
+        ));
+    };
+    let get = |k: &str| parsed.params.get_decimal(k);
+    let (m, t, p) = (get("m"), get("t"), get("p"));
+    let (Some(m), Some(t), Some(p)) = (m, t, p) else {
+        return Some(format!(
+            "console password hash lacks its m=, t= or p= cost parameters; {HOW}"
+        ));
+    };
+    if m > PASSWORD_HASH_MAX_M_KIB || t > PASSWORD_HASH_MAX_T || p > PASSWORD_HASH_MAX_P {
+        return Some(format!(
+            "console password hash costs m={m} KiB, t={t}, p={p}; the appliance accepts at most m={PASSWORD_HASH_MAX_M_KIB}, t={PASSWORD_HASH_MAX_T}, p={PASSWORD_HASH_MAX_P} because every login attempt pays that cost; re-hash with lower parameters or {HOW}"
+        ));
+    }
+    None
+}
 
 /// The kernel's rule for an interface name (dev_valid_name): 1-15 bytes, not `.`
 /// or `..`, no `/`, `:` or whitespace. `Err` says what to enter instead.
@@ -928,11 +967,8 @@ fn check_leds(r: &mut Report, c: &Config) {
 
 fn check_console(r: &mut Report, cs: &ConsoleSettings) {
     let h = cs.password_hash.as_str();
-    if !h.is_empty() && !h.starts_with("$argon2") {
-        r.error(
-            "console.password_hash",
-            "console password hash is not an argon2 PHC string ($argon2id$...); set the password from the console instead of editing the hash",
-        );
+    if let Some(why) = (!h.is_empty()).then(|| password_hash_problem(h)).flatten() {
+        r.error("console.password_hash", why);
     }
     if cs.idle_lock_s != 0 && cs.idle_lock_s < 30 {
         r.warn(
@@ -1560,6 +1596,37 @@ mod tests {
         let mut c = base();
         c.console.password_hash = bounded("plaintext");
         one_error(&c, &["console password hash is not an argon2 PHC string"]);
+        let mut c = base();
+        c.console.password_hash = bounded("$argon2id$v=19$m=64,t=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo");
+        one_error(&c, &["lacks its m=, t= or p= cost"]);
+        let mut c = base();
+        c.console.password_hash =
+            bounded("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo");
+        one_error(
+            &c,
+            &[
+                "costs m=4194304 KiB, t=1, p=1",
+                "at most m=65536, t=8, p=4",
+                "re-hash",
+            ],
+        );
+        for (m, t, p, ok) in [
+            (
+                PASSWORD_HASH_MAX_M_KIB,
+                PASSWORD_HASH_MAX_T,
+                PASSWORD_HASH_MAX_P,
+                true,
+            ),
+            (PASSWORD_HASH_MAX_M_KIB + 1, 1, 1, false),
+            (64, PASSWORD_HASH_MAX_T + 1, 1, false),
+            (64, 1, PASSWORD_HASH_MAX_P + 1, false),
+        ] {
+            let h = format!("$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo");
+            assert_eq!(password_hash_problem(&h).is_none(), ok, "{h}");
+        }
+        // The hash the appliance itself makes passes.
+        let h = crate::control::password::hash_password("a default pw").unwrap();
+        assert_eq!(password_hash_problem(&h), None);
         let mut c = base();
         c.console.idle_lock_s = 5;
         one_warning(&c, &["console idle lock of 5 s"]);

@@ -1458,7 +1458,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .session
-                .set_password("", PW)
+                .set_password("", PW, Duration::ZERO)
                 .unwrap();
         }
         f
@@ -1835,7 +1835,7 @@ mod tests {
         {
             let mut st = f.state.lock().unwrap();
             st.clock = Some(Duration::ZERO);
-            st.session.set_password("", PW).unwrap();
+            st.session.set_password("", PW, Duration::ZERO).unwrap();
         }
         let mut steps = lines(&["5"]);
         steps.extend(lines(&[""; 10])); // the ten probe prompts
@@ -1893,13 +1893,14 @@ mod tests {
             "0",
             "8",
             "9",
-            "wrong-current",
-            "newpassword1",
-            "newpassword1",
-            "9",
             PW,
             "newpassword1",
             "newpassword1",
+            // A wrong current password starts the login back-off (checked at the lock below).
+            "9",
+            "wrong-current",
+            "newpassword2",
+            "newpassword2",
             "10",
             "no",
             "10",

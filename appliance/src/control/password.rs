@@ -1,8 +1,12 @@
 //! Console password: argon2id PHC hashes and the exponential back-off on wrong guesses.
 //!
 //! The daemon owns the hash (in `config.console.password_hash`) and the back-off, so
-//! restarting the console (Ctrl-D, cable pull) does not reset the wait.
+//! restarting the console (Ctrl-D, cable pull) does not reset the wait. The back-off is
+//! also kept in tmpfs ([`BACKOFF_FILE`]) against the boot-monotonic clock ([`boot_clock`]),
+//! so a crashed and respawned daemon does not reset it either.
 
+use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -14,6 +18,21 @@ pub const MIN_LEN: usize = 8;
 pub const MAX_LEN: usize = 128;
 /// Longest back-off between attempts.
 pub const MAX_BACKOFF_S: u32 = 30;
+
+/// Consecutive wrong passwords after which (and after every further as many) a lockout
+/// event is logged.
+pub const LOCKOUT_FAILURES: u32 = 5;
+/// Where the daemon keeps the back-off across its own restarts (tmpfs: a reboot clears it).
+pub const BACKOFF_FILE: &str = "/run/appliance/login-backoff";
+
+/// Time since boot on the monotonic clock: one time base for every daemon of this boot.
+pub fn boot_clock() -> Duration {
+    use nix::time::{clock_gettime, ClockId};
+    // CLOCK_MONOTONIC cannot fail on Linux; zero would only shorten a wait, never lengthen it.
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
 
 /// Why a password could not be set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,8 +79,13 @@ pub fn hash_password_with(pw: &str, m_kib: u32, t: u32) -> Result<String, Passwo
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
-/// True when `pw` matches the PHC `hash`; a malformed hash never matches.
+/// True when `pw` matches the PHC `hash`; a malformed or over-priced hash never matches.
 pub fn verify_password(hash: &str, pw: &str) -> bool {
+    // Validation refuses such hashes on import; this guards any path that skipped it, so one
+    // login attempt can never cost more than the configured cap.
+    if crate::config::validate::password_hash_problem(hash).is_some() {
+        return false;
+    }
     match PasswordHash::new(hash) {
         Ok(parsed) => Argon2::default()
             .verify_password(pw.as_bytes(), &parsed)
@@ -108,6 +132,66 @@ impl Backoff {
     pub fn failures(&self) -> u32 {
         self.failures
     }
+
+    /// True when the failures just reached a multiple of [`LOCKOUT_FAILURES`] (log it).
+    pub fn lockout(&self) -> bool {
+        self.failures != 0 && self.failures.is_multiple_of(LOCKOUT_FAILURES)
+    }
+
+    /// The persisted form: `<failures> <not-before ms on the boot clock>`.
+    pub fn to_line(&self) -> String {
+        format!("{} {}\n", self.failures, self.not_before.as_millis())
+    }
+
+    /// Parse [`Backoff::to_line`]'s form.
+    pub fn from_line(s: &str) -> Option<Backoff> {
+        let mut it = s.split_ascii_whitespace();
+        let failures = it.next()?.parse().ok()?;
+        let ms: u64 = it.next()?.parse().ok()?;
+        it.next().is_none().then_some(Backoff {
+            failures,
+            not_before: Duration::from_millis(ms),
+        })
+    }
+
+    /// Load the back-off kept at `path` (`now` on the boot clock). No file: no back-off. An
+    /// unreadable or damaged file fails closed: a full back-off from `now`.
+    pub fn load(path: &Path, now: Duration) -> (Backoff, Option<String>) {
+        let closed = Backoff {
+            failures: LOCKOUT_FAILURES,
+            not_before: now + Duration::from_secs(u64::from(MAX_BACKOFF_S)),
+        };
+        match std::fs::read_to_string(path) {
+            Ok(s) => match Backoff::from_line(&s) {
+                Some(b) => (b, None),
+                None => (
+                    closed,
+                    Some(format!(
+                        "{} is damaged; imposing a full back-off",
+                        path.display()
+                    )),
+                ),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Backoff::default(), None),
+            Err(e) => (
+                closed,
+                Some(format!(
+                    "cannot read {}: {e}; imposing a full back-off",
+                    path.display()
+                )),
+            ),
+        }
+    }
+
+    /// Write the back-off to `path` atomically (temporary file + rename; creates the directory).
+    pub fn store(&self, path: &Path) -> io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, self.to_line())?;
+        std::fs::rename(&tmp, path)
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +207,11 @@ mod tests {
         assert!(!verify_password(&h, "correct horsE"));
         assert!(!verify_password("", "anything"));
         assert!(!verify_password("$argon2id$garbage", "anything"));
+        // Over the cost cap: refused without being computed.
+        let big = hash_password_with("correct horse", 64, 1)
+            .unwrap()
+            .replace("m=64,", "m=4194304,");
+        assert!(!verify_password(&big, "correct horse"));
         // Two hashes of one password differ (random salt).
         assert_ne!(h, hash_password_with("correct horse", 64, 1).unwrap());
     }
@@ -161,5 +250,60 @@ mod tests {
             b.failure(t0);
         }
         assert_eq!(b.failure(t0), 30);
+    }
+
+    #[test]
+    fn backoff_persists_and_fails_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("sub/login-backoff");
+        let t = Duration::from_secs(500);
+        assert_eq!(
+            Backoff::load(&path, t).0.failures(),
+            0,
+            "no file, no back-off"
+        );
+        let mut b = Backoff::default();
+        b.failure(t);
+        b.failure(t + Duration::from_secs(1));
+        b.store(&path).unwrap();
+        let (back, note) = Backoff::load(&path, t + Duration::from_secs(1));
+        assert!(note.is_none());
+        assert_eq!(back.failures(), 2);
+        assert_eq!(back.wait_s(t + Duration::from_secs(1)), 2);
+        assert_eq!(back.wait_s(t + Duration::from_secs(3)), 0);
+        std::fs::write(&path, "2 not-a-number\n").unwrap();
+        let (back, note) = Backoff::load(&path, t);
+        assert!(note.unwrap().contains("damaged"));
+        assert_eq!(back.wait_s(t), MAX_BACKOFF_S);
+        assert!(Backoff::from_line("1 2 3").is_none());
+        assert_eq!(
+            Backoff::from_line(&b.to_line()).unwrap().to_line(),
+            b.to_line()
+        );
+    }
+
+    #[test]
+    fn lockout_every_five_failures() {
+        let mut b = Backoff::default();
+        let seen: Vec<bool> = (0..10)
+            .map(|_| {
+                b.failure(Duration::ZERO);
+                b.lockout()
+            })
+            .collect();
+        let at: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l)
+            .map(|(i, _)| i + 1)
+            .collect();
+        assert_eq!(at, vec![5, 10]);
+    }
+
+    #[test]
+    fn boot_clock_is_monotonic() {
+        let a = boot_clock();
+        let b = boot_clock();
+        assert!(a > Duration::ZERO && b >= a);
     }
 }

@@ -103,6 +103,14 @@ pub enum Request {
         /// Server address and port.
         server: SocketAddrV4,
     },
+    /// Replace the config in one step (`config import`): validate, then apply and save
+    /// (`live`) or only save; a live import is refused while the candidate has edits.
+    ImportConfig {
+        /// The imported config (its password hash is ignored).
+        config: Box<Config>,
+        /// Apply it now as well as saving it.
+        live: bool,
+    },
     /// Change the console password (`old` is ignored when none is set yet).
     SetPassword {
         /// Current password.

@@ -1,7 +1,14 @@
 //! Daemon side of the control socket: accept clients, read JSON lines, call the [`Handler`].
 //!
 //! Each client gets its own task and each request runs in its own task, so a slow or
-//! stuck client cannot block others and a panicking handler only fails that request.
+//! stuck client cannot block others.
+//!
+//! Panics: release builds use `panic = "abort"`, so a panic anywhere, a handler included,
+//! ends the whole daemon; init respawns it and the start log counts the restart towards the
+//! crash-loop alert. Nothing reachable from a request line may therefore panic: parsing
+//! ([`parse_request_line`]), the session's handling and response encoding are fuzzed by
+//! `fuzz/fuzz_targets/control_request.rs`. Only in unwinding (debug and test) builds does a
+//! panicking handler task fail just its own request, answered with an internal error.
 
 use std::future::Future;
 use std::io;
@@ -132,34 +139,80 @@ async fn client(stream: UnixStream, handler: Arc<dyn Handler>) -> io::Result<()>
             write_response(&mut wr, &resp).await?;
             return Ok(());
         }
-        let line = &buf[..buf.len() - 1];
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let resp = match serde_json::from_slice::<Request>(line) {
-            Ok(req) => {
+        let resp = match parse_request_line(&buf[..buf.len() - 1]) {
+            Ok(None) => continue,
+            Ok(Some(req)) => {
                 let h = handler.clone();
                 match tokio::spawn(async move { h.handle(req).await }).await {
                     Ok(r) => r,
+                    // Only reachable in unwinding builds; release builds abort (module doc).
                     Err(e) => {
                         tracing::error!(error = %e, "control handler failed");
                         Response::error("internal error in the daemon while handling the request; see 'appliance logs'")
                     }
                 }
             }
-            Err(e) => Response::error(format!("bad request: {e}")),
+            Err(resp) => resp,
         };
         write_response(&mut wr, &resp).await?;
     }
+}
+
+/// Decode one request line (without its newline): `Ok(None)` for a blank line, `Err` with the
+/// response to send for a line that is not a request.
+pub fn parse_request_line(line: &[u8]) -> Result<Option<Request>, Response> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice::<Request>(line)
+        .map(Some)
+        .map_err(|e| Response::error(format!("bad request: {e}")))
+}
+
+/// Encode one response as a JSON line (with its newline); never fails.
+pub fn encode_response(resp: &Response) -> String {
+    let mut text = serde_json::to_string(resp).unwrap_or_else(|e| {
+        format!(r#"{{"error":{{"message":"cannot encode the response: {e}"}}}}"#)
+    });
+    text.push('\n');
+    text
 }
 
 async fn write_response(
     wr: &mut tokio::net::unix::OwnedWriteHalf,
     resp: &Response,
 ) -> io::Result<()> {
-    let mut text = serde_json::to_string(resp).unwrap_or_else(|e| {
-        format!(r#"{{"error":{{"message":"cannot encode the response: {e}"}}}}"#)
-    });
-    text.push('\n');
-    wr.write_all(text.as_bytes()).await
+    wr.write_all(encode_response(resp).as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_decode_or_explain() {
+        assert_eq!(parse_request_line(b"  \t "), Ok(None));
+        assert_eq!(
+            parse_request_line(br#"{"cmd":"status"}"#),
+            Ok(Some(Request::Status))
+        );
+        for bad in [
+            &b"{"[..],
+            b"\xff\xfe",
+            br#"{"cmd":"nope"}"#,
+            br#"{"cmd":"logs","n":-1}"#,
+        ] {
+            match parse_request_line(bad) {
+                Err(Response::Error { message }) => {
+                    assert!(message.starts_with("bad request: "), "{message}")
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+        let line = encode_response(&Response::error("x\ny"));
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line:?}"
+        );
+    }
 }

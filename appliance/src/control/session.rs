@@ -70,6 +70,12 @@ pub enum SessionError {
     /// Wrong current password.
     #[error("the current password is wrong")]
     WrongPassword,
+    /// A live import would discard edits staged in the candidate.
+    #[error("the candidate holds unapplied edits (see 'appliance config diff'); apply or revert them, then import again")]
+    PendingEdits,
+    /// A password was tried again during the back-off after wrong ones.
+    #[error("too many wrong passwords: wait {0} s before trying again")]
+    TooSoon(u32),
     /// Password policy or hashing.
     #[error(transparent)]
     Password(#[from] PasswordError),
@@ -93,6 +99,8 @@ pub struct ConfigSession<E: Effects> {
     saved: Config,
     effects: E,
     backoff: Backoff,
+    /// Where the back-off survives a daemon restart (`None`: memory only, as in tests).
+    backoff_file: Option<std::path::PathBuf>,
     hash_cost: (u32, u32),
 }
 
@@ -105,10 +113,63 @@ impl<E: Effects> ConfigSession<E> {
             saved,
             effects,
             backoff: Backoff::default(),
+            backoff_file: None,
             hash_cost: (
                 argon2::Params::DEFAULT_M_COST,
                 argon2::Params::DEFAULT_T_COST,
             ),
+        }
+    }
+
+    /// Keep the login back-off in `path` (tmpfs) and take over what it holds; `now` is on the
+    /// boot clock ([`password::boot_clock`]), as every later `now` must be.
+    pub fn set_backoff_file(&mut self, path: std::path::PathBuf, now: Duration) {
+        let (backoff, problem) = Backoff::load(&path, now);
+        if let Some(problem) = problem {
+            tracing::warn!(%problem, "console login back-off");
+        }
+        if backoff.failures() > 0 {
+            tracing::info!(
+                failures = backoff.failures(),
+                wait_s = backoff.wait_s(now),
+                "console login back-off carried over from before the restart"
+            );
+        }
+        self.backoff = backoff;
+        self.backoff_file = Some(path);
+    }
+
+    fn persist_backoff(&self) {
+        if let Some(path) = &self.backoff_file {
+            if let Err(e) = self.backoff.store(path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep the login back-off across restarts");
+            }
+        }
+    }
+
+    /// Start a password check: refused (with the wait) during the back-off; otherwise counted
+    /// as a failure before the slow check, so a crash during the check still counts.
+    fn begin_attempt(&mut self, now: Duration) -> Result<u32, u32> {
+        let wait = self.backoff.wait_s(now);
+        if wait > 0 {
+            return Err(wait);
+        }
+        let delay = self.backoff.failure(now);
+        self.persist_backoff();
+        Ok(delay)
+    }
+
+    /// Finish a password check begun with [`Self::begin_attempt`].
+    fn end_attempt(&mut self, ok: bool, what: &str) {
+        if ok {
+            self.backoff.success();
+            self.persist_backoff();
+        } else if self.backoff.lockout() {
+            tracing::warn!(
+                failures = self.backoff.failures(),
+                wait_s = password::MAX_BACKOFF_S,
+                "console locked out after repeated wrong passwords ({what}); each further attempt waits longer"
+            );
         }
     }
 
@@ -167,6 +228,43 @@ impl<E: Effects> ConfigSession<E> {
         config.console.password_hash = self.candidate.console.password_hash.clone();
         self.candidate = config;
         self.validation()
+    }
+
+    /// Replace the configuration in one request (admin `config import`), serialised with the
+    /// console's edits by the daemon's session lock.
+    ///
+    /// Validated first; with `live` it is applied and then saved, refused while the candidate
+    /// holds unapplied edits (an import must not silently discard them); without `live` it is
+    /// only saved (used at the next start). The password hash is kept, as for any candidate.
+    pub fn import(&mut self, mut config: Config, live: bool) -> Result<String, SessionError> {
+        config.console.password_hash = self.running.console.password_hash.clone();
+        let v = self.effects.validate(&config);
+        if !v.is_ok() {
+            return Err(SessionError::Invalid(v));
+        }
+        if !live {
+            let generation = self.effects.save(&config).map_err(SessionError::Save)?;
+            self.saved = config;
+            return Ok(format!(
+                "saved to flash as generation {generation}; the running config is unchanged until the next start"
+            ));
+        }
+        if self.unapplied() {
+            return Err(SessionError::PendingEdits);
+        }
+        let summary = self.effects.apply(&config).map_err(SessionError::Apply)?;
+        self.running = config.clone();
+        self.candidate = config;
+        let generation = self.effects.save(&self.running).map_err(|e| {
+            SessionError::Save(EffectError(format!(
+                "{}; the imported config runs but is NOT saved: run 'appliance save'",
+                e.0
+            )))
+        })?;
+        self.saved = self.running.clone();
+        Ok(format!(
+            "applied: {summary}; saved to flash (generation {generation})"
+        ))
     }
 
     /// Unified-style diff running -> candidate of the TOML forms.
@@ -287,11 +385,22 @@ impl<E: Effects> ConfigSession<E> {
     }
 
     /// Change the password (`old` is ignored when none is set) and save it at once.
-    pub fn set_password(&mut self, old: &str, new: &str) -> Result<String, SessionError> {
-        if self.password_set()
-            && !password::verify_password(&self.running.console.password_hash, old)
-        {
-            return Err(SessionError::WrongPassword);
+    ///
+    /// Checking `old` goes through the same back-off as a login (`now` as for
+    /// [`Self::verify_password`]), so it cannot be used to guess the password faster.
+    pub fn set_password(
+        &mut self,
+        old: &str,
+        new: &str,
+        now: Duration,
+    ) -> Result<String, SessionError> {
+        if self.password_set() {
+            self.begin_attempt(now).map_err(SessionError::TooSoon)?;
+            let ok = password::verify_password(&self.running.console.password_hash, old);
+            self.end_attempt(ok, "password change");
+            if !ok {
+                return Err(SessionError::WrongPassword);
+            }
         }
         let hash = password::hash_password_with(new, self.hash_cost.0, self.hash_cost.1)?;
         let bounded: heapless::String<{ crate::config::HASH_LEN }> = hash
@@ -305,6 +414,7 @@ impl<E: Effects> ConfigSession<E> {
         self.running.console.password_hash = bounded.clone();
         self.candidate.console.password_hash = bounded;
         self.backoff.success();
+        self.persist_backoff();
         Ok(format!(
             "password changed and saved to flash (generation {generation})"
         ))
@@ -312,24 +422,20 @@ impl<E: Effects> ConfigSession<E> {
 
     /// Check a password at monotonic time `now`, honouring the back-off.
     pub fn verify_password(&mut self, pw: &str, now: Duration) -> VerifyInfo {
-        let wait = self.backoff.wait_s(now);
-        if wait > 0 {
-            return VerifyInfo {
-                ok: false,
-                retry_after_s: wait,
-            };
-        }
-        if password::verify_password(&self.running.console.password_hash, pw) {
-            self.backoff.success();
-            VerifyInfo {
-                ok: true,
-                retry_after_s: 0,
+        let delay = match self.begin_attempt(now) {
+            Ok(delay) => delay,
+            Err(wait) => {
+                return VerifyInfo {
+                    ok: false,
+                    retry_after_s: wait,
+                }
             }
-        } else {
-            VerifyInfo {
-                ok: false,
-                retry_after_s: self.backoff.failure(now),
-            }
+        };
+        let ok = password::verify_password(&self.running.console.password_hash, pw);
+        self.end_attempt(ok, "login");
+        VerifyInfo {
+            ok,
+            retry_after_s: if ok { 0 } else { delay },
         }
     }
 
@@ -359,8 +465,11 @@ impl<E: Effects> ConfigSession<E> {
                 server,
                 action,
             } => self.server_action(service, *server, action),
+            Request::ImportConfig { config, live } => self
+                .import((**config).clone(), *live)
+                .map(|message| Reply::Done { message }),
             Request::SetPassword { old, new } => self
-                .set_password(old, new)
+                .set_password(old, new, now)
                 .map(|message| Reply::Done { message }),
             Request::VerifyPassword { password } => {
                 Ok(Reply::Verified(self.verify_password(password, now)))
@@ -736,16 +845,17 @@ mod tests {
         let mut s = session();
         assert!(!s.password_set());
         assert!(matches!(
-            s.set_password("", "short"),
+            s.set_password("", "short", Duration::ZERO),
             Err(SessionError::Password(PasswordError::Policy))
         ));
-        s.set_password("", "first-password").unwrap();
+        s.set_password("", "first-password", Duration::ZERO)
+            .unwrap();
         assert!(s.password_set());
         // Saved to flash at once and identical in all three configs; no unsaved flag.
         assert_eq!(s.effects().saved.len(), 1);
         assert!(!s.unsaved() && !s.unapplied());
         assert_eq!(
-            s.set_password("wrong-password", "second-password"),
+            s.set_password("wrong-password", "second-password", Duration::ZERO),
             Err(SessionError::WrongPassword)
         );
         let t = Duration::from_secs(1000);
@@ -768,6 +878,112 @@ mod tests {
         assert_eq!(
             s.candidate().console.password_hash,
             s.running().console.password_hash
+        );
+    }
+
+    #[test]
+    fn backoff_survives_a_restart_covers_set_password_and_logs_lockout() {
+        use crate::daemon::logbuf::LogRing;
+        use tracing_subscriber::layer::SubscriberExt;
+        let ring = LogRing::new();
+        let _log =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(ring.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run/login-backoff");
+        let t = Duration::from_secs(5000); // fake boot clock
+        let mut s = session();
+        s.set_backoff_file(file.clone(), t);
+        s.set_password("", "first-password", t).unwrap();
+        // Wrong old password in a password change counts like a wrong login...
+        assert_eq!(
+            s.set_password("guess-one", "second-password", t),
+            Err(SessionError::WrongPassword)
+        );
+        // ...and during the back-off a change is refused without checking.
+        assert_eq!(
+            s.set_password("first-password", "second-password", t),
+            Err(SessionError::TooSoon(1))
+        );
+        assert_eq!(s.verify_password("first-password", t).retry_after_s, 1);
+        let mut now = t + Duration::from_secs(1);
+        for _ in 0..3 {
+            let v = s.verify_password("guess", now);
+            assert!(!v.ok);
+            now += Duration::from_secs(u64::from(v.retry_after_s));
+        }
+        assert_eq!(s.backoff.failures(), 4);
+        assert!(
+            !ring
+                .recent(50)
+                .iter()
+                .any(|e| e.text.contains("locked out")),
+            "no lockout before {} failures",
+            password::LOCKOUT_FAILURES
+        );
+        // The daemon crashes and respawns: a new session takes the back-off over.
+        let mut s = session();
+        s.set_password("", "first-password", now).unwrap();
+        s.set_backoff_file(file.clone(), now - Duration::from_secs(1));
+        assert_eq!(s.backoff.failures(), 4);
+        let v = s.verify_password("first-password", now - Duration::from_secs(1));
+        assert_eq!((v.ok, v.retry_after_s), (false, 1), "wait carried over");
+        let v = s.verify_password("guess", now);
+        assert_eq!((v.ok, v.retry_after_s), (false, 16));
+        let locked: Vec<_> = ring
+            .recent(50)
+            .into_iter()
+            .filter(|e| e.text.contains("locked out"))
+            .collect();
+        assert_eq!(locked.len(), 1, "{locked:?}");
+        assert_eq!(locked[0].level, "WARN");
+        assert!(locked[0].text.contains("failures=5"), "{}", locked[0].text);
+        // Success resets the file too: the next restart starts clean.
+        now += Duration::from_secs(16);
+        assert!(s.verify_password("first-password", now).ok);
+        let mut s = session();
+        s.set_password("", "first-password", now).unwrap();
+        s.set_backoff_file(file, now);
+        assert_eq!(s.backoff.failures(), 0);
+    }
+
+    #[test]
+    fn import_is_one_step_and_keeps_console_edits() {
+        let mut s = session();
+        let mut c = s.running().clone();
+        c.hostname = crate::config::bounded("imported");
+        // Saved only: running and candidate stay.
+        let m = s.import(c.clone(), false).unwrap();
+        assert!(m.contains("running config is unchanged"), "{m}");
+        assert_eq!(s.saved().hostname.as_str(), "imported");
+        assert_ne!(s.running().hostname.as_str(), "imported");
+        // A console user's staged edit blocks a live import and survives it.
+        let mut edit = s.running().clone();
+        edit.hostname = crate::config::bounded("console-edit");
+        s.set_candidate(edit);
+        assert_eq!(s.import(c.clone(), true), Err(SessionError::PendingEdits));
+        assert_eq!(s.candidate().hostname.as_str(), "console-edit");
+        s.revert(Which::Running).unwrap();
+        let m = s.import(c.clone(), true).unwrap();
+        assert!(m.starts_with("applied") && m.contains("saved"), "{m}");
+        assert_eq!(s.running(), s.saved());
+        assert_eq!(s.candidate(), s.running());
+        assert_eq!(s.running().hostname.as_str(), "imported");
+        // Invalid: nothing changes.
+        let before = (
+            s.running().clone(),
+            s.saved().clone(),
+            s.effects().saved.len(),
+        );
+        let mut bad = c;
+        bad.services[0].servers[0].address = std::net::Ipv4Addr::new(192, 0, 2, 99);
+        assert!(matches!(s.import(bad, true), Err(SessionError::Invalid(_))));
+        assert_eq!(
+            (
+                s.running().clone(),
+                s.saved().clone(),
+                s.effects().saved.len()
+            ),
+            before
         );
     }
 

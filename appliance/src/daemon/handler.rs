@@ -46,7 +46,8 @@ impl Handler for DaemonHandler {
 impl DaemonHandler {
     fn handle_sync(&self, req: &Request) -> Response {
         let mut s = lock(&self.shared);
-        let now = s.effects().started.elapsed();
+        // The boot clock, not the daemon's own: the login back-off outlives a daemon restart.
+        let now = crate::control::password::boot_clock();
         if let Some(r) = s.handle(req, now) {
             if matches!(req, Request::Apply | Request::Save) {
                 if let Response::Ok(Reply::Done { message }) = &r {

@@ -346,6 +346,9 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     let board = Board::load_or_default(&opts.board);
 
     let live_tasks = crate::watchdog::Liveness::new();
+    // One store writer at a time: held while the daemon runs; offline writers route through
+    // the control socket meanwhile (store::lock). Waits out an offline writer's save.
+    let _store_lock = hold_store_lock();
     let mut store = open_store(&board);
     let st = startup_config(&opts, &board, store.as_mut());
     info!(origin = %st.origin, hostname = %st.config.hostname, "configuration loaded");
@@ -401,7 +404,12 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     let (ha_tx, mut ha_rx) = mpsc::channel(256);
     let mut live = live;
     live.attach_ha(ha_tx);
-    let session = ConfigSession::new(st.saved.clone(), st.config.clone(), live);
+    let mut session = ConfigSession::new(st.saved.clone(), st.config.clone(), live);
+    // Login back-off survives a daemon crash (tmpfs); a reboot clears it.
+    session.set_backoff_file(
+        crate::control::password::BACKOFF_FILE.into(),
+        crate::control::password::boot_clock(),
+    );
     let shared: Shared = Arc::new(Mutex::new(session));
 
     // First apply: network, sysctls, IPVS adoption.
@@ -503,6 +511,19 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signal(String),
+}
+
+/// Take the store writer lock for the daemon's lifetime; without it the daemon still runs
+/// (it must), with a warning.
+fn hold_store_lock() -> Option<crate::store::lock::StoreLock> {
+    let path = std::path::Path::new(crate::store::lock::LOCK_FILE);
+    match crate::store::lock::StoreLock::acquire_within(path, std::time::Duration::from_secs(10)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(error = %e, "running without the store lock: offline config writers are not kept out");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

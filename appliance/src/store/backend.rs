@@ -26,6 +26,11 @@ pub trait Backend: Send {
     fn erase(&mut self, slot: Slot) -> Result<(), StoreError>;
     /// Write `data` at the start of `slot` and sync it to the medium.
     fn write(&mut self, slot: Slot, data: &[u8]) -> Result<(), StoreError>;
+    /// Read the start of `slot` back from the medium itself, not from a cache (save's
+    /// verification). MTD character devices have no page cache, so a plain read does.
+    fn read_back(&mut self, slot: Slot, buf: &mut [u8]) -> Result<(), StoreError> {
+        self.read(slot, 0, buf)
+    }
 }
 
 // ---- file / block device ----------------------------------------------------
@@ -40,6 +45,16 @@ pub trait Disk: Send {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Flush written data to the medium (fdatasync).
     fn sync(&mut self) -> io::Result<()>;
+    /// Like [`Disk::read_at`], but from the medium rather than a cache of it (after `sync`).
+    fn read_uncached(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.read_at(offset, buf)
+    }
+}
+
+/// True for paths under `/dev`: there a missing store is a missing device, never a file to
+/// create (devtmpfs is RAM: a file there would silently lose every save at the next boot).
+pub fn is_device_path(path: &Path) -> bool {
+    path.starts_with("/dev")
 }
 
 /// A regular file or a block device such as `/dev/vdb`.
@@ -61,14 +76,14 @@ impl FileDisk {
     fn open_rw(&mut self) -> io::Result<&File> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
-                if !dir.as_os_str().is_empty() && !dir.exists() {
+                if !dir.as_os_str().is_empty() && !dir.exists() && !is_device_path(dir) {
                     std::fs::create_dir_all(dir)?;
                 }
             }
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
+                .create(!is_device_path(&self.path))
                 .truncate(false)
                 .open(&self.path)?;
             self.file = Some(f);
@@ -108,7 +123,51 @@ impl Disk for FileDisk {
     fn sync(&mut self) -> io::Result<()> {
         self.open_rw()?.sync_data()
     }
+
+    /// A fresh descriptor, with the range's cached pages dropped first: BLKFLSBUF for a block
+    /// device (writes back, then empties its buffer cache), `posix_fadvise(DONTNEED)` for a
+    /// regular file (drops the range's pages, clean after `sync`). Not O_DIRECT: it needs
+    /// block-aligned buffers, offsets and lengths and is refused by tmpfs and some other
+    /// filesystems, while these two work on every file and block device. Where the kernel
+    /// refuses (no CAP_SYS_ADMIN for BLKFLSBUF) the read still happens, with a warning.
+    fn read_uncached(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileTypeExt;
+        buf.fill(0xFF);
+        let f = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let dropped = if f.metadata()?.file_type().is_block_device() {
+            // SAFETY: BLKFLSBUF takes no argument; `f` is an open block device.
+            unsafe { blkflsbuf(f.as_raw_fd()) }.map(drop)
+        } else {
+            // off_t is i64 here but may be narrower on other targets; 0 length = to the end.
+            #[allow(clippy::useless_conversion)]
+            let (off, len) = (
+                offset.try_into().unwrap_or_default(),
+                buf.len().try_into().unwrap_or_default(),
+            );
+            nix::fcntl::posix_fadvise(
+                &f,
+                off,
+                len,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            )
+        };
+        if let Err(e) = dropped {
+            tracing::warn!(store = %self.describe(), error = %e, "cannot drop the cache before verifying; the read-back may come from the page cache");
+        }
+        read_fill(&f, offset, buf)
+    }
 }
+
+nix::ioctl_none!(
+    /// BLKFLSBUF: write back and drop a block device's buffer cache.
+    blkflsbuf,
+    0x12,
+    97
+);
 
 fn read_fill(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
@@ -194,6 +253,14 @@ impl<D: Disk> Backend for FileBackend<D> {
             .write_at(Self::base(slot), data)
             .map_err(|e| self.io("write", slot, e))?;
         self.disk.sync().map_err(|e| self.io("sync", slot, e))
+    }
+    fn read_back(&mut self, slot: Slot, buf: &mut [u8]) -> Result<(), StoreError> {
+        if buf.len() > FILE_SLOT_SIZE {
+            return Err(self.io("read", slot, io::Error::other("read past the slot end")));
+        }
+        self.disk
+            .read_uncached(Self::base(slot), buf)
+            .map_err(|e| self.io("read", slot, e))
     }
 }
 

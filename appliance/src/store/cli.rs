@@ -1,4 +1,4 @@
-//! `appliance factory-reset [--yes] [--store SPEC]`.
+//! `appliance factory-reset [--yes] [--store SPEC] [--lock PATH] [--socket PATH]`.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -23,12 +23,72 @@ pub fn store_spec(args: &mut Vec<String>) -> Result<String, String> {
     Ok(Board::load_or_default(BOARD_PATH).store)
 }
 
+/// The value of `--NAME VALUE` in `args` (both removed from it).
+pub fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+    let Some(i) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
+    if i + 1 >= args.len() {
+        return Err(format!("{name} needs a value"));
+    }
+    let v = args.remove(i + 1);
+    args.remove(i);
+    Ok(Some(v))
+}
+
+/// How long an offline writer waits for another offline writer's save before it concludes
+/// the lock belongs to the running daemon.
+pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where a store write goes: straight to the medium under the lock, or through the daemon.
+#[derive(Debug)]
+pub enum Writer {
+    /// The lock is ours; write the store directly while this is held.
+    Direct(super::lock::StoreLock),
+    /// The lock is held (the daemon runs): send the change over the control socket.
+    Daemon,
+}
+
+/// True when `args` name the store explicitly (`--store SPEC`): while the daemon runs, such a
+/// write goes through it only when `--socket` names the daemon too, so a store given on the
+/// command line is never silently replaced by the daemon's own.
+pub fn explicit_store(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "--store" || a.starts_with("--store="))
+}
+
+/// Why a write with an explicit `--store` is not sent to the running daemon.
+pub const EXPLICIT_STORE_BUSY: &str = "the daemon is running and holds the store lock, and it writes only its own store: run without --store (or name its socket with --socket) to send the change through it";
+
+/// Decide how to write the store, given the lock file (see [`super::lock`]).
+pub fn writer(lock: &std::path::Path) -> Result<Writer, super::lock::LockError> {
+    match super::lock::StoreLock::acquire_within(lock, WRITER_WAIT) {
+        Ok(l) => Ok(Writer::Direct(l)),
+        Err(super::lock::LockError::Held { .. }) => Ok(Writer::Daemon),
+        Err(e) => Err(e),
+    }
+}
+
 /// Entry point for `appliance factory-reset`.
 pub fn cli(args: &[String]) -> ExitCode {
     let mut args = args.to_vec();
+    let route_to_daemon = !explicit_store(&args) || args.iter().any(|a| a == "--socket");
     let spec = match store_spec(&mut args) {
         Ok(s) => s,
         Err(e) => {
+            eprintln!("factory-reset: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (lock, socket) = match (
+        take_opt(&mut args, "--lock"),
+        take_opt(&mut args, "--socket"),
+    ) {
+        (Ok(l), Ok(s)) => (
+            l.unwrap_or_else(|| super::lock::LOCK_FILE.into()),
+            s.unwrap_or_else(|| crate::control::proto::DEFAULT_SOCKET.into()),
+        ),
+        (Err(e), _) | (_, Err(e)) => {
             eprintln!("factory-reset: {e}");
             return ExitCode::from(2);
         }
@@ -38,11 +98,23 @@ pub fn cli(args: &[String]) -> ExitCode {
         match a.as_str() {
             "--yes" | "-y" => yes = true,
             other => {
-                eprintln!("factory-reset: unknown argument '{other}'\nusage: appliance factory-reset [--yes] [--store SPEC]");
+                eprintln!("factory-reset: unknown argument '{other}'\nusage: appliance factory-reset [--yes] [--store SPEC] [--lock PATH] [--socket PATH]");
                 return ExitCode::from(2);
             }
         }
     }
+    let held = match writer(std::path::Path::new(&lock)) {
+        Ok(Writer::Direct(l)) => l,
+        Ok(Writer::Daemon) if route_to_daemon => return factory_reset_via_daemon(&socket, yes),
+        Ok(Writer::Daemon) => {
+            eprintln!("factory-reset: {EXPLICIT_STORE_BUSY}; nothing changed");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("factory-reset: {e}; nothing changed");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut store = match Store::open(&spec) {
         Ok(s) => s,
         Err(e) => {
@@ -62,7 +134,9 @@ pub fn cli(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match store.erase() {
+    let erased = store.erase();
+    drop(held);
+    match erased {
         Ok(()) => {
             println!(
                 "config store {} erased; factory defaults apply at the next start",
@@ -72,6 +146,37 @@ pub fn cli(args: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("factory-reset: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The daemon holds the store: it erases (serialised with its own saves) and reboots.
+fn factory_reset_via_daemon(socket: &str, yes: bool) -> ExitCode {
+    use crate::control::proto::{Reply, Request};
+    if !yes {
+        print!(
+            "The appliance daemon is running: it will erase the stored configuration and REBOOT on factory defaults now, dropping calls in progress. Type 'yes' to confirm: "
+        );
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).is_err() || line.trim() != "yes" {
+            eprintln!("factory-reset: not confirmed, nothing changed");
+            return ExitCode::FAILURE;
+        }
+    }
+    match crate::control::client::Client::new(socket).call(&Request::FactoryReset { confirm: true })
+    {
+        Ok(Reply::Done { message }) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Ok(other) => {
+            eprintln!("factory-reset: unexpected answer from the daemon: {other:?}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("factory-reset: the config store is locked (daemon running or another writer) and the daemon at {socket} did not answer: {e}; nothing changed");
             ExitCode::FAILURE
         }
     }

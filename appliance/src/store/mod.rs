@@ -20,6 +20,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod lock;
 pub mod record;
 pub mod sim;
 
@@ -191,6 +192,16 @@ impl Store {
             if p.is_empty() {
                 return Err(StoreError::Spec(spec.to_owned()));
             }
+            let path = std::path::Path::new(p);
+            if backend::is_device_path(path) && !path.exists() {
+                return Err(StoreError::Open {
+                    device: spec.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the device does not exist (a store under /dev is never created as a file); check 'store' in the board file and that the device's driver is loaded",
+                    ),
+                });
+            }
             Box::new(FileBackend::open(p))
         } else if let Some(p) = spec.strip_prefix("mtd:") {
             if p.is_empty() {
@@ -299,7 +310,8 @@ impl Store {
         }
         self.backend.write(target, &rec)?;
         let mut back = vec![0u8; rec.len()];
-        self.backend.read(target, 0, &mut back)?;
+        // From the medium, not the page cache: a device that lost the write must fail here.
+        self.backend.read_back(target, &mut back)?;
         let dev = self.backend.describe();
         if back != rec {
             let at = back.iter().zip(&rec).position(|(a, b)| a != b).unwrap_or(0);

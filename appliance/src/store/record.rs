@@ -273,6 +273,8 @@ pub fn pick(states: [SlotState; 2], factory: &Config) -> Loaded {
                 config: cb,
             },
         ) => {
+            // Equal generations (two writers that raced before the store lock existed, or
+            // a copied image): slot A wins, and `next_target` then writes B, never A.
             if ga >= gb {
                 Some((ga, ca, Origin::SlotA))
             } else {
@@ -303,11 +305,12 @@ pub fn pick(states: [SlotState; 2], factory: &Config) -> Loaded {
     }
 }
 
-/// The slot the next save writes (never the newest valid one) and its generation.
+/// The slot the next save writes (never the one [`pick`] loads) and its generation.
 pub fn next_target(states: &[SlotState; 2]) -> (Slot, u64) {
     match (states[0].generation(), states[1].generation()) {
         (Some(a), Some(b)) => {
-            if a <= b {
+            // Same tie rule as `pick`: on equal generations A is the loaded one, so write B.
+            if a < b {
                 (Slot::A, b.saturating_add(1))
             } else {
                 (Slot::B, a.saturating_add(1))

@@ -721,3 +721,126 @@ fn bench_save_load() {
         }
     }
 }
+
+#[test]
+fn equal_generations_resolve_the_same_way_in_load_and_save() {
+    let (a_cfg, b_cfg) = (cfg(1, "in-slot-a"), cfg(2, "in-slot-b"));
+    let a = record::encode_record(&a_cfg, 7).unwrap();
+    let b = record::encode_record(&b_cfg, 7).unwrap();
+    let states = || [record::decode_slot(&a), record::decode_slot(&b)];
+    let loaded = pick(states(), &Config::builtin_default());
+    assert_eq!((loaded.origin, loaded.generation), (Origin::SlotA, 7));
+    assert_eq!(loaded.config.hostname.as_str(), "in-slot-a");
+    // The next save must not overwrite the record that load uses.
+    assert_eq!(record::next_target(&states()), (Slot::B, 8));
+
+    // Through a store: a save interrupted before anything reached the medium leaves the
+    // loaded config; a complete one becomes the newest.
+    let m = file_sim();
+    let mut store = file_store(&m);
+    {
+        let mut backend = FileBackend::with_disk(SimDisk(m.clone()));
+        backend::Backend::write(&mut backend, Slot::A, &a).unwrap();
+        backend::Backend::write(&mut backend, Slot::B, &b).unwrap();
+    }
+    assert_eq!(store.load().unwrap().config.hostname.as_str(), "in-slot-a");
+    let g = store.save(&cfg(3, "newer")).unwrap();
+    assert_eq!(g, 8);
+    let l = store.load().unwrap();
+    assert_eq!(
+        (l.origin, l.config.hostname.as_str()),
+        (Origin::SlotB, "newer")
+    );
+    // Slot A (the previously loaded record) is intact.
+    let again = pick(
+        [
+            record::decode_slot(&m.image()[..a.len()]),
+            record::SlotState::Erased,
+        ],
+        &Config::builtin_default(),
+    );
+    assert_eq!(again.config.hostname.as_str(), "in-slot-a");
+}
+
+/// A disk with a cache in front of a medium that silently drops writes (a lying device).
+struct LyingDisk {
+    cache: Vec<u8>,
+    uncached_reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl backend::Disk for LyingDisk {
+    fn describe(&self) -> String {
+        "lying".into()
+    }
+    fn read_at(&mut self, o: u64, b: &mut [u8]) -> std::io::Result<()> {
+        let o = o as usize;
+        b.copy_from_slice(&self.cache[o..o + b.len()]);
+        Ok(())
+    }
+    fn write_at(&mut self, o: u64, d: &[u8]) -> std::io::Result<()> {
+        let o = o as usize;
+        self.cache[o..o + d.len()].copy_from_slice(d);
+        Ok(())
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn read_uncached(&mut self, _o: u64, b: &mut [u8]) -> std::io::Result<()> {
+        self.uncached_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        b.fill(0xFF); // the medium never got the data
+        Ok(())
+    }
+}
+
+#[test]
+fn save_verifies_the_medium_not_the_cache() {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let disk = LyingDisk {
+        cache: vec![0xFF; 2 * FILE_SLOT_SIZE],
+        uncached_reads: n.clone(),
+    };
+    let mut store = Store::with_backend(Box::new(FileBackend::with_disk(disk)));
+    match store.save(&cfg(1, "x")) {
+        Err(StoreError::Verify { why, .. }) => assert!(why.contains("first difference"), "{why}"),
+        other => panic!("a write lost below the cache must fail verification: {other:?}"),
+    }
+    assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn uncached_read_back_works_on_a_real_file() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("store.bin");
+    let mut disk = backend::FileDisk::new(&path);
+    let mut buf = [0u8; 16];
+    backend::Disk::read_uncached(&mut disk, 0, &mut buf).unwrap();
+    assert_eq!(buf, [0xFF; 16], "a missing file reads as erased");
+    let mut store = Store::open(&format!("file:{}", path.display())).unwrap();
+    assert_eq!(store.save(&cfg(2, "real")).unwrap(), 1);
+    backend::Disk::read_uncached(&mut disk, 0, &mut buf).unwrap();
+    assert_ne!(buf, [0xFF; 16]);
+    assert_eq!(store.load().unwrap().config.hostname.as_str(), "real");
+}
+
+#[test]
+fn a_missing_device_is_an_error_never_a_file_under_dev() {
+    let path = format!("/dev/appliance-test-missing-{}", std::process::id());
+    let e = Store::open(&format!("file:{path}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("does not exist") && e.contains("never created as a file"),
+        "{e}"
+    );
+    assert!(!std::path::Path::new(&path).exists());
+    // Also when the device vanishes after opening: writes fail instead of creating it.
+    let mut disk = backend::FileDisk::new(&path);
+    let e = backend::Disk::write_at(&mut disk, 0, b"x").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    assert!(!std::path::Path::new(&path).exists(), "created {path}");
+    // Outside /dev a missing file is still a new, empty store.
+    let d = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&format!("file:{}", d.path().join("new/c.bin").display())).unwrap();
+    assert_eq!(s.load().unwrap().origin, Origin::Empty);
+}

@@ -45,7 +45,7 @@ impl FakeService {
                 .lock()
                 .unwrap()
                 .session
-                .set_password("", PW)
+                .set_password("", PW, std::time::Duration::ZERO)
                 .expect("set password");
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -646,3 +646,104 @@ fn vrrp_values_out_of_range_and_preempt_default() {
     let r = import_into("virtual_server 203.0.113.10 5060 {\n}\n", &base);
     assert_eq!(r.config.ha.vrid, 77);
 }
+
+#[test]
+fn deep_nesting_is_refused_with_its_line() {
+    // 20,000 nested blocks used to overflow the parser's stack (and the tree's drop).
+    let mut text = String::from("virtual_server 192.0.2.1 5060 {\n");
+    text.push_str(&"x {\n".repeat(20_000));
+    text.push_str(&"}\n".repeat(20_001));
+    let r = import(&text);
+    let deep: Vec<_> = r
+        .notes
+        .iter()
+        .filter(|n| n.message.contains("nests more than"))
+        .collect();
+    assert_eq!(deep.len(), 1, "{:#?}", deep);
+    assert_eq!(deep[0].severity, Severity::Error);
+    // Line 1 opens depth 1, so the block on line MAX_NESTING + 1 is the first too deep.
+    assert_eq!(deep[0].line, MAX_NESTING + 1);
+    assert!(deep[0].message.contains("'x'"), "{}", deep[0].message);
+    assert!(!r.ok_to_apply());
+    // The braces still balance: nothing after the deep block is reported as stray.
+    assert!(!r.notes.iter().any(|n| n.message.contains("unexpected '}'")));
+
+    // Unclosed deep nesting (pasted junk) is reported as such, not as a crash.
+    let r = import(&"{".repeat(20_000));
+    assert!(r
+        .notes
+        .iter()
+        .any(|n| n.message.contains("nests more than")));
+    assert!(r.notes.iter().any(|n| n.message.contains("never closed")));
+
+    // Nesting at the limit is accepted by the parser.
+    let mut ok = String::new();
+    for i in 0..MAX_NESTING {
+        ok.push_str(&format!("b{i} {{\n"));
+    }
+    ok.push_str(&"}\n".repeat(MAX_NESTING));
+    let r = import(&ok);
+    assert!(!r
+        .notes
+        .iter()
+        .any(|n| n.message.contains("nests more than")));
+}
+
+#[test]
+fn include_fan_out_is_bounded_in_count_and_size() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("conf.d")).unwrap();
+    for i in 0..MAX_INCLUDE_FILES + 10 {
+        std::fs::write(d.path().join(format!("conf.d/{i:04}.conf")), "! empty\n").unwrap();
+    }
+    std::fs::write(
+        d.path().join("main.conf"),
+        "include conf.d/*.conf\ninclude conf.d/*.conf\n",
+    )
+    .unwrap();
+    let r = import_file(d.path().join("main.conf"), &Config::builtin_default()).unwrap();
+    let hits: Vec<_> = r
+        .notes
+        .iter()
+        .filter(|n| {
+            n.message
+                .contains(&format!("more than {MAX_INCLUDE_FILES} files"))
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "reported once: {:#?}", r.notes);
+    assert_eq!(hits[0].line, 1);
+    assert!(!r.ok_to_apply());
+
+    // Total size: each file is below the limit, together they exceed it.
+    let d = tempfile::tempdir().unwrap();
+    let chunk = "! padding padding padding padding padding padding padding padding\n"
+        .repeat(1 + 1024 * 1024 / 66);
+    for i in 0..5 {
+        std::fs::write(d.path().join(format!("{i}.conf")), &chunk).unwrap();
+    }
+    std::fs::write(d.path().join("main.conf"), "include ?.conf\n").unwrap();
+    let r = import_file(d.path().join("main.conf"), &Config::builtin_default()).unwrap();
+    assert!(
+        r.notes.iter().any(|n| n.line == 1
+            && n.message.contains("larger than")
+            && n.message.contains("in all")),
+        "{:#?}",
+        r.notes
+    );
+    assert!(!r.ok_to_apply());
+}
+
+#[test]
+fn include_wildcard_is_linear_and_correct() {
+    use super::wildcard;
+    assert!(wildcard(b"*.conf", b"10-sip.conf"));
+    assert!(wildcard(b"1?-*.conf", b"10-sip.conf"));
+    assert!(!wildcard(b"*.conf", b"10-sip.cfg"));
+    assert!(wildcard(b"*", b""));
+    assert!(!wildcard(b"?", b""));
+    assert!(wildcard(b"a*b*c", b"aXXbYYc"));
+    assert!(!wildcard(b"a*b*c", b"aXXbYY"));
+    // A pattern of many stars used to recurse per star with exponential back-tracking.
+    let pat = "*a".repeat(50_000);
+    assert!(!wildcard(pat.as_bytes(), "a".repeat(200).as_bytes()));
+}
