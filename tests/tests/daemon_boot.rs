@@ -101,7 +101,7 @@ fn first_boot_console(vm: &mut Vm) -> Result<(), VmError> {
             "unexpected current probe interval [{old_interval}]"
         )));
     }
-    c.expect("'5' is not a valid interval: enter a whole number from 20 to 60000")?;
+    c.expect("'5' is not a valid interval: enter a whole number from 20 to 3600000")?;
     c.field("Interval in ms", "300")?;
     for label in [
         "Timeout in ms",
