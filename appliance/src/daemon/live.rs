@@ -630,7 +630,7 @@ impl Effects for Live {
                 self.ha_reconcile(c);
                 self.update_leds(c);
                 Ok(format!(
-                    "applied: {net}, {} IPVS change(s), table verified ({} service(s), {} server(s))",
+                    "{net}, {} IPVS change(s), table verified ({} service(s), {} server(s))",
                     r.ops.len(),
                     r.services,
                     r.dests
