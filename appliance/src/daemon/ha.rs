@@ -200,6 +200,7 @@ impl HaView {
     /// What the `ha` LED shows.
     pub fn led(&self) -> HaLed {
         match self.state {
+            State::Master if self.split_brain => HaLed::SplitBrain,
             State::Master => HaLed::Master,
             State::Fault => HaLed::Fault,
             State::Backup | State::Initialize => HaLed::Backup,
@@ -357,6 +358,7 @@ mod tests {
         );
         assert_eq!(v.led(), HaLed::Master);
         v.split_brain = true;
+        assert_eq!(v.led(), HaLed::SplitBrain, "split brain shows on the LED");
         v.sync = vec![DaemonStatus {
             state: "master".into(),
             ifname: "eth1".into(),

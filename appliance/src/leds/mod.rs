@@ -49,15 +49,19 @@ pub enum HaLed {
     Master,
     /// Fault (link down, pool dead): cannot take over.
     Fault,
+    /// Master while another master is heard (split brain until the other yields).
+    SplitBrain,
 }
 
-/// HA LED pattern: master on, backup slow blink, fault fast blink, HA off dark.
+/// HA LED pattern: master on, backup slow blink, fault fast blink, split brain a
+/// stutter (mostly on, short gaps), HA off dark.
 pub fn ha_pattern(h: HaLed) -> Pattern {
     match h {
         HaLed::Disabled => Pattern::Off,
         HaLed::Backup => SLOW_BLINK,
         HaLed::Master => Pattern::On,
         HaLed::Fault => FAST_BLINK,
+        HaLed::SplitBrain => SPLIT_BRAIN_BLINK,
     }
 }
 
@@ -90,6 +94,11 @@ pub const SLOW_BLINK: Pattern = Pattern::Blink {
 /// No server up or a fault: fast blink (5 Hz).
 pub const FAST_BLINK: Pattern = Pattern::Blink {
     on_ms: 100,
+    off_ms: 100,
+};
+/// Split brain on the `ha` LED: mostly on with short gaps, unlike every other pattern.
+pub const SPLIT_BRAIN_BLINK: Pattern = Pattern::Blink {
+    on_ms: 300,
     off_ms: 100,
 };
 /// Traffic flicker on the activity LED.

@@ -51,6 +51,13 @@ fn roles_map_to_patterns() {
     assert_eq!(ha(HaLed::Master), Pattern::On);
     assert_eq!(ha(HaLed::Backup), SLOW_BLINK);
     assert_eq!(ha(HaLed::Fault), FAST_BLINK);
+    assert_eq!(ha(HaLed::SplitBrain), SPLIT_BRAIN_BLINK);
+    for other in [Pattern::On, SLOW_BLINK, FAST_BLINK, BOOT_BLINK] {
+        assert_ne!(
+            SPLIT_BRAIN_BLINK, other,
+            "split brain must look unlike any other state"
+        );
+    }
     // the HA role never borrows the pool's state, nor the pool LED the HA role
     assert_eq!(
         role_pattern(
