@@ -15,8 +15,9 @@
 
 use appliance_tests::lab::interop::{self, ApplianceSubject, KeepalivedSubject, Params};
 use appliance_tests::lab::keepalived::{KeepalivedConf, KeepalivedNode};
-use appliance_tests::lab::pair::{self, BoxId, BoxSpec, HaPair, LAB_ADVERT_CS, LAN_GATEWAY, VRID};
+use appliance_tests::lab::pair::{BoxId, BoxSpec, HaPair, LAB_ADVERT_CS, LAN_GATEWAY, VRID};
 use appliance_tests::lab::{self, Appliance, Lab, LabOptions, VIP};
+use appliance_tests::skip::skip;
 
 fn params() -> Params {
     Params {
@@ -40,13 +41,6 @@ fn keepalived_available() -> Result<(), String> {
     } else {
         Err("keepalived 2.x not found: run tests/setup-host.sh (package keepalived)".into())
     }
-}
-
-fn skip(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("skipped in CI: {why}");
-    }
-    eprintln!("SKIPPED: {why}");
 }
 
 fn peer(lab: &mut Lab) -> KeepalivedNode {
@@ -93,18 +87,6 @@ fn ha_keepalived_interop() {
     if let Err(why) = keepalived_available() {
         skip(&why);
         return;
-    }
-    let image = appliance_tests::ensure_image().expect("image");
-    let dir = tempfile::tempdir().expect("tempdir");
-    match pair::ha_supported(&image, dir.path()) {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            skip(&format!(
-                "the image's firmware rejects an HA config (HA not merged?): {why}"
-            ));
-            return;
-        }
-        Err(e) => panic!("{e}"),
     }
     // Box A only; keepalived plays box B.
     let mut pair = HaPair::boot_boxes(3, "uas.xml", &[BoxId::A]).expect("boot box A");

@@ -22,6 +22,7 @@
 use appliance_tests::lab::ha_rounds::{round, Event, HaLoad, Timing};
 use appliance_tests::lab::pair::{self, BoxId, HaPair};
 use appliance_tests::lab::{self};
+use appliance_tests::skip::skip;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,31 +31,12 @@ use std::time::Duration;
 /// like VRRP failures).
 static ONE_PAIR_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn skip(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("skipped in CI: {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
-
 #[test]
 fn ha_pair_failover() {
     let _one = ONE_PAIR_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(why) = lab::check_host() {
         skip(&why);
         return;
-    }
-    let image = appliance_tests::ensure_image().expect("image");
-    let dir = tempfile::tempdir().expect("tempdir");
-    match pair::ha_supported(&image, dir.path()) {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            skip(&format!(
-                "the image's firmware rejects an HA config (HA not merged?): {why}"
-            ));
-            return;
-        }
-        Err(e) => panic!("{e}"),
     }
     let mut pair = HaPair::boot(3, "uas.xml").expect("boot the pair");
     let mut problems = Vec::new();
@@ -115,16 +97,6 @@ fn ha_lab_pair_harness() {
     if let Err(why) = lab::check_host() {
         skip(&why);
         return;
-    }
-    let image = appliance_tests::ensure_image().expect("image");
-    let dir = tempfile::tempdir().expect("tempdir");
-    match pair::ha_supported(&image, dir.path()) {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            skip(&format!("the image's firmware rejects an HA config: {why}"));
-            return;
-        }
-        Err(e) => panic!("{e}"),
     }
     let mut pair = HaPair::boot(3, "uas.xml").expect("boot the pair");
     for id in [BoxId::A, BoxId::B] {

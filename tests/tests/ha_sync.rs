@@ -17,6 +17,7 @@ use appliance_tests::lab::ha;
 use appliance_tests::lab::pair::{self, BoxId, HaPair};
 use appliance_tests::lab::{self, pcap, VIP};
 use appliance_tests::sipp::{Uac, UacOptions};
+use appliance_tests::skip::skip;
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
@@ -30,13 +31,6 @@ fn now_us() -> u64 {
 
 /// IPVS sync daemon port (kernel default, `IP_VS_SYNC_PORT`).
 const SYNC_PORT: u16 = 8848;
-
-fn skip(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("skipped in CI: {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
 
 /// (capture time, UDP payload) of every IPv4/UDP datagram to `port` in a pcap file.
 fn udp_to(data: &[u8], port: u16) -> Vec<(u64, Vec<u8>)> {
@@ -127,16 +121,6 @@ fn ha_sync_templates_delay_and_failover() {
     if let Err(why) = lab::check_host() {
         skip(&why);
         return;
-    }
-    let image = appliance_tests::ensure_image().expect("image");
-    let dir = tempfile::tempdir().expect("tempdir");
-    match pair::ha_supported(&image, dir.path()) {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => {
-            skip(&format!("the image's firmware rejects an HA config: {why}"));
-            return;
-        }
-        Err(e) => panic!("{e}"),
     }
     let mut pair = HaPair::boot(3, "uas.xml").expect("boot the pair");
     let master = the_master(&mut pair, Duration::from_secs(60)).expect("one master");

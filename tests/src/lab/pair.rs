@@ -270,25 +270,6 @@ pub fn write_store(bin: &Path, disk: &Path, toml: &Path, hostname: &str) -> Resu
     Ok(())
 }
 
-/// Whether the image's firmware accepts an HA config at all; Err(why) when
-/// it does not (HA not implemented in this firmware). Writes a probe file in `dir`.
-pub fn ha_supported(image: &Image, dir: &Path) -> Result<std::result::Result<(), String>> {
-    let bin = image_appliance_bin(image);
-    if !bin.is_file() {
-        return Err(LabError::Unavailable(format!(
-            "{} missing: build the image (tests/image/build-image.sh)",
-            bin.display()
-        )));
-    }
-    let p = dir.join("ha-probe.toml");
-    let text = BoxSpec::of(BoxId::A).config_toml(&factory_toml()?, LAB_ADVERT_CS)?;
-    fs::write(&p, text).map_err(|source| LabError::Io {
-        path: p.clone(),
-        source,
-    })?;
-    check_config(&bin, &p)
-}
-
 /// One box of the pair.
 pub struct HaBox {
     /// Its addresses, MACs, taps.
@@ -351,7 +332,7 @@ impl HaPair {
             })?;
             if let Err(why) = check_config(&bin, &toml)? {
                 return Err(LabError::Unavailable(format!(
-                    "the image's firmware rejects the HA config {} (HA not supported?): {why}",
+                    "the image's firmware rejects the HA config {}: {why}",
                     toml.display()
                 )));
             }
