@@ -245,7 +245,9 @@ fn drain_counts_down_live_and_shell_runs() {
 fn unreachable_daemon_is_explained_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("absent.sock");
-    let mut c = Console::spawn(&sock.display().to_string());
+    let mut c = Console::spawn_with(&sock.display().to_string(), &["--start-wait", "1"]);
+    // At start a missing daemon is first waited for quietly (it may still be starting).
+    c.expect("Waiting for the appliance daemon to start...");
     c.expect("cannot reach the appliance daemon at");
     c.expect("(is it running? are you root?)");
     c.expect("Retrying in 5 s (press Enter to retry now).");

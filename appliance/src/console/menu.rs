@@ -79,6 +79,11 @@ pub struct Timing {
     pub drain_poll: Duration,
     /// Retry interval while the daemon is unreachable.
     pub retry: Duration,
+    /// At console start, how long an unreachable daemon is waited for quietly
+    /// (init starts both at once; the daemon needs a moment to open its socket).
+    pub start_wait: Duration,
+    /// Poll interval during that quiet wait.
+    pub start_poll: Duration,
 }
 
 impl Default for Timing {
@@ -87,6 +92,8 @@ impl Default for Timing {
             refresh: Duration::from_secs(2),
             drain_poll: Duration::from_secs(1),
             retry: Duration::from_secs(5),
+            start_wait: Duration::from_secs(20),
+            start_poll: Duration::from_millis(500),
         }
     }
 }
@@ -114,6 +121,8 @@ pub struct Menu<P: Port, D: Daemon> {
     pub timing: Timing,
     status: StatusInfo,
     idle: Option<Duration>,
+    /// The daemon has answered at least once since the console started.
+    reached: bool,
 }
 
 /// Lines per page when paging long output.
@@ -130,6 +139,7 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             timing: Timing::default(),
             status: StatusInfo::default(),
             idle: None,
+            reached: false,
         }
     }
 
@@ -174,9 +184,13 @@ impl<P: Port, D: Daemon> Menu<P, D> {
     }
 
     fn connect(&mut self) -> R<()> {
+        if !self.reached {
+            self.wait_for_daemon_start();
+        }
         loop {
             match self.daemon.call(&Request::Status) {
                 Ok(Reply::Status(s)) => {
+                    self.reached = true;
                     self.set_status(*s);
                     return Ok(());
                 }
@@ -190,6 +204,24 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             if self.port.wait_key(self.timing.retry) == Input::Eof {
                 return Err(Esc::Eof);
             }
+        }
+    }
+
+    /// First connection after boot: an unreachable daemon is most likely still
+    /// starting, so poll quietly for `start_wait` before reporting it as a fault.
+    fn wait_for_daemon_start(&mut self) {
+        let polls = self.timing.start_wait.as_millis() / self.timing.start_poll.as_millis().max(1);
+        for i in 0..polls {
+            if let Ok(Reply::Status(s)) = self.daemon.call(&Request::Status) {
+                self.reached = true;
+                self.set_status(*s);
+                return;
+            }
+            if i == 0 {
+                self.port
+                    .write("Waiting for the appliance daemon to start...\n");
+            }
+            self.port.pause(self.timing.start_poll);
         }
     }
 
@@ -1997,9 +2029,61 @@ mod tests {
             ..Default::default()
         };
         let mut m = Menu::new(port, Down(0));
+        // The quiet start wait has its own test below.
+        m.timing.start_wait = Duration::ZERO;
         m.run();
         assert_eq!(m.daemon.0, 3);
         assert_eq!(m.port.out.matches("Retrying in 5 s").count(), 3);
         assert!(m.port.out.contains("cannot reach the appliance daemon"));
+    }
+
+    #[test]
+    fn daemon_still_starting_is_waited_for_quietly() {
+        // Unreachable for the first 3 calls, then up with no password set.
+        struct Late(u32);
+        impl Daemon for Late {
+            fn call(&mut self, _r: &Request) -> Result<Reply, String> {
+                self.0 += 1;
+                if self.0 <= 3 {
+                    return Err("cannot reach the appliance daemon at /x: No such file or directory (is it running? are you root?)".into());
+                }
+                Ok(Reply::Status(Box::default()))
+            }
+        }
+        let mut m = Menu::new(Script::default(), Late(0));
+        m.run();
+        let out = &m.port.out;
+        assert_eq!(
+            out.matches("Waiting for the appliance daemon to start")
+                .count(),
+            1,
+            "{out}"
+        );
+        assert!(
+            !out.contains("cannot reach"),
+            "no fault reported while it starts: {out}"
+        );
+        assert!(!out.contains("Retrying in"), "{out}");
+        assert_eq!(m.port.pauses, vec![Duration::from_millis(500); 3]);
+        assert!(
+            out.contains("No console password is set"),
+            "then the first-boot prompt: {out}"
+        );
+
+        // A daemon that never comes up is reported once the wait is over.
+        struct Down;
+        impl Daemon for Down {
+            fn call(&mut self, _r: &Request) -> Result<Reply, String> {
+                Err("cannot reach the appliance daemon at /x: refused (is it running? are you root?)".into())
+            }
+        }
+        let mut m = Menu::new(Script::default(), Down);
+        m.run();
+        assert_eq!(m.port.pauses.len(), 40, "20 s of 500 ms polls");
+        assert!(
+            m.port.out.contains("cannot reach the appliance daemon"),
+            "{}",
+            m.port.out
+        );
     }
 }

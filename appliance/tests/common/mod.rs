@@ -90,6 +90,11 @@ pub const T: Duration = Duration::from_secs(20);
 
 impl Console {
     pub fn spawn(sock: &str) -> Console {
+        Console::spawn_with(sock, &[])
+    }
+
+    /// [`Console::spawn`] with extra console options.
+    pub fn spawn_with(sock: &str, extra: &[&str]) -> Console {
         let ws = nix::pty::Winsize {
             ws_row: 24,
             ws_col: 80,
@@ -112,6 +117,7 @@ impl Console {
         let slave: OwnedFd = pty.slave;
         let child = Command::new(env!("CARGO_BIN_EXE_appliance"))
             .args(["console", "--socket", sock])
+            .args(extra)
             .stdin(Stdio::from(slave.try_clone().expect("dup")))
             .stdout(Stdio::from(slave.try_clone().expect("dup")))
             .stderr(Stdio::from(slave))
