@@ -294,10 +294,12 @@ impl<P: Port, D: Daemon> Menu<P, D> {
     }
 
     fn page(&mut self, lines: &[String]) -> R<()> {
+        // Wrapped, never cut: a long log line or problem is read whole, page by page.
+        let lines = screens::wrap_for_pager(lines);
         let pages = lines.len().div_ceil(PAGE);
         for (i, chunk) in lines.chunks(PAGE).enumerate() {
             for l in chunk {
-                self.port.write(&format!("{}\n", fit(l)));
+                self.port.write(&format!("{l}\n"));
             }
             if i + 1 < pages {
                 let s = self.line("-- more: Enter for the next page, q to stop: ")?;

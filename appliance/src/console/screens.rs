@@ -131,10 +131,55 @@ pub fn header(st: &StatusInfo) -> String {
             let _ = writeln!(out, "{}", fit(&l));
         }
     }
-    for a in &st.alerts {
-        let _ = writeln!(out, "{}", fit(&format!("!! {a}")));
+    for l in alert_lines(&st.alerts) {
+        let _ = writeln!(out, "{l}");
     }
     let _ = writeln!(out, "{}", rule());
+    out
+}
+
+/// Most header lines the alerts may take; the rest is summarised (the log has them all).
+pub const MAX_ALERT_LINES: usize = 6;
+
+/// Alerts wrapped to the screen (never cut mid-sentence), `!! ` first, indented after,
+/// at most [`MAX_ALERT_LINES`] lines with a pointer to the log for the rest.
+pub fn alert_lines(alerts: &[String]) -> Vec<String> {
+    let mut all = Vec::new();
+    for a in alerts {
+        for (i, part) in wrap(a, WIDTH - 3).into_iter().enumerate() {
+            all.push(format!("{}{part}", if i == 0 { "!! " } else { "   " }));
+        }
+    }
+    if all.len() > MAX_ALERT_LINES {
+        let more = all.len() - (MAX_ALERT_LINES - 1);
+        all.truncate(MAX_ALERT_LINES - 1);
+        all.push(format!(
+            "!! ... {more} more line(s): 8) Recent log events has every alert"
+        ));
+    }
+    all
+}
+
+/// Lines for the pager: every line wrapped to the screen, continuations indented.
+pub fn wrap_for_pager(lines: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in lines {
+        if l.chars().count() <= WIDTH {
+            out.push(l.clone());
+            continue;
+        }
+        // Keep the line's own indentation (SIP replies, diffs); continuations 4 deeper.
+        let body = l.trim_start_matches(' ');
+        let indent = (l.len() - body.len()).min(WIDTH / 2);
+        let lead = " ".repeat(indent);
+        for (i, part) in wrap(body, WIDTH - indent - 4).into_iter().enumerate() {
+            out.push(if i == 0 {
+                format!("{lead}{part}")
+            } else {
+                format!("{lead}    {part}")
+            });
+        }
+    }
     out
 }
 
@@ -232,7 +277,8 @@ pub fn status_table(st: &StatusInfo, rows: &[ServerRow], refresh_s: u64) -> Stri
         "{:<6} {:<20} {:<8} {:<4} {:>3} {:>9} {:>4} {:>5} {:>4} {:>6}",
         "Svc", "Server", "Admin", "Hlth", "Wt", "RTT ms", "Act", "Inact", "Pers", "Call/s"
     );
-    let max_rows = 24 - out.lines().count() - 2;
+    // A tall header (HA alarms, alerts) still leaves at least a few rows.
+    let max_rows = 24usize.saturating_sub(out.lines().count() + 2).max(3);
     for r in rows.iter().take(max_rows) {
         let wt = r
             .kernel_weight
@@ -374,6 +420,53 @@ mod tests {
         for l in m.lines() {
             assert!(l.chars().count() <= WIDTH, "too wide: {l:?}");
         }
+    }
+
+    #[test]
+    fn long_alerts_wrap_instead_of_being_cut() {
+        let a = "network config rejected, nothing was changed: - WAN interface 'eth0' does not exist on this box; the interfaces present are eth1, eth2 (assign one in 2) Interfaces)".to_string();
+        let lines = alert_lines(std::slice::from_ref(&a));
+        assert!(lines.len() > 1, "{lines:#?}");
+        assert!(
+            lines.iter().all(|l| l.chars().count() <= WIDTH),
+            "{lines:#?}"
+        );
+        assert!(lines[0].starts_with("!! network config rejected"));
+        let joined: String = lines
+            .iter()
+            .map(|l| l.trim_start_matches("!! ").trim_start())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(joined, a, "every word of the alert is on screen");
+        // Many alerts: capped, with a pointer to the whole text.
+        let many = vec![a.clone(); 5];
+        let lines = alert_lines(&many);
+        assert_eq!(lines.len(), MAX_ALERT_LINES);
+        assert!(
+            lines.last().unwrap().contains("Recent log events"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn pager_lines_wrap_with_indented_continuations() {
+        let long = format!("[     12s] WARN  {}", "word ".repeat(40).trim_end());
+        let out = wrap_for_pager(&[long.clone(), "short".into()]);
+        assert!(out.len() > 2);
+        assert!(out.iter().all(|l| l.chars().count() <= WIDTH), "{out:#?}");
+        assert!(out[1].starts_with("    word"), "{out:#?}");
+        assert_eq!(out.last().unwrap(), "short");
+        // Short lines are kept exactly, indentation included.
+        assert_eq!(
+            wrap_for_pager(&["  | SIP/2.0 200 OK".into()]),
+            ["  | SIP/2.0 200 OK"]
+        );
+        assert_eq!(
+            out.iter()
+                .map(|l| l.split_whitespace().count())
+                .sum::<usize>(),
+            long.split_whitespace().count() + 1
+        );
     }
 
     #[test]
