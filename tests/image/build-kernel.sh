@@ -70,11 +70,28 @@ kmake -s olddefconfig >&2
 "$here/check-dotconfig.sh" "$obj/.config" "${fragments[@]}" >&2 \
     || die "kernel config does not match the fragments (see MISMATCH lines above)"
 
-log "building bzImage with $(nproc) jobs (log: $obj/build.log)"
-if ! kmake -j"$(nproc)" bzImage >"$obj/build.log" 2>&1; then
+log "building bzImage with $(nproc) jobs (log: $obj/build.log); progress every 20 s"
+# The build takes minutes on 2 cores: say how far it is (files compiled, elapsed, and a
+# percentage against the last build's count when one is known).
+count_file=$cache/kernel/compiled-files
+: >"$obj/build.log"
+(
+    total=$(cat "$count_file" 2>/dev/null || echo 0)
+    while sleep 20; do
+        n=$(grep -c '^  CC ' "$obj/build.log" 2>/dev/null || true)
+        pct=""
+        [ "$total" -gt 0 ] && pct=" (~$(( n * 100 / total > 99 ? 99 : n * 100 / total ))%)"
+        log "kernel: ${n:-0} files compiled$pct, $(( $(date +%s) - start )) s elapsed"
+    done
+) &
+progress=$!
+trap 'kill "$progress" 2>/dev/null || true' EXIT
+if ! kmake -j"$(nproc)" bzImage >>"$obj/build.log" 2>&1; then
     tail -n 40 "$obj/build.log" >&2
     die "kernel build failed; full log in $obj/build.log"
 fi
+kill "$progress" 2>/dev/null || true
+grep -c '^  CC ' "$obj/build.log" >"$count_file" || true
 log "built in $(( $(date +%s) - start )) s"
 
 tmp=$(mktemp -d "$cache/kernel/.tmp.XXXXXX")
