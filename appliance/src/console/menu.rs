@@ -1305,8 +1305,10 @@ impl<P: Port, D: Daemon> Menu<P, D> {
         );
         let s = self.line("Type 'yes' to erase and reboot, anything else cancels: ")?;
         if s == "yes" {
-            if let Some(Reply::Done { message }) = self.req(Request::FactoryReset { confirm: true })
-            {
+            if let Some(Reply::Done { message }) = self.req(Request::FactoryReset {
+                confirm: true,
+                reboot: true,
+            }) {
                 self.port.write(&format!("{message}\n"));
             }
         } else {

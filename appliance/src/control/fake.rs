@@ -150,7 +150,7 @@ impl FakeDaemon {
                     remaining: now_left,
                 }))
             }
-            Request::FactoryReset { confirm } => {
+            Request::FactoryReset { confirm, .. } => {
                 if !confirm {
                     return Response::error("factory reset needs confirm: true");
                 }

@@ -123,10 +123,14 @@ pub enum Request {
         /// Password to check.
         password: String,
     },
-    /// Erase the stored config and reboot on factory defaults.
+    /// Erase the stored config (serialised with the daemon's saves); factory defaults
+    /// apply at the next start, which `reboot` brings about at once.
     FactoryReset {
         /// Must be true.
         confirm: bool,
+        /// Reboot now (the console's item); false = erase only (`appliance factory-reset`).
+        #[serde(default = "yes")]
+        reboot: bool,
     },
     /// Reboot the box.
     Reboot,
@@ -501,6 +505,11 @@ pub fn parse_server(s: &str, default_port: u16) -> Result<SocketAddrV4, String> 
     }
 }
 
+/// Serde default for fields that are on unless a request says otherwise.
+fn yes() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +537,28 @@ mod tests {
                 from: Which::Running
             }
         );
+    }
+
+    #[test]
+    fn factory_reset_reboots_unless_told_not_to() {
+        // Older clients (the console) send no `reboot`: they keep erase + reboot.
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"factory_reset","confirm":true}"#).unwrap(),
+            Request::FactoryReset {
+                confirm: true,
+                reboot: true
+            }
+        );
+        let cli = Request::FactoryReset {
+            confirm: true,
+            reboot: false,
+        };
+        let j = serde_json::to_string(&cli).unwrap();
+        assert_eq!(
+            j,
+            r#"{"cmd":"factory_reset","confirm":true,"reboot":false}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&j).unwrap(), cli);
     }
 
     #[test]

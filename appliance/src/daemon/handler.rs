@@ -35,7 +35,7 @@ impl Handler for DaemonHandler {
                 Request::SipOptions { host, port } => self.sip_options(&host, port).await,
                 Request::Reboot => power("reboot"),
                 Request::PowerOff => power("poweroff"),
-                Request::FactoryReset { confirm } => self.factory_reset(confirm),
+                Request::FactoryReset { confirm, reboot } => self.factory_reset(confirm, reboot),
                 Request::ImportKeepalived { text } => import_keepalived(&self.shared, &text),
                 other => self.handle_sync(&other),
             }
@@ -192,7 +192,7 @@ impl DaemonHandler {
         }
     }
 
-    fn factory_reset(&self, confirm: bool) -> Response {
+    fn factory_reset(&self, confirm: bool, reboot: bool) -> Response {
         if !confirm {
             return Response::error("factory reset needs confirmation (confirm: true)");
         }
@@ -205,8 +205,14 @@ impl DaemonHandler {
                 "factory reset failed, the stored config is unchanged: {e}"
             ));
         }
-        warn!("factory reset: stored config erased, rebooting on factory defaults");
         drop(s);
+        if !reboot {
+            warn!("factory reset: stored config erased; factory defaults apply at the next start");
+            return Response::Ok(Reply::Done {
+                message: "config store erased; factory defaults apply at the next start".into(),
+            });
+        }
+        warn!("factory reset: stored config erased, rebooting on factory defaults");
         match power("reboot") {
             Response::Ok(_) => Response::Ok(Reply::Done {
                 message: "stored config erased; rebooting on factory defaults".into(),

@@ -151,12 +151,13 @@ pub fn cli(args: &[String]) -> ExitCode {
     }
 }
 
-/// The daemon holds the store: it erases (serialised with its own saves) and reboots.
+/// The daemon holds the store: it erases (serialised with its own saves); like the
+/// offline path, factory defaults apply at the next start (no reboot here).
 fn factory_reset_via_daemon(socket: &str, yes: bool) -> ExitCode {
     use crate::control::proto::{Reply, Request};
     if !yes {
         print!(
-            "The appliance daemon is running: it will erase the stored configuration and REBOOT on factory defaults now, dropping calls in progress. Type 'yes' to confirm: "
+            "Erase the stored configuration (through the running appliance daemon)? The appliance will use factory defaults at the next start. Type 'yes' to confirm: "
         );
         let _ = std::io::stdout().flush();
         let mut line = String::new();
@@ -165,8 +166,10 @@ fn factory_reset_via_daemon(socket: &str, yes: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match crate::control::client::Client::new(socket).call(&Request::FactoryReset { confirm: true })
-    {
+    match crate::control::client::Client::new(socket).call(&Request::FactoryReset {
+        confirm: true,
+        reboot: false,
+    }) {
         Ok(Reply::Done { message }) => {
             println!("{message}");
             ExitCode::SUCCESS
