@@ -219,7 +219,7 @@ struct WriterPaths {
 /// Save `c` with one writer at a time: under the store lock when it is free, else (the
 /// daemon runs and holds it) through the daemon, which saves to its own store.
 fn save_serialised(spec: &str, c: &Config, paths: &WriterPaths) -> ExitCode {
-    match writer(Path::new(&paths.lock)) {
+    match writer(Path::new(&paths.lock), Path::new(&paths.socket)) {
         Ok(Writer::Direct(held)) => {
             let code = save(spec, c);
             drop(held);

@@ -60,8 +60,21 @@ pub fn explicit_store(args: &[String]) -> bool {
 /// Why a write with an explicit `--store` is not sent to the running daemon.
 pub const EXPLICIT_STORE_BUSY: &str = "the daemon is running and holds the store lock, and it writes only its own store: run without --store (or name its socket with --socket) to send the change through it";
 
-/// Decide how to write the store, given the lock file (see [`super::lock`]).
-pub fn writer(lock: &std::path::Path) -> Result<Writer, super::lock::LockError> {
+/// Decide how to write the store, given the lock file (see [`super::lock`]) and the
+/// daemon's control socket. A held lock whose daemon answers on its socket goes through
+/// the daemon at once; otherwise another offline writer holds it, and we wait for it.
+pub fn writer(
+    lock: &std::path::Path,
+    socket: &std::path::Path,
+) -> Result<Writer, super::lock::LockError> {
+    match super::lock::StoreLock::try_acquire(lock) {
+        Ok(l) => return Ok(Writer::Direct(l)),
+        Err(super::lock::LockError::Held { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        return Ok(Writer::Daemon);
+    }
     match super::lock::StoreLock::acquire_within(lock, WRITER_WAIT) {
         Ok(l) => Ok(Writer::Direct(l)),
         Err(super::lock::LockError::Held { .. }) => Ok(Writer::Daemon),
@@ -103,7 +116,7 @@ pub fn cli(args: &[String]) -> ExitCode {
             }
         }
     }
-    let held = match writer(std::path::Path::new(&lock)) {
+    let held = match writer(std::path::Path::new(&lock), std::path::Path::new(&socket)) {
         Ok(Writer::Direct(l)) => l,
         Ok(Writer::Daemon) if route_to_daemon => return factory_reset_via_daemon(&socket, yes),
         Ok(Writer::Daemon) => {
@@ -182,5 +195,33 @@ fn factory_reset_via_daemon(socket: &str, yes: bool) -> ExitCode {
             eprintln!("factory-reset: the config store is locked (daemon running or another writer) and the daemon at {socket} did not answer: {e}; nothing changed");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn held_lock_goes_to_a_live_daemon_at_once_else_waits_for_the_other_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let (lock, sock) = (d.path().join("store.lock"), d.path().join("control.sock"));
+        // Free lock: write directly.
+        let direct = writer(&lock, &sock).unwrap();
+        assert!(matches!(direct, Writer::Direct(_)));
+        // Held, and a daemon answers on the socket: through it, without waiting.
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let t = Instant::now();
+        assert!(matches!(writer(&lock, &sock).unwrap(), Writer::Daemon));
+        assert!(t.elapsed() < WRITER_WAIT / 2, "{:?}", t.elapsed());
+        // Held by another offline writer (no daemon socket): wait for it first.
+        drop(listener);
+        std::fs::remove_file(&sock).unwrap();
+        let t = Instant::now();
+        assert!(matches!(writer(&lock, &sock).unwrap(), Writer::Daemon));
+        assert!(t.elapsed() >= WRITER_WAIT, "{:?}", t.elapsed());
+        drop(direct);
+        assert!(matches!(writer(&lock, &sock).unwrap(), Writer::Direct(_)));
     }
 }
