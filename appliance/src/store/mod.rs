@@ -9,7 +9,7 @@
 //!      6    2 reserved, 0
 //!      8    8 generation (u64 LE), 1 for the first save, +1 per save
 //!     16    4 payload length (u32 LE)
-//!     20    n payload = postcard(Envelope::V2(config)); V1 records still load (migrated)
+//!     20    n payload = postcard(Envelope::V3(config)); V1 and V2 records still load (migrated)
 //!   20+n    4 CRC-32 (ISO-HDLC) over bytes 0..20+n, LE
 //! ```
 //!
@@ -29,8 +29,9 @@ use std::fmt;
 pub use backend::{Backend, FileBackend, FlashDevice, MtdBackend, MtdDevice};
 pub use cli::cli;
 pub use record::{
-    decode_slot, encode_envelope, encode_record, largest_config, pick, ConfigV1, Envelope,
-    HaSettingsV1, SlotState, CRC_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_PAYLOAD, MAX_RECORD,
+    decode_slot, encode_envelope, encode_record, largest_config, pick, ConfigV1, ConfigV2,
+    Envelope, HaSettingsV1, SlotState, CRC_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_PAYLOAD,
+    MAX_RECORD,
 };
 
 use crate::config::Config;

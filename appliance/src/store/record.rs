@@ -118,14 +118,64 @@ impl From<ConfigV1> for Config {
     }
 }
 
+/// The config as stored by envelope V2 (the HA pair): a frozen copy of that model.
+/// Never edit it: the golden vector `tests/data/golden-v2.bin` pins it. Sections added
+/// since are new fields of [`Config`] that V2 records migrate to their defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigV2 {
+    /// Hostname.
+    pub hostname: heapless::String<HOSTNAME_LEN>,
+    /// WAN interface.
+    pub wan: Interface,
+    /// LAN interface.
+    pub lan: Interface,
+    /// Policy routing.
+    #[serde(default)]
+    pub policy_routing: PolicyRouting,
+    /// Virtual services.
+    pub services: heapless::Vec<VirtualService, MAX_SERVICES>,
+    /// LED bindings.
+    #[serde(default)]
+    pub leds: heapless::Vec<LedBinding, MAX_LEDS>,
+    /// Console settings.
+    #[serde(default)]
+    pub console: ConsoleSettings,
+    /// Watchdog settings.
+    #[serde(default)]
+    pub watchdog: WatchdogSettings,
+    /// HA settings.
+    #[serde(default)]
+    pub ha: HaSettings,
+}
+
+impl From<ConfigV2> for Config {
+    /// V2 -> current: every section V2 had is kept; sections added since take their defaults.
+    fn from(v: ConfigV2) -> Config {
+        Config {
+            hostname: v.hostname,
+            wan: v.wan,
+            lan: v.lan,
+            policy_routing: v.policy_routing,
+            services: v.services,
+            leds: v.leds,
+            console: v.console,
+            watchdog: v.watchdog,
+            ha: v.ha,
+        }
+    }
+}
+
 /// Versioned payload. Variants are never reordered or removed (postcard encodes
 /// the variant index); old versions are migrated to the current model on load.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Envelope {
     /// First stored format (HA reserved).
     V1(ConfigV1),
-    /// HA settings (VRRP pair, connection sync); the current model.
-    V2(Config),
+    /// HA settings (VRRP pair, connection sync).
+    V2(ConfigV2),
+    /// The current model.
+    V3(Config),
 }
 
 impl Envelope {
@@ -133,7 +183,8 @@ impl Envelope {
     pub fn into_current(self) -> Config {
         match self {
             Envelope::V1(c) => c.into(),
-            Envelope::V2(c) => c,
+            Envelope::V2(c) => c.into(),
+            Envelope::V3(c) => c,
         }
     }
 }
@@ -173,7 +224,7 @@ impl SlotState {
 
 /// Encode a record of `config` with `generation` (always the current envelope).
 pub fn encode_record(config: &Config, generation: u64) -> Result<Vec<u8>, StoreError> {
-    encode_envelope(&Envelope::V2(config.clone()), generation)
+    encode_envelope(&Envelope::V3(config.clone()), generation)
 }
 
 /// Encode a record of any envelope version (older ones only for golden-vector tests).

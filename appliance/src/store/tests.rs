@@ -256,14 +256,37 @@ fn golden_v2_record_loads() {
     assert_eq!((l.origin, l.generation, l.config), (Origin::SlotA, 8, want));
 }
 
+/// The V2 golden config in its frozen V2 shape.
+fn golden_v2() -> ConfigV2 {
+    toml::from_str(GOLDEN_V2_TOML).expect("golden v2 toml")
+}
+
 #[test]
 fn golden_v2_encoding_is_stable() {
-    // If this fails the V2 wire format changed: freeze the old shape, add Envelope::V3.
-    let want = from_toml(GOLDEN_V2_TOML).expect("golden v2 toml");
-    let r = validate(&want);
+    // If this fails the frozen V2 shape (ConfigV2 and the types it shares) changed:
+    // freeze the old shape of what changed and add the next envelope instead.
+    let v2 = golden_v2();
+    let r = validate(&Config::from(v2.clone()));
     assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:#?}");
-    let rec = encode_record(&want, GOLDEN_V2_GENERATION).unwrap();
+    let rec = record::encode_envelope(&Envelope::V2(v2), GOLDEN_V2_GENERATION).unwrap();
     assert_eq!(rec, GOLDEN_V2_BIN);
+}
+
+#[test]
+fn current_records_use_the_newest_envelope_and_round_trip() {
+    let want = from_toml(GOLDEN_V2_TOML).expect("golden v2 toml");
+    let rec = encode_record(&want, 9).unwrap();
+    let payload = &rec[HEADER_LEN..rec.len() - CRC_LEN];
+    assert!(matches!(
+        postcard::from_bytes::<Envelope>(payload),
+        Ok(Envelope::V3(_))
+    ));
+    match record::decode_slot(&rec) {
+        SlotState::Valid { generation, config } => {
+            assert_eq!((generation, *config), (9, want));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -305,7 +328,7 @@ fn v1_record_migrates_to_the_expected_current_config() {
     let payload = &img[HEADER_LEN..len - CRC_LEN];
     assert!(matches!(
         postcard::from_bytes::<Envelope>(payload),
-        Ok(Envelope::V2(_))
+        Ok(Envelope::V3(_))
     ));
     assert_eq!(s.load().unwrap().config, l);
 }
@@ -348,10 +371,10 @@ fn v1_migration_fills_unset_ha_fields_and_places_the_peer() {
 
 #[test]
 fn a_record_from_newer_firmware_is_reported_not_loaded() {
-    // Envelope variant index 2 (a future V3) with the current config after it.
+    // Envelope variant index 3 (a future V4) with the current config after it.
     let c = Config::builtin_default();
     let mut rec = encode_record(&c, 3).unwrap();
-    rec[HEADER_LEN] = 2;
+    rec[HEADER_LEN] = 3;
     let end = rec.len() - CRC_LEN;
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&rec[..end]);
     rec[end..].copy_from_slice(&crc.to_le_bytes());
