@@ -195,8 +195,19 @@ impl FakeDaemon {
                 st.session.candidate(),
                 &text,
             )))),
-            // Config requests were handled by the session above.
-            other => Response::error(format!("unexpected request {other:?}")),
+            // The session answers these above; listed so a new request must be routed here.
+            Request::GetConfig { .. }
+            | Request::SetCandidate { .. }
+            | Request::Diff
+            | Request::Apply
+            | Request::Save
+            | Request::Revert { .. }
+            | Request::ServerAction { .. }
+            | Request::ImportConfig { .. }
+            | Request::SetPassword { .. }
+            | Request::VerifyPassword { .. } => {
+                Response::error(format!("the config session did not answer {req:?}"))
+            }
         }
     }
 }

@@ -6,10 +6,11 @@
 //! - [`session`]: pure running/candidate/saved config state with apply/save/revert rules.
 //! - [`password`]: argon2id hashing and the login back-off.
 //! - [`cli`]: `appliance status|show|drain|apply|save|revert|logs`.
-//! - [`fake`]: in-memory daemon for tests and demos.
+//! - `fake`: in-memory daemon for tests (feature `testing`; never in the firmware).
 
 pub mod cli;
 pub mod client;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod password;
 pub mod proto;

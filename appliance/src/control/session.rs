@@ -474,7 +474,18 @@ impl<E: Effects> ConfigSession<E> {
             Request::VerifyPassword { password } => {
                 Ok(Reply::Verified(self.verify_password(password, now)))
             }
-            _ => return None,
+            // Live state and devices: the daemon (or the test double) answers these.
+            Request::Status
+            | Request::ShowServers
+            | Request::ShowServices
+            | Request::DrainStatus { .. }
+            | Request::FactoryReset { .. }
+            | Request::Reboot
+            | Request::PowerOff
+            | Request::Ping { .. }
+            | Request::SipOptions { .. }
+            | Request::Logs { .. }
+            | Request::ImportKeepalived { .. } => return None,
         };
         Some(match r {
             Ok(reply) => Response::Ok(reply),

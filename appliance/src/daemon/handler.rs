@@ -30,6 +30,7 @@ impl DaemonHandler {
 impl Handler for DaemonHandler {
     fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
         Box::pin(async move {
+            // Exhaustive on purpose: a new request kind does not compile until it is routed.
             match req {
                 Request::Ping { host, count } => ping(&host, count).await,
                 Request::SipOptions { host, port } => self.sip_options(&host, port).await,
@@ -37,29 +38,68 @@ impl Handler for DaemonHandler {
                 Request::PowerOff => power("poweroff"),
                 Request::FactoryReset { confirm, reboot } => self.factory_reset(confirm, reboot),
                 Request::ImportKeepalived { text } => import_keepalived(&self.shared, &text),
-                other => self.handle_sync(&other),
+                Request::Status => self.live(LiveQuery::Status),
+                Request::ShowServers => self.live(LiveQuery::Servers),
+                Request::ShowServices => self.live(LiveQuery::Services),
+                Request::DrainStatus { service, server } => {
+                    self.live(LiveQuery::Drain { service, server })
+                }
+                Request::Logs { n } => self.live(LiveQuery::Logs { n }),
+                Request::GetConfig { .. }
+                | Request::SetCandidate { .. }
+                | Request::Diff
+                | Request::Apply
+                | Request::Save
+                | Request::Revert { .. }
+                | Request::ServerAction { .. }
+                | Request::ImportConfig { .. }
+                | Request::SetPassword { .. }
+                | Request::VerifyPassword { .. } => self.session(&req),
             }
         })
     }
 }
 
+/// The read-only questions about live state that the daemon answers itself.
+enum LiveQuery {
+    Status,
+    Servers,
+    Services,
+    Drain {
+        service: String,
+        server: SocketAddrV4,
+    },
+    Logs {
+        n: u32,
+    },
+}
+
 impl DaemonHandler {
-    fn handle_sync(&self, req: &Request) -> Response {
+    /// Config requests: the session answers every one of them.
+    fn session(&self, req: &Request) -> Response {
         let mut s = lock(&self.shared);
         // The boot clock, not the daemon's own: the login back-off outlives a daemon restart.
         let now = crate::control::password::boot_clock();
-        if let Some(r) = s.handle(req, now) {
-            if matches!(req, Request::Apply | Request::Save) {
-                if let Response::Ok(Reply::Done { message }) = &r {
-                    info!(%message, "operator change");
-                }
+        let Some(r) = s.handle(req, now) else {
+            return Response::error(format!(
+                "request {req:?} is not answered by the config session of this daemon"
+            ));
+        };
+        if matches!(req, Request::Apply | Request::Save) {
+            if let Response::Ok(Reply::Done { message }) = &r {
+                info!(%message, "operator change");
             }
-            return r;
         }
+        r
+    }
+
+    fn live(&self, q: LiveQuery) -> Response {
+        let s = lock(&self.shared);
+        let now = crate::control::password::boot_clock();
         let running = s.running().clone();
         let live = s.effects();
-        match req {
-            Request::Status => {
+        match q {
+            LiveQuery::Status => {
                 let servers = server_rows(&running, live);
                 let up = servers
                     .iter()
@@ -103,25 +143,25 @@ impl DaemonHandler {
                     ha: live.ha_info(&running),
                 })))
             }
-            Request::ShowServers => Response::Ok(Reply::Servers(server_rows(&running, live))),
-            Request::ShowServices => Response::Ok(Reply::Services(service_rows(&running, live))),
-            Request::DrainStatus { service, server } => {
+            LiveQuery::Servers => Response::Ok(Reply::Servers(server_rows(&running, live))),
+            LiveQuery::Services => Response::Ok(Reply::Services(service_rows(&running, live))),
+            LiveQuery::Drain { service, server } => {
                 let Some(vs) = running.services.iter().find(|v| v.name.as_str() == service) else {
                     return Response::error(format!(
                         "there is no service named '{service}' (see 'appliance show services')"
                     ));
                 };
                 let vip = SocketAddrV4::new(vs.vip, vs.port);
-                let (kernel_weight, remaining) = kernel_dest(live, vip, *server)
+                let (kernel_weight, remaining) = kernel_dest(live, vip, server)
                     .map(|(w, a, i, p)| (Some(w), u64::from(a) + u64::from(i) + u64::from(p)))
                     .unwrap_or((None, 0));
                 Response::Ok(Reply::Drain(DrainInfo {
-                    server: *server,
+                    server,
                     kernel_weight,
                     remaining,
                 }))
             }
-            Request::Logs { n } => {
+            LiveQuery::Logs { n } => {
                 let started_unix = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
@@ -129,7 +169,7 @@ impl DaemonHandler {
                     .saturating_sub(now.as_secs());
                 let events = live
                     .ring
-                    .recent(*n as usize)
+                    .recent(n as usize)
                     .into_iter()
                     .map(|e| LogEvent {
                         uptime_s: e.unix_s.saturating_sub(started_unix),
@@ -139,7 +179,6 @@ impl DaemonHandler {
                     .collect();
                 Response::Ok(Reply::Logs(events))
             }
-            other => Response::error(format!("request {other:?} is not supported by this daemon")),
         }
     }
 

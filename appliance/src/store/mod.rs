@@ -22,7 +22,8 @@ pub mod backend;
 pub mod cli;
 pub mod lock;
 pub mod record;
-pub mod sim;
+#[cfg(test)]
+mod sim;
 
 use std::fmt;
 
