@@ -2,6 +2,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod control;

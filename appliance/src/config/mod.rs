@@ -1,13 +1,11 @@
 //! Configuration: the model, its validation, the TOML form and the keepalived.conf importer.
 
 pub mod board;
-pub mod cli;
 pub mod keepalived;
 pub mod model;
 pub mod text;
 pub mod validate;
 
-pub use cli::cli;
 pub use model::*;
 pub use text::{from_toml, load_factory, to_toml};
 pub use validate::{validate, Problem, Report};

@@ -20,37 +20,12 @@ pub mod term;
 use std::process::ExitCode;
 
 use crate::control::client::Client;
-use crate::control::proto::DEFAULT_SOCKET;
 
-const USAGE: &str = "usage: appliance console [--socket PATH] [--start-wait SECONDS]";
-
-/// `appliance console [--socket PATH] [--start-wait SECONDS]`.
-pub fn run(args: &[String]) -> ExitCode {
-    let mut socket = DEFAULT_SOCKET.to_string();
-    let mut timing = menu::Timing::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match (a.as_str(), it.next()) {
-            ("--socket", Some(p)) => socket = p.clone(),
-            ("--start-wait", Some(v)) => match v.parse::<u64>() {
-                Ok(s) if s <= 3600 => timing.start_wait = std::time::Duration::from_secs(s),
-                _ => {
-                    eprintln!("appliance console: --start-wait takes whole seconds from 0 to 3600, not '{v}'");
-                    return ExitCode::from(2);
-                }
-            },
-            ("--socket" | "--start-wait", None) => {
-                eprintln!("appliance console: {a} needs a value\n{USAGE}");
-                return ExitCode::from(2);
-            }
-            (other, _) => {
-                eprintln!("appliance console: unknown option '{other}'\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+/// Run the menu on the controlling terminal against the daemon at `socket` until the
+/// terminal goes away (`appliance console`; init respawns it).
+pub fn run(socket: &str, timing: menu::Timing) -> ExitCode {
     let term = term::Term::open();
-    let mut m = menu::Menu::new(term, Client::new(&socket));
+    let mut m = menu::Menu::new(term, Client::new(socket));
     m.timing = timing;
     m.run();
     ExitCode::SUCCESS

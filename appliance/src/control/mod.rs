@@ -5,10 +5,8 @@
 //! - [`client`]: blocking client used by the console and the admin CLI.
 //! - [`session`]: pure running/candidate/saved config state with apply/save/revert rules.
 //! - [`password`]: argon2id hashing and the login back-off.
-//! - [`cli`]: `appliance status|show|drain|apply|save|revert|logs`.
 //! - `fake`: in-memory daemon for tests (feature `testing`; never in the firmware).
 
-pub mod cli;
 pub mod client;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
@@ -16,5 +14,3 @@ pub mod password;
 pub mod proto;
 pub mod server;
 pub mod session;
-
-pub use cli::cli;

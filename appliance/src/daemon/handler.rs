@@ -203,9 +203,8 @@ impl DaemonHandler {
                 .unwrap_or_default()
         };
         let target = SocketAddrV4::new(ip, port);
-        let r =
-            tokio::task::spawn_blocking(move || crate::probe::cli::options_once(target, &settings))
-                .await;
+        let r = tokio::task::spawn_blocking(move || crate::probe::options_once(target, &settings))
+            .await;
         match r {
             Ok(Ok(reply)) => Response::Ok(Reply::Sip(SipReplyInfo {
                 target,

@@ -53,39 +53,8 @@ impl Default for Options {
     }
 }
 
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut o = Options::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match a.as_str() {
-            "--dry-run" => o.dry_run = true,
-            "--config" => o.config = Some(PathBuf::from(value("--config")?)),
-            "--board" => o.board = PathBuf::from(value("--board")?),
-            "--socket" => o.socket = PathBuf::from(value("--socket")?),
-            other => {
-                return Err(format!(
-                    "unknown option '{other}'\nusage: appliance daemon [--dry-run] [--config FILE] [--board FILE] [--socket PATH]"
-                ))
-            }
-        }
-    }
-    Ok(o)
-}
-
-/// `appliance daemon ...`
-pub fn cli(args: &[String]) -> ExitCode {
-    let opts = match parse_args(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("appliance daemon: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Run the service with typed options (`appliance daemon`); returns when it stops.
+pub fn start(opts: Options) -> ExitCode {
     if opts.dry_run {
         return dry_run(&opts);
     }
@@ -537,17 +506,6 @@ mod tests {
         ));
         assert!(!disabled_on_cmdline("console=ttyS0 appliance.daemon=offx"));
         assert!(!disabled_on_cmdline(""));
-    }
-
-    #[test]
-    fn options_parse_and_reject_unknown() {
-        let o = parse_args(&["--dry-run".into(), "--config".into(), "x.toml".into()]).unwrap();
-        assert!(o.dry_run);
-        assert_eq!(o.config, Some(PathBuf::from("x.toml")));
-        let e = parse_args(&["--bogus".into()]).unwrap_err();
-        assert!(e.contains("unknown option '--bogus'"), "{e}");
-        let e = parse_args(&["--config".into()]).unwrap_err();
-        assert!(e.contains("--config needs a value"), "{e}");
     }
 
     #[test]

@@ -5,12 +5,11 @@
 //! - [`model`] + [`reconcile`]: pure desired-minus-actual planning;
 //! - [`Ipvs`] / [`Reconciler`]: dump → plan → apply → read back → verify;
 //! - [`syncd`]: connection-sync daemons (HA);
-//! - [`sysctl`]: data-path and sync sysctls; [`cli`]: `appliance ipvs ...`.
+//! - [`sysctl`]: data-path and sync sysctls.
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-pub mod cli;
 pub mod codec;
 pub mod error;
 pub mod model;
@@ -24,7 +23,6 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-pub use cli::cli;
 pub use codec::{
     DaemonConfig, DestEntry, DestKey, DestParams, FwdMethod, Info, ServiceKey, ServiceParams,
     Stats, Timeouts,

@@ -17,9 +17,6 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
-pub mod cli;
-pub use cli::cli;
-
 pub use crate::config::{LedBackend, LedBinding, LedRole};
 
 /// Pool health as the LEDs need it.

@@ -1,10 +1,8 @@
 //! Interfaces, addresses, routes, sysctls and link monitoring over rtnetlink.
 //!
 //! `plan` is the pure planner (desired state, validation, ordered ops), `rtnl` the thin
-//! executor, `sysctl` the router sysctls, `monitor` the link-event task, `cli` the
-//! `appliance net` sub-commands, `vaddr` the VRRP-held /32 addresses.
+//! executor, `sysctl` the router sysctls, `monitor` the link-event task, `vaddr` the VRRP-held /32 addresses.
 
-pub mod cli;
 pub mod monitor;
 pub mod plan;
 pub mod rtnl;
@@ -21,7 +19,6 @@ use tracing::{info, warn};
 use crate::config::Config;
 use plan::{Op, Problem};
 
-pub use cli::cli;
 pub use monitor::LinkEvent;
 
 /// Errors from network configuration.

@@ -2,17 +2,17 @@
 //!
 //! Sans-IO layout: `packet` (request building, reply parsing and matching),
 //! `health` (per-server state machine, fake-clock testable), `tasks` (tokio I/O,
-//! one connected UDP socket per server), `cli` (`appliance probe`, one-shot probe).
+//! one connected UDP socket per server), `once` (one blocking OPTIONS for diagnostics).
 
 use std::net::SocketAddrV4;
 
-pub mod cli;
 pub mod health;
+pub mod once;
 pub mod packet;
 pub mod tasks;
 
-pub use cli::{cli, options_once, options_once_from, ProbeError, ProbeReply};
 pub use health::{Counters, Policy, Rtt};
+pub use once::{options_once, options_once_from, ProbeError, ProbeReply};
 pub use tasks::{monotonic_ms, Heartbeat, Prober, ProberHandle, ServerProbeStats};
 
 /// Health of one real server as seen by the prober.

@@ -19,7 +19,6 @@
 //! leaves the previous record intact in the other slot.
 
 pub mod backend;
-pub mod cli;
 pub mod lock;
 pub mod record;
 #[cfg(test)]
@@ -28,7 +27,6 @@ mod sim;
 use std::fmt;
 
 pub use backend::{Backend, FileBackend, FlashDevice, MtdBackend, MtdDevice};
-pub use cli::cli;
 pub use record::{
     decode_slot, encode_envelope, encode_record, largest_config, pick, ConfigV1, ConfigV2,
     Envelope, HaSettingsV1, SlotState, CRC_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_PAYLOAD,

@@ -1,39 +1,62 @@
-//! `appliance factory-reset [--yes] [--store SPEC] [--lock PATH] [--socket PATH]`.
+//! `appliance factory-reset [--yes] [--store SPEC] [--lock PATH] [--socket PATH]`, and the
+//! choice every store writer of the command line makes: write directly under the store
+//! lock, or send the change to the running daemon that holds it.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use super::Store;
-use crate::config::board::{Board, BOARD_PATH};
+use argh::FromArgs;
 
-/// Store spec from `--store SPEC` in `args` (removed from it), else the board file, else the default.
-pub fn store_spec(args: &mut Vec<String>) -> Result<String, String> {
-    if let Some(i) = args.iter().position(|a| a == "--store") {
-        if i + 1 >= args.len() {
-            return Err("--store needs a value: file:/path or mtd:/dev/mtdN".into());
-        }
-        let spec = args.remove(i + 1);
-        args.remove(i);
-        return Ok(spec);
-    }
-    if let Some(i) = args.iter().position(|a| a.starts_with("--store=")) {
-        let a = args.remove(i);
-        return Ok(a["--store=".len()..].to_owned());
-    }
-    Ok(Board::load_or_default(BOARD_PATH).store)
+use crate::config::board::{Board, BOARD_PATH};
+use crate::store::{lock, Store};
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "factory-reset",
+    help_triggers("-h", "--help", "help")
+)]
+/// erase the stored config; factory defaults apply at the next start (through the daemon while it runs).
+pub struct FactoryReset {
+    /// do not ask for confirmation
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+    /// config store, file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml)
+    #[argh(option)]
+    pub store: Option<String>,
+    /// store lock file (default /run/appliance/store.lock)
+    #[argh(option)]
+    pub lock: Option<String>,
+    /// control socket of the daemon (default /run/appliance/control.sock)
+    #[argh(option)]
+    pub socket: Option<String>,
 }
 
-/// The value of `--NAME VALUE` in `args` (both removed from it).
-pub fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
-    let Some(i) = args.iter().position(|a| a == name) else {
-        return Ok(None);
-    };
-    if i + 1 >= args.len() {
-        return Err(format!("{name} needs a value"));
+/// Where a store writer goes: the store, its lock and the daemon's control socket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterPaths {
+    /// Store spec (given, else the board's).
+    pub spec: String,
+    /// Lock file.
+    pub lock: String,
+    /// Daemon control socket.
+    pub socket: String,
+    /// The daemon's store is the one meant: no explicit `--store`, or `--socket` names the
+    /// daemon too; a store given on the command line is never silently replaced by the
+    /// daemon's own.
+    pub route_to_daemon: bool,
+}
+
+impl WriterPaths {
+    /// Resolve the `--store`, `--lock` and `--socket` options of a store writer.
+    pub fn new(store: Option<String>, lock: Option<String>, socket: Option<String>) -> Self {
+        WriterPaths {
+            route_to_daemon: store.is_none() || socket.is_some(),
+            spec: store.unwrap_or_else(|| Board::load_or_default(BOARD_PATH).store),
+            lock: lock.unwrap_or_else(|| lock::LOCK_FILE.into()),
+            socket: socket.unwrap_or_else(|| crate::control::proto::DEFAULT_SOCKET.into()),
+        }
     }
-    let v = args.remove(i + 1);
-    args.remove(i);
-    Ok(Some(v))
 }
 
 /// How long an offline writer waits for another offline writer's save before it concludes
@@ -44,78 +67,42 @@ pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 #[derive(Debug)]
 pub enum Writer {
     /// The lock is ours; write the store directly while this is held.
-    Direct(super::lock::StoreLock),
+    Direct(lock::StoreLock),
     /// The lock is held (the daemon runs): send the change over the control socket.
     Daemon,
-}
-
-/// True when `args` name the store explicitly (`--store SPEC`): while the daemon runs, such a
-/// write goes through it only when `--socket` names the daemon too, so a store given on the
-/// command line is never silently replaced by the daemon's own.
-pub fn explicit_store(args: &[String]) -> bool {
-    args.iter()
-        .any(|a| a == "--store" || a.starts_with("--store="))
 }
 
 /// Why a write with an explicit `--store` is not sent to the running daemon.
 pub const EXPLICIT_STORE_BUSY: &str = "the daemon is running and holds the store lock, and it writes only its own store: run without --store (or name its socket with --socket) to send the change through it";
 
-/// Decide how to write the store, given the lock file (see [`super::lock`]) and the
+/// Decide how to write the store, given the lock file (see [`crate::store::lock`]) and the
 /// daemon's control socket. A held lock whose daemon answers on its socket goes through
 /// the daemon at once; otherwise another offline writer holds it, and we wait for it.
-pub fn writer(
-    lock: &std::path::Path,
-    socket: &std::path::Path,
-) -> Result<Writer, super::lock::LockError> {
-    match super::lock::StoreLock::try_acquire(lock) {
+pub fn writer(lock: &std::path::Path, socket: &std::path::Path) -> Result<Writer, lock::LockError> {
+    match lock::StoreLock::try_acquire(lock) {
         Ok(l) => return Ok(Writer::Direct(l)),
-        Err(super::lock::LockError::Held { .. }) => {}
+        Err(lock::LockError::Held { .. }) => {}
         Err(e) => return Err(e),
     }
     if std::os::unix::net::UnixStream::connect(socket).is_ok() {
         return Ok(Writer::Daemon);
     }
-    match super::lock::StoreLock::acquire_within(lock, WRITER_WAIT) {
+    match lock::StoreLock::acquire_within(lock, WRITER_WAIT) {
         Ok(l) => Ok(Writer::Direct(l)),
-        Err(super::lock::LockError::Held { .. }) => Ok(Writer::Daemon),
+        Err(lock::LockError::Held { .. }) => Ok(Writer::Daemon),
         Err(e) => Err(e),
     }
 }
 
-/// Entry point for `appliance factory-reset`.
-pub fn cli(args: &[String]) -> ExitCode {
-    let mut args = args.to_vec();
-    let route_to_daemon = !explicit_store(&args) || args.iter().any(|a| a == "--socket");
-    let spec = match store_spec(&mut args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("factory-reset: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let (lock, socket) = match (
-        take_opt(&mut args, "--lock"),
-        take_opt(&mut args, "--socket"),
-    ) {
-        (Ok(l), Ok(s)) => (
-            l.unwrap_or_else(|| super::lock::LOCK_FILE.into()),
-            s.unwrap_or_else(|| crate::control::proto::DEFAULT_SOCKET.into()),
-        ),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("factory-reset: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut yes = false;
-    for a in &args {
-        match a.as_str() {
-            "--yes" | "-y" => yes = true,
-            other => {
-                eprintln!("factory-reset: unknown argument '{other}'\nusage: appliance factory-reset [--yes] [--store SPEC] [--lock PATH] [--socket PATH]");
-                return ExitCode::from(2);
-            }
-        }
-    }
+/// `appliance factory-reset`.
+pub fn run(a: FactoryReset) -> ExitCode {
+    let WriterPaths {
+        spec,
+        lock,
+        socket,
+        route_to_daemon,
+    } = WriterPaths::new(a.store, a.lock, a.socket);
+    let yes = a.yes;
     let held = match writer(std::path::Path::new(&lock), std::path::Path::new(&socket)) {
         Ok(Writer::Direct(l)) => l,
         Ok(Writer::Daemon) if route_to_daemon => return factory_reset_via_daemon(&socket, yes),

@@ -4,86 +4,132 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::board::{Board, BOARD_PATH};
-use super::text::{load_factory, parse_named};
-use super::{keepalived, to_toml, validate, Config};
-use crate::store::cli::{
-    explicit_store, store_spec, take_opt, writer, Writer, EXPLICIT_STORE_BUSY,
-};
+use argh::FromArgs;
+
+use super::store::{writer, Writer, WriterPaths, EXPLICIT_STORE_BUSY};
+use crate::config::board::{Board, BOARD_PATH};
+use crate::config::text::{load_factory, parse_named};
+use crate::config::{keepalived, to_toml, validate, Config};
 use crate::store::{Origin, Store};
 
-const USAGE: &str = "usage:
-  appliance config check FILE                       parse and validate a TOML config (- = stdin)
-  appliance config export [FILE] [--store SPEC]     write the stored (or factory) config as TOML
-  appliance config import FILE [--store SPEC]       validate FILE and save it to the store (used at next start)
-  appliance config import FILE --live [--socket P]  apply and save FILE through the running daemon, in one step
-  appliance config import-keepalived FILE [--apply] [--store SPEC]
-                                                    convert a keepalived.conf; --apply saves it
-SPEC is file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml).
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "config",
+    help_triggers("-h", "--help", "help"),
+    note = "SPEC is file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml).
 Saves take the store lock (--lock PATH, default /run/appliance/store.lock); while the daemon
-runs it holds that lock, and the change goes through it instead (--socket PATH).";
-
-/// Entry point for `appliance config`.
-pub fn cli(args: &[String]) -> ExitCode {
-    let mut args = args.to_vec();
-    let route_to_daemon = !explicit_store(&args) || args.iter().any(|a| a == "--socket");
-    let spec = match store_spec(&mut args) {
-        Ok(s) => s,
-        Err(e) => return usage_err(&e),
-    };
-    let paths = match (
-        take_opt(&mut args, "--lock"),
-        take_opt(&mut args, "--socket"),
-    ) {
-        (Ok(l), Ok(s)) => WriterPaths {
-            lock: l.unwrap_or_else(|| crate::store::lock::LOCK_FILE.into()),
-            socket: s.unwrap_or_else(|| crate::control::proto::DEFAULT_SOCKET.into()),
-            route_to_daemon,
-        },
-        (Err(e), _) | (_, Err(e)) => return usage_err(&e),
-    };
-    let Some(sub) = args.first().cloned() else {
-        return usage_err("missing sub-command");
-    };
-    let rest: Vec<String> = args[1..].to_vec();
-    match sub.as_str() {
-        "check" => match rest.as_slice() {
-            [f] => check(f),
-            _ => usage_err("config check needs exactly one FILE"),
-        },
-        "export" => match rest.as_slice() {
-            [] => export(&spec, None),
-            [f] => export(&spec, Some(f)),
-            _ => usage_err("config export takes at most one FILE"),
-        },
-        "import" => {
-            let live = rest.iter().any(|a| a == "--live");
-            let files: Vec<&String> = rest.iter().filter(|a| *a != "--live").collect();
-            match (files.as_slice(), live) {
-                ([f], false) => import(&spec, f, &paths),
-                ([f], true) => import_live(&paths.socket, f),
-                _ => usage_err("config import needs exactly one FILE"),
-            }
-        }
-        "import-keepalived" => {
-            let apply = rest.iter().any(|a| a == "--apply");
-            let files: Vec<&String> = rest.iter().filter(|a| *a != "--apply").collect();
-            match files.as_slice() {
-                [f] => import_keepalived(&spec, f, apply, &paths),
-                _ => usage_err("config import-keepalived needs exactly one FILE"),
-            }
-        }
-        "help" | "--help" | "-h" => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        other => usage_err(&format!("unknown sub-command '{other}'")),
-    }
+runs it holds that lock, and the change goes through it instead (--socket PATH)."
+)]
+/// check, export and import the config (TOML or keepalived.conf).
+pub struct Args {
+    #[argh(subcommand)]
+    /// what to do
+    pub command: Sub,
 }
 
-fn usage_err(msg: &str) -> ExitCode {
-    eprintln!("config: {msg}\n{USAGE}");
-    ExitCode::from(2)
+/// A `config` sub-command.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+pub enum Sub {
+    /// `config check`
+    Check(Check),
+    /// `config export`
+    Export(Export),
+    /// `config import`
+    Import(Import),
+    /// `config import-keepalived`
+    ImportKeepalived(ImportKeepalived),
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "check", help_triggers("-h", "--help", "help"))]
+/// parse and validate a TOML config; prints every problem.
+pub struct Check {
+    /// the TOML file (- = stdin)
+    #[argh(positional)]
+    pub file: String,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "export", help_triggers("-h", "--help", "help"))]
+/// write the stored (or factory) config as TOML.
+pub struct Export {
+    /// output file (default or - = stdout)
+    #[argh(positional)]
+    pub file: Option<String>,
+    /// config store, file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml)
+    #[argh(option)]
+    pub store: Option<String>,
+    /// store lock file (accepted for symmetry with import; export only reads)
+    #[argh(option)]
+    pub lock: Option<String>,
+    /// control socket of the daemon (accepted for symmetry with import)
+    #[argh(option)]
+    pub socket: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "import", help_triggers("-h", "--help", "help"))]
+/// validate FILE and save it to the store (used at the next start); with --live apply and save it through the running daemon in one step.
+pub struct Import {
+    /// the TOML file (- = stdin)
+    #[argh(positional)]
+    pub file: String,
+    /// apply (verified) and save through the running daemon
+    #[argh(switch)]
+    pub live: bool,
+    /// config store, file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml)
+    #[argh(option)]
+    pub store: Option<String>,
+    /// store lock file (default /run/appliance/store.lock)
+    #[argh(option)]
+    pub lock: Option<String>,
+    /// control socket of the daemon (default /run/appliance/control.sock)
+    #[argh(option)]
+    pub socket: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "import-keepalived",
+    help_triggers("-h", "--help", "help")
+)]
+/// convert a keepalived.conf onto the current config and show the result; --apply saves it.
+pub struct ImportKeepalived {
+    /// the keepalived.conf
+    #[argh(positional)]
+    pub file: String,
+    /// save the converted config (only when it has no errors)
+    #[argh(switch)]
+    pub apply: bool,
+    /// config store, file:/path or mtd:/dev/mtdN (default: 'store' in /etc/appliance/board.toml)
+    #[argh(option)]
+    pub store: Option<String>,
+    /// store lock file (default /run/appliance/store.lock)
+    #[argh(option)]
+    pub lock: Option<String>,
+    /// control socket of the daemon (default /run/appliance/control.sock)
+    #[argh(option)]
+    pub socket: Option<String>,
+}
+
+/// `appliance config ...`.
+pub fn run(a: Args) -> ExitCode {
+    match a.command {
+        Sub::Check(c) => check(&c.file),
+        Sub::Export(e) => export(&WriterPaths::new(e.store, e.lock, e.socket).spec, e.file),
+        Sub::Import(i) if i.live => {
+            import_live(&WriterPaths::new(i.store, i.lock, i.socket).socket, &i.file)
+        }
+        Sub::Import(i) => import(&i.file, &WriterPaths::new(i.store, i.lock, i.socket)),
+        Sub::ImportKeepalived(k) => import_keepalived(
+            &k.file,
+            k.apply,
+            &WriterPaths::new(k.store, k.lock, k.socket),
+        ),
+    }
 }
 
 fn read_input(file: &str) -> Result<(String, String), String> {
@@ -180,7 +226,7 @@ fn current(spec: &str) -> Result<(Config, String), ExitCode> {
     Ok((l.config, from))
 }
 
-fn export(spec: &str, file: Option<&String>) -> ExitCode {
+fn export(spec: &str, file: Option<String>) -> ExitCode {
     let (c, from) = match current(spec) {
         Ok(x) => x,
         Err(code) => return code,
@@ -190,7 +236,7 @@ fn export(spec: &str, file: Option<&String>) -> ExitCode {
         crate::VERSION,
         to_toml(&c)
     );
-    match file.map(String::as_str) {
+    match file.as_deref() {
         None | Some("-") => {
             let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
@@ -208,20 +254,12 @@ fn export(spec: &str, file: Option<&String>) -> ExitCode {
     }
 }
 
-/// Where store writers synchronise: the lock file and the daemon's control socket.
-struct WriterPaths {
-    lock: String,
-    socket: String,
-    /// The daemon's store is the one meant (no explicit `--store`, or `--socket` given).
-    route_to_daemon: bool,
-}
-
 /// Save `c` with one writer at a time: under the store lock when it is free, else (the
 /// daemon runs and holds it) through the daemon, which saves to its own store.
-fn save_serialised(spec: &str, c: &Config, paths: &WriterPaths) -> ExitCode {
+fn save_serialised(c: &Config, paths: &WriterPaths) -> ExitCode {
     match writer(Path::new(&paths.lock), Path::new(&paths.socket)) {
         Ok(Writer::Direct(held)) => {
-            let code = save(spec, c);
+            let code = save(&paths.spec, c);
             drop(held);
             code
         }
@@ -282,9 +320,9 @@ fn save(spec: &str, c: &Config) -> ExitCode {
     }
 }
 
-fn import(spec: &str, file: &str, paths: &WriterPaths) -> ExitCode {
+fn import(file: &str, paths: &WriterPaths) -> ExitCode {
     match parse_and_validate(file) {
-        Ok(c) => save_serialised(spec, &c, paths),
+        Ok(c) => save_serialised(&c, paths),
         Err(code) => {
             eprintln!("nothing was changed");
             code
@@ -325,8 +363,8 @@ fn import_live(socket: &str, file: &str) -> ExitCode {
     }
 }
 
-fn import_keepalived(spec: &str, file: &str, apply: bool, paths: &WriterPaths) -> ExitCode {
-    let (base, from) = match current(spec) {
+fn import_keepalived(file: &str, apply: bool, paths: &WriterPaths) -> ExitCode {
+    let (base, from) = match current(&paths.spec) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -351,7 +389,7 @@ fn import_keepalived(spec: &str, file: &str, apply: bool, paths: &WriterPaths) -
         eprintln!("config: not applied: fix the errors above; nothing was changed");
         return ExitCode::FAILURE;
     }
-    save_serialised(spec, &r.config, paths)
+    save_serialised(&r.config, paths)
 }
 
 #[cfg(test)]
@@ -359,7 +397,12 @@ mod tests {
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+        crate::cli::argv(v)
+    }
+
+    /// `appliance config ARGS...`, parsed and run as the binary does.
+    fn cli(args: &[String]) -> ExitCode {
+        crate::cli::run(&[vec!["config".to_owned()], args.to_vec()].concat())
     }
 
     #[test]

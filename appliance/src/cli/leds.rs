@@ -4,15 +4,45 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{LedBackend, LedBinding, LedRole, Leds, PoolSummary};
-use crate::config::bounded;
+use argh::FromArgs;
 
-const USAGE: &str = "usage: appliance leds test-uleds NAME[,NAME...]
-  Creates userspace LED class devices through /dev/uleds (kernel CONFIG_LEDS_USER), binds
-  them in order to the roles status,pool,ha,activity, then reads lines
-      UP TOTAL [booting] [fault] [crash] [activity]
-  from stdin, shows the matching patterns and prints each LED's trigger, brightness and
-  delays as 'led NAME trigger=T brightness=B delay_on=X delay_off=Y'. Ends at EOF.";
+use crate::config::bounded;
+use crate::leds::{HaLed, LedBackend, LedBinding, LedRole, Leds, PoolSummary};
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "leds", help_triggers("-h", "--help", "help"))]
+/// drive the board LEDs by hand (diagnostics, the QEMU uleds test).
+pub struct Args {
+    #[argh(subcommand)]
+    /// what to do
+    pub command: Sub,
+}
+
+/// A `leds` sub-command.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+pub enum Sub {
+    /// `leds test-uleds`
+    TestUleds(TestUleds),
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "test-uleds",
+    help_triggers("-h", "--help", "help"),
+    note = "Creates userspace LED class devices through /dev/uleds (kernel CONFIG_LEDS_USER), binds
+them in order to the roles status,pool,ha,activity, then reads lines
+    UP TOTAL [booting] [fault] [crash] [activity] [master|backup|hafault]
+from stdin, shows the matching patterns and prints each LED's trigger, brightness and
+delays as 'led NAME trigger=T brightness=B delay_on=X delay_off=Y'. Ends at EOF."
+)]
+/// drive userspace LEDs from patterns read on stdin.
+pub struct TestUleds {
+    /// LED names, comma-separated (1 to 4)
+    #[argh(positional)]
+    pub names: String,
+}
 
 /// `struct uleds_user_dev` from <linux/uleds.h>.
 const LED_MAX_NAME_SIZE: usize = 64;
@@ -53,19 +83,14 @@ fn attr(name: &str, a: &str) -> String {
     }
 }
 
-/// Entry point for `appliance leds ...`.
-pub fn cli(args: &[String]) -> ExitCode {
-    match (args.first().map(String::as_str), args.get(1)) {
-        (Some("test-uleds"), Some(names)) => match test_uleds(names) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("leds: {e}");
-                ExitCode::from(1)
-            }
-        },
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+/// `appliance leds ...`.
+pub fn run(a: Args) -> ExitCode {
+    let Sub::TestUleds(t) = a.command;
+    match test_uleds(&t.names) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("leds: {e}");
+            ExitCode::from(1)
         }
     }
 }
@@ -117,13 +142,13 @@ fn test_uleds(names: &str) -> Result<(), String> {
             fault: has("fault"),
             booting: has("booting"),
             ha: if has("master") {
-                super::HaLed::Master
+                HaLed::Master
             } else if has("backup") {
-                super::HaLed::Backup
+                HaLed::Backup
             } else if has("hafault") {
-                super::HaLed::Fault
+                HaLed::Fault
             } else {
-                super::HaLed::Disabled
+                HaLed::Disabled
             },
         };
         if let Err(e) = leds.show_all(s, has("crash"), has("activity")) {
