@@ -158,10 +158,32 @@ pub fn usage() -> String {
     }
 }
 
-/// Print a usage error naming the problem and the command's help; exit status 2.
+/// Print a usage error naming the problem, the command's usage line and where its help
+/// is; exit status 2.
 pub fn usage_error(cmd: &str, msg: &str) -> ExitCode {
-    eprintln!("appliance {cmd}: {msg}\nRun appliance {cmd} --help for more information.");
+    eprintln!("{}", usage_error_text(cmd, msg));
     ExitCode::from(USAGE_EXIT)
+}
+
+/// The text of [`usage_error`]: `appliance CMD: MSG`, `usage: ...`, `Run ... --help`.
+pub fn usage_error_text(cmd: &str, msg: &str) -> String {
+    let mut words: Vec<&str> = cmd.split_whitespace().collect();
+    words.push("--help");
+    let usage = match Appliance::from_args(&["appliance"], &words) {
+        Err(e) => e
+            .output
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("Usage: "))
+            .map(|l| format!("usage: {l}\n"))
+            .unwrap_or_default(),
+        Ok(_) => String::new(),
+    };
+    let sp = if cmd.is_empty() { "" } else { " " };
+    format!(
+        "appliance{sp}{cmd}: {}\n{usage}Run appliance{sp}{cmd} --help for more information.",
+        msg.trim_end()
+    )
 }
 
 /// Parse and run one command line (without the program name).
@@ -173,11 +195,7 @@ pub fn run(args: &[String]) -> ExitCode {
             return code;
         }
         Err((text, code)) => {
-            let cmd = command_path(args);
-            eprintln!(
-                "appliance {cmd}: {}\nRun appliance {cmd} --help for more information.",
-                text.trim_end()
-            );
+            eprintln!("{}", usage_error_text(&command_path(args), &text));
             return code;
         }
     };

@@ -187,6 +187,30 @@ fn usage_errors_name_the_problem() {
     assert_eq!(run(&argv(&["show", "everything"])), ExitCode::from(2));
 }
 
+#[test]
+fn usage_error_text_points_at_the_command() {
+    assert_eq!(
+        command_path(&argv(&["config", "import", "a", "b"])),
+        "config import"
+    );
+    assert_eq!(command_path(&argv(&["drain", "sip", "--json"])), "drain");
+    assert_eq!(command_path(&argv(&["frob", "x"])), "");
+    let t = usage_error_text("config import", "Unrecognized argument: b");
+    assert!(
+        t.starts_with("appliance config import: Unrecognized argument: b\nusage: appliance config import [--live]"),
+        "{t}"
+    );
+    assert!(
+        t.ends_with("Run appliance config import --help for more information."),
+        "{t}"
+    );
+    let t = usage_error_text("", "Unrecognized argument: frob");
+    assert!(
+        t.starts_with("appliance: Unrecognized argument: frob\nusage: appliance [--version]"),
+        "{t}"
+    );
+}
+
 /// Every `appliance ...` invocation in the QEMU tests, image scripts, init files, docs and
 /// README (found with grep; placeholders filled in) still parses.
 #[test]
