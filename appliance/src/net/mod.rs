@@ -2,10 +2,11 @@
 //!
 //! `plan` is the pure planner (desired state, validation, ordered ops), `rtnl` the thin
 //! executor, `sysctl` the router sysctls, `monitor` the link-event task, `cli` the
-//! `appliance net` sub-commands, `vaddr` the VRRP-held /32 addresses.
+//! `appliance net` sub-commands, `vaddr` the VRRP-held /32 addresses, `nics` the ports present.
 
 pub mod cli;
 pub mod monitor;
+pub mod nics;
 pub mod plan;
 pub mod rtnl;
 pub mod sysctl;
