@@ -312,6 +312,24 @@ impl HaPair {
     /// Like [`HaPair::boot`] but only `which` boxes are powered on (the
     /// others are prepared and can be [`HaPair::power_on`]ed later).
     pub fn boot_boxes(servers: usize, uas_scenario: &str, which: &[BoxId]) -> Result<HaPair> {
+        Self::boot_with(
+            servers,
+            uas_scenario,
+            which,
+            LAB_ADVERT_CS,
+            Duration::from_secs(1500),
+        )
+    }
+
+    /// Like [`HaPair::boot_boxes`] with the advert interval (centiseconds) and each
+    /// QEMU's hard lifetime chosen (benchmarks: the product default 5 cs, long soaks).
+    pub fn boot_with(
+        servers: usize,
+        uas_scenario: &str,
+        which: &[BoxId],
+        advert_cs: u16,
+        vm_lifetime: Duration,
+    ) -> Result<HaPair> {
         let lab = Lab::new(&LabOptions {
             servers,
             client_addrs: 4,
@@ -325,7 +343,7 @@ impl HaPair {
             let spec = BoxSpec::of(id);
             lab.add_taps(&spec.wan_tap, &spec.lan_tap)?;
             let toml = lab.path(&format!("{}.toml", spec.hostname));
-            let text = spec.config_toml(&factory, LAB_ADVERT_CS)?;
+            let text = spec.config_toml(&factory, advert_cs)?;
             fs::write(&toml, &text).map_err(|source| LabError::Io {
                 path: toml.clone(),
                 source,
@@ -345,7 +363,7 @@ impl HaPair {
             vo.lan_mac = Some(spec.lan_mac.to_string());
             vo.netns = Some(lab.switch_ns.clone());
             vo.store_disk_path = Some(disk.clone());
-            vo.hard_timeout = Duration::from_secs(1500);
+            vo.hard_timeout = vm_lifetime;
             vo.monitor = true;
             boxes.push(HaBox {
                 spec,
