@@ -8,10 +8,10 @@
 //!   against the first IPVS sync datagram (UDP 8848, on the backup's LAN port) carrying
 //!   that Call-ID, at a low and a high call rate (`FIGURE ha_sync=...`);
 //! - on an otherwise idle pair, calls whose INVITE is the last packet on the box for
-//!   1.5 s (the ACK waits): each template is on the backup before that call's ACK, i.e.
+//!   1.9 s (the ACK waits): each template is on the backup before that call's ACK, i.e.
 //!   pushed out by the master's sync pump and not by the call's next packet or the
 //!   kernel's 2 s flush: the sync datagram on the backup's LAN port, and the backup's
-//!   `/proc/net/ip_vs_conn` read while the call is still idle (`FIGURE ha_sync=idle`);
+//!   `/proc/net/ip_vs_conn` watched while the call is still idle (`FIGURE ha_sync=idle`);
 //! - SIGTERM to the master's daemon: a priority-0 advert on the wire, the backup takes
 //!   over, the respawned daemon stays backup (no advert from it as master);
 //! - killing the new master's QEMU moves the VIP back.
@@ -153,8 +153,10 @@ for _ in range(6):
 print("FAIL no answer to the BYE", flush=True); sys.exit(1)
 "#;
 
-/// Seconds an idle call waits between its INVITE and its ACK.
-const IDLE_S: f64 = 1.5;
+/// Seconds an idle call waits between its INVITE and its ACK: under the kernel's 2 s flush
+/// age, so a template on the backup before the ACK was sent by neither the flush nor the
+/// call's next packet.
+const IDLE_S: f64 = 1.9;
 
 /// Which box holds the VIP, after waiting (bounded) for exactly one to hold it.
 fn the_master(pair: &mut HaPair, limit: Duration) -> Result<BoxId, String> {
@@ -426,12 +428,15 @@ fn ha_sync_templates_delay_and_failover() {
             use std::io::BufRead;
             let _ = out.read_line(&mut line);
             assert_eq!(line.trim(), "INVITE", "idle call {k}: client said {line:?}");
-            // Read the backup's table while the call is idle (its ACK is IDLE_S away).
-            std::thread::sleep(Duration::from_millis(150));
+            // Watch the backup's table while the call is idle (its ACK is IDLE_S away):
+            // the guest polls every 50 ms, bounded (1.5 s), and the shell returns as soon
+            // as the template is there.
             let n = pair
                 .guest(
                     backup,
-                    &format!("grep -c '{cid}' /proc/net/ip_vs_conn || true"),
+                    &format!(
+                        "i=0; while [ $i -lt 30 ]; do grep -q '{cid}' /proc/net/ip_vs_conn && break; usleep 50000; i=$((i+1)); done; grep -c '{cid}' /proc/net/ip_vs_conn || true"
+                    ),
                 )
                 .expect("backup table");
             let read_done = now_us();
@@ -459,6 +464,7 @@ fn ha_sync_templates_delay_and_failover() {
         let mut delays = Vec::new();
         let mut late = Vec::new();
         let mut table_lag = Vec::new();
+        let mut inconclusive = Vec::new();
         for (cid, read_done, present) in &table_reads {
             let (Some(ti), Some(ta)) = (first(cid, "INVITE"), first(cid, "ACK")) else {
                 late.push(format!("{cid}: INVITE or ACK not captured"));
@@ -486,15 +492,15 @@ fn ha_sync_templates_delay_and_failover() {
                     ));
                 }
             } else {
-                late.push(format!(
-                    "{cid}: the backup's table was read only after the ACK (slow test shell)"
-                ));
+                // The test shell answered only after the ACK (a stalled guest): this read
+                // proves nothing either way; the wire evidence above still holds.
+                inconclusive.push(cid.clone());
             }
         }
         delays.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         table_lag.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         let line = format!(
-            "FIGURE ha_sync=idle calls={} failed={} idle_s={IDLE_S} sync_msgs={} synced_before_ack={} wire_delay_ms_p50={:.1} p90={:.1} max={:.1} backup_table_had_it_by_ms_max={:.1}",
+            "FIGURE ha_sync=idle calls={} failed={} idle_s={IDLE_S} sync_msgs={} synced_before_ack={} wire_delay_ms_p50={:.1} p90={:.1} max={:.1} backup_table_had_it_by_ms_max={:.1} table_reads_after_ack={}",
             table_reads.len(),
             failures.len(),
             msgs.len(),
@@ -503,10 +509,17 @@ fn ha_sync_templates_delay_and_failover() {
             pct(&delays, 0.9),
             delays.last().copied().unwrap_or(f64::NAN),
             table_lag.last().copied().unwrap_or(f64::NAN),
+            inconclusive.len(),
         );
         eprintln!("{line}");
         figures.push(line);
         assert!(failures.is_empty(), "idle calls failed: {failures:?}");
+        assert!(
+            table_lag.len() >= table_reads.len() / 2,
+            "too few reads of the backup's table while a call was idle ({} of {}; late: {inconclusive:?})",
+            table_lag.len(),
+            table_reads.len()
+        );
         assert!(
             late.is_empty(),
             "templates not on the backup while their call was idle: {late:?}"
