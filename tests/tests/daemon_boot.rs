@@ -66,6 +66,34 @@ fn first_boot_console(vm: &mut Vm) -> Result<(), VmError> {
         return Err(fail(format!("Ctrl-C changed something:\n{}", h.text)));
     }
 
+    // The ports found on the box, as pfSense's "Assign interfaces" shows them: the guest's
+    // two virtio NICs with their MACs, link and driver, and their current roles.
+    c.choose("2")?;
+    c.answer("Interface option: ", "4")?;
+    c.expect("Network ports on this box")?;
+    for want in [
+        " 1) eth0 ",
+        "52:54:00:00:00:01",
+        "link up",
+        "virtio_net",
+        "WAN",
+    ] {
+        c.expect(want)?;
+    }
+    for want in [" 2) eth1 ", "52:54:00:00:00:02", "virtio_net", "LAN"] {
+        c.expect(want)?;
+    }
+    c.expect("WAN port (number or name) [eth0]: ")?;
+    c.ctrl_c()?;
+    c.expect("^C")?;
+    let h = c.main_menu()?;
+    if h.changes != "none" {
+        return Err(fail(format!(
+            "leaving the port list changed something:\n{}",
+            h.text
+        )));
+    }
+
     // Hostname: stage, apply, do not save yet.
     c.choose("2")?;
     c.answer("Interface option: ", "3")?;

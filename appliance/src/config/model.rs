@@ -401,6 +401,17 @@ pub const HA_DEFAULT_PRIORITY: u8 = 100;
 pub const HA_DEFAULT_ADVERT_CS: u16 = 5;
 /// Default extra preemption delay in seconds (the hold is at least the longest persistence timeout).
 pub const HA_DEFAULT_PREEMPT_DELAY_S: u32 = 0;
+/// Sync pump: while master, a datagram to this loopback service every
+/// [`HA_SYNC_PUMP_INTERVAL_MS`] makes the kernel emit a sync entry, which pushes out the
+/// one waiting before it (the kernel sends a part-full buffer only on its 2 s flush).
+pub const HA_SYNC_PUMP_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
+/// UDP port of the sync pump's loopback service (loopback only; never on a wire).
+pub const HA_SYNC_PUMP_PORT: u16 = 8849;
+/// Sync pump period: a new call's template waits at most this (+ the kernel's 20 ms send
+/// delay) on an otherwise idle master.
+pub const HA_SYNC_PUMP_INTERVAL_MS: u64 = 100;
+/// Persistence timeout (s) of the sync pump's service: outlives several pump periods.
+pub const HA_SYNC_PUMP_TIMEOUT_S: u32 = 3;
 
 /// High availability: two appliances elect a master with VRRPv3 (one virtual router on
 /// WAN for the VIPs, one on LAN for `lan_gateway`, same VRID) and the kernel's IPVS sync

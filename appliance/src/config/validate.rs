@@ -536,6 +536,12 @@ fn check_policy_routing(r: &mut Report, c: &Config, wan_ok: bool, lan_ok: bool) 
             "policy routing matches neither a firewall mark nor a source port; set sip_port (normally 5060) or fwmark",
         );
     }
+    if p.gateway.is_none() && c.wan.gateway.is_none() {
+        r.error(
+            "policy_routing.gateway",
+            "policy routing has no gateway to send the servers' SIP replies to; set policy_routing.gateway (or a WAN gateway)",
+        );
+    }
     if let Some(gw) = p.gateway {
         let reachable =
             (wan_ok && c.wan.address.contains(gw)) || (lan_ok && c.lan.address.contains(gw));
@@ -1332,6 +1338,10 @@ mod tests {
         c.policy_routing.sip_port = 5060;
         c.policy_routing.gateway = Some(Ipv4Addr::new(192, 0, 2, 1));
         one_error(&c, &["policy routing gateway 192.0.2.1 is on neither"]);
+        // No gateway at all: the planner used to refuse this; now the rule is here.
+        c.policy_routing.gateway = None;
+        c.wan.gateway = None;
+        one_error(&c, &["policy routing has no gateway"]);
     }
 
     /// The demo config as box A of an HA pair (the HA-SPEC lab addresses).

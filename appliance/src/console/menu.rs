@@ -609,9 +609,63 @@ impl<P: Port, D: Daemon> Menu<P, D> {
                     n.hostname = bounded(&h);
                     self.stage(n, ch)?;
                 }
-                other => self.say(&format!("'{other}' is not an option: enter 0 to 3")),
+                "4" => self.assign_ports(c)?,
+                other => self.say(&format!("'{other}' is not an option: enter 0 to 4")),
             }
         }
+    }
+
+    /// pfSense's "Assign interfaces": pick WAN and LAN from the ports the daemon found,
+    /// by number or name, seeing each port's MAC, link and driver.
+    fn assign_ports(&mut self, c: Config) -> R<()> {
+        let ports = match self.req(Request::ListNics) {
+            Some(Reply::Nics(l)) => l,
+            _ => return Ok(()),
+        };
+        self.port
+            .write("\nNetwork ports on this box (plug or unplug a cable to see which is which)\n");
+        self.port.write(&screens::nics(&ports, &c));
+        if ports.len() < 2 {
+            self.say("WAN and LAN need two ports; fewer were found, nothing was changed");
+            return Ok(());
+        }
+        let pick = |s: &str, other: Option<&str>| -> Parsed<String> {
+            let name = match s.parse::<usize>() {
+                Ok(i) if (1..=ports.len()).contains(&i) => ports[i - 1].name.clone(),
+                Ok(i) => {
+                    return Err(format!(
+                        "{i} is not in the list: enter 1 to {}",
+                        ports.len()
+                    ))
+                }
+                Err(_) => fields::ifname(s)?,
+            };
+            if other == Some(name.as_str()) {
+                return Err(format!("{name} is already WAN; WAN and LAN must differ"));
+            }
+            if !ports.iter().any(|p| p.name == name) {
+                return Err(format!(
+                    "there is no port named '{name}' on this box: enter a number from the list"
+                ));
+            }
+            Ok(name)
+        };
+        let wan = self.ask("WAN port (number or name)", &c.wan.name, |s| pick(s, None))?;
+        let lan_cur = if c.lan.name.as_str() == wan {
+            String::new()
+        } else {
+            c.lan.name.to_string()
+        };
+        let lan = self.ask("LAN port (number or name)", &lan_cur, |s| {
+            pick(s, Some(wan.as_str()))
+        })?;
+        let mut ch = Changes::default();
+        ch.note("WAN name", &c.wan.name, &wan);
+        ch.note("LAN name", &c.lan.name, &lan);
+        let mut n = c;
+        n.wan.name = bounded(&wan);
+        n.lan.name = bounded(&lan);
+        self.stage(n, ch)
     }
 
     fn edit_iface(&mut self, c: Config, wan: bool) -> R<()> {
@@ -1644,6 +1698,37 @@ mod tests {
             "203.0.113.3/24"
         );
         assert_eq!(st.session.running().hostname.as_str(), "sip-lb");
+    }
+
+    #[test]
+    fn ports_are_listed_with_mac_link_driver_and_assigned_by_number() {
+        let f = fake(true);
+        let steps = lines(&[
+            "2", "4", // interfaces, assign from the ports found
+            "9", "wlan7", "", // out of range, not a port, keep eth0 as WAN
+            "1", "3", // eth0 is WAN already, then eth2
+            "y", // stage?
+            "n", // apply now?
+            "0", "0",
+        ]);
+        let port = drive(&f, steps);
+        let out = &port.out;
+        for msg in [
+            "4) Assign WAN and LAN from the ports found",
+            "1) eth0       52:54:00:12:34:01 link up virtio_net   WAN",
+            "2) eth1       52:54:00:12:34:02 link up virtio_net   LAN",
+            "3) eth2       52:54:00:12:34:03 no link igb",
+            "9 is not in the list: enter 1 to 3",
+            "there is no port named 'wlan7' on this box",
+            "eth0 is already WAN; WAN and LAN must differ",
+            "LAN name: eth1 -> eth2",
+        ] {
+            assert!(out.contains(msg), "missing {msg:?} in:\n{out}");
+        }
+        let st = f.state.lock().unwrap();
+        assert_eq!(st.session.candidate().lan.name.as_str(), "eth2");
+        assert_eq!(st.session.candidate().wan.name.as_str(), "eth0");
+        assert_eq!(st.session.running().lan.name.as_str(), "eth1");
     }
 
     #[test]

@@ -333,7 +333,43 @@ pub fn interfaces(c: &Config) -> String {
         );
     }
     let _ = writeln!(out, "  3) Hostname  {}", c.hostname);
+    let _ = writeln!(out, "  4) Assign WAN and LAN from the ports found");
     let _ = writeln!(out, "  0) Back");
+    out
+}
+
+/// The ports present, numbered from 1, with their MAC, link, driver and current role.
+pub fn nics(list: &[crate::net::nics::Nic], c: &Config) -> String {
+    let mut out = String::new();
+    if list.is_empty() {
+        out.push_str("  (the daemon found no network ports)\n");
+    }
+    for (i, n) in list.iter().enumerate() {
+        let link = match n.link_up {
+            Some(true) => "link up",
+            Some(false) => "no link",
+            None => "link ?",
+        };
+        let role = if n.name == c.wan.name.as_str() {
+            "WAN"
+        } else if n.name == c.lan.name.as_str() {
+            "LAN"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(&format!(
+                "  {:>2}) {:<10} {:<17} {:<7} {:<12} {role}",
+                i + 1,
+                n.name,
+                n.mac,
+                link,
+                n.driver.as_deref().unwrap_or("virtual"),
+            ))
+        );
+    }
     out
 }
 

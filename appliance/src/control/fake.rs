@@ -191,6 +191,7 @@ impl FakeDaemon {
                 let k = st.logs.len().saturating_sub(n as usize);
                 ok(Reply::Logs(st.logs[k..].to_vec()))
             }
+            Request::ListNics => ok(Reply::Nics(fake_nics())),
             Request::ImportKeepalived { text } => ok(Reply::Import(Box::new(import(
                 st.session.candidate(),
                 &text,
@@ -387,4 +388,21 @@ fn import(base: &Config, text: &str) -> ImportInfo {
         unmapped,
         validation,
     }
+}
+
+/// Three ports, as on a box with a spare NIC: the console tests assign from this list.
+fn fake_nics() -> Vec<crate::net::nics::Nic> {
+    [
+        ("eth0", "52:54:00:12:34:01", Some(true), "virtio_net"),
+        ("eth1", "52:54:00:12:34:02", Some(true), "virtio_net"),
+        ("eth2", "52:54:00:12:34:03", Some(false), "igb"),
+    ]
+    .into_iter()
+    .map(|(name, mac, link_up, driver)| crate::net::nics::Nic {
+        name: name.into(),
+        mac: mac.into(),
+        link_up,
+        driver: Some(driver.into()),
+    })
+    .collect()
 }

@@ -155,6 +155,8 @@ pub enum Request {
         /// Number of events.
         n: u32,
     },
+    /// The network ports present on the box (name, MAC, link, driver).
+    ListNics,
     /// Convert a keepalived.conf; nothing is applied or staged.
     ImportKeepalived {
         /// The file's text.
@@ -217,6 +219,8 @@ pub enum Reply {
     Logs(Vec<LogEvent>),
     /// Answer to `ImportKeepalived`.
     Import(Box<ImportInfo>),
+    /// Answer to `ListNics`.
+    Nics(Vec<crate::net::nics::Nic>),
     /// Command output (ping).
     Output {
         /// True when the command succeeded.

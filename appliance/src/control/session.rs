@@ -485,6 +485,7 @@ impl<E: Effects> ConfigSession<E> {
             | Request::Ping { .. }
             | Request::SipOptions { .. }
             | Request::Logs { .. }
+            | Request::ListNics
             | Request::ImportKeepalived { .. } => return None,
         };
         Some(match r {

@@ -45,6 +45,13 @@ impl Handler for DaemonHandler {
                     self.live(LiveQuery::Drain { service, server })
                 }
                 Request::Logs { n } => self.live(LiveQuery::Logs { n }),
+                Request::ListNics => Response::Ok(Reply::Nics(
+                    tokio::task::spawn_blocking(|| {
+                        crate::net::nics::list(std::path::Path::new(crate::net::nics::SYSFS_NET))
+                    })
+                    .await
+                    .unwrap_or_default(),
+                )),
                 Request::GetConfig { .. }
                 | Request::SetCandidate { .. }
                 | Request::Diff

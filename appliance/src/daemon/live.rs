@@ -73,6 +73,8 @@ pub struct Live {
     sync_sysctls_ok: bool,
     /// The VRRP runner (None until [`Live::attach_ha`]).
     runner: Option<HaRunner>,
+    /// Makes the kernel send waiting sync entries while master (None until attach_ha).
+    pump: Option<ipvs::sync_pump::SyncPump>,
 }
 
 /// Create the board's uleds LED devices (QEMU has no LED hardware); keep the files open.
@@ -138,6 +140,7 @@ impl Live {
             ha: HaView::new(started),
             sync_sysctls_ok: false,
             runner: None,
+            pump: None,
         }
     }
 
@@ -145,6 +148,14 @@ impl Live {
     /// through [`Live::on_ha_notice`]). Call inside the daemon's runtime, before boot.
     pub fn attach_ha(&mut self, notices: mpsc::Sender<crate::vrrp::tasks::Notice>) {
         self.runner = Some(HaRunner::new(notices, tokio::runtime::Handle::current()));
+        self.pump = Some(ipvs::sync_pump::SyncPump::spawn());
+    }
+
+    /// Pump sync entries exactly while HA is on and this box is master.
+    fn update_pump(&self, cfg: &Config) {
+        if let Some(p) = &self.pump {
+            p.set_active(cfg.ha.enabled && self.ha.state == crate::vrrp::group::State::Master);
+        }
     }
 
     /// Start, reconfigure or stop the VRRP runner to match `cfg`.
@@ -177,6 +188,7 @@ impl Live {
             }
             Err(e) => self.ha.vrrp_error = Some(e),
         }
+        self.update_pump(cfg);
     }
 
     /// Orderly stop of the VRRP runner (SIGTERM): resign and wait, bounded.
@@ -213,6 +225,7 @@ impl Live {
             }
             Notice::Status(st) => self.ha.on_status(&st),
         }
+        self.update_pump(cfg);
         self.update_leds(cfg);
     }
 

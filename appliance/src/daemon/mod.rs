@@ -291,8 +291,27 @@ fn dry_run(opts: &Options) -> ExitCode {
             println!("(kernel table not readable: {e}; planning from an empty table)");
             Vec::new()
         });
-    for op in crate::ipvs::reconcile::plan(&desired, &actual) {
+    let ops = crate::ipvs::reconcile::plan(&desired, &actual);
+    if ops.is_empty() {
+        println!("(no changes)");
+    }
+    for op in ops {
         println!("{op}");
+    }
+    println!("\n## IPVS sync daemon plan");
+    let want = crate::ipvs::syncd::desired(&st.config);
+    let running = crate::ipvs::Ipvs::connect()
+        .and_then(|mut i| i.daemons())
+        .unwrap_or_else(|e| {
+            println!("(sync daemons not readable: {e}; planning from none running)");
+            Vec::new()
+        });
+    let lines = crate::ipvs::syncd::describe(&want, &running);
+    if lines.is_empty() {
+        println!("(no changes)");
+    }
+    for l in lines {
+        println!("{l}");
     }
     if report.errors.is_empty() {
         ExitCode::SUCCESS

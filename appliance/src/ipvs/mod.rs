@@ -14,6 +14,7 @@ pub mod codec;
 pub mod error;
 pub mod model;
 pub mod reconcile;
+pub mod sync_pump;
 pub mod syncd;
 pub mod sysctl;
 pub mod transport;

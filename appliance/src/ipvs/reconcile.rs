@@ -115,6 +115,8 @@ pub fn desired(cfg: &Config, health: &dyn Fn(&str, SocketAddrV4) -> Health) -> V
             dests,
         });
     }
+    // HA: the loopback service the sync pump sends through (see `sync_pump`).
+    out.extend(super::sync_pump::service(cfg));
     out
 }
 

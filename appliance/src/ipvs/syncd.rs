@@ -139,6 +139,54 @@ pub fn plan(desired: &[DaemonConfig], actual: &[DaemonConfig]) -> Vec<DaemonOp> 
     stops
 }
 
+/// One daemon in words: "master sync daemon on eth1 (sync id 51, maxlen 1)".
+fn daemon_text(c: &DaemonConfig) -> String {
+    let mut s = format!(
+        "{} sync daemon on {} (sync id {}",
+        state_name(c.state),
+        c.mcast_ifn,
+        c.sync_id
+    );
+    if let Some(m) = c.sync_maxlen {
+        s.push_str(&format!(", maxlen {m}"));
+    }
+    s.push(')');
+    s
+}
+
+/// The plan from `actual` to `desired` for a person (dry runs): a stop and a start of the
+/// same state read as one "reconfigure ... -> ..." line, with interface and sync id on
+/// both sides. Empty when nothing changes.
+pub fn describe(desired: &[DaemonConfig], actual: &[DaemonConfig]) -> Vec<String> {
+    let ops = plan(desired, actual);
+    let mut out = Vec::new();
+    for op in &ops {
+        match op {
+            DaemonOp::Stop(state) => {
+                let from = actual.iter().find(|g| g.state == *state);
+                let restart = ops
+                    .iter()
+                    .any(|o| matches!(o, DaemonOp::Start(c) if c.state == *state));
+                match (from, restart) {
+                    // Written once, at its start.
+                    (_, true) => {}
+                    (Some(g), false) => out.push(format!("stop {}", daemon_text(g))),
+                    (None, false) => out.push(op.to_string()),
+                }
+            }
+            DaemonOp::Start(c) => match actual.iter().find(|g| g.state == c.state) {
+                Some(g) => out.push(format!(
+                    "reconfigure {} -> {} (stop, then start)",
+                    daemon_text(g),
+                    daemon_text(c)
+                )),
+                None => out.push(format!("start {}", daemon_text(c))),
+            },
+        }
+    }
+    out
+}
+
 /// A running daemon as shown by status.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DaemonStatus {
@@ -305,6 +353,37 @@ mod tests {
             vec![
                 DaemonOp::Stop(daemon_state::MASTER),
                 DaemonOp::Stop(daemon_state::BACKUP)
+            ]
+        );
+    }
+
+    #[test]
+    fn describe_names_interface_and_sync_id_and_merges_restarts() {
+        let want = desired(&ha_cfg(""));
+        assert_eq!(
+            describe(&want, &[]),
+            vec![
+                "start master sync daemon on eth1 (sync id 51, maxlen 1)".to_string(),
+                "start backup sync daemon on eth1 (sync id 51)".to_string(),
+            ]
+        );
+        let got: Vec<_> = want.iter().cloned().map(kernel_view).collect();
+        assert!(describe(&want, &got).is_empty());
+        let mut m = kernel_view(want[0].clone());
+        m.mcast_ifn = "eth2".into();
+        m.sync_id = 7;
+        let b = kernel_view(want[1].clone());
+        assert_eq!(
+            describe(&want, &[m.clone(), b.clone()]),
+            vec![
+                "reconfigure master sync daemon on eth2 (sync id 7, maxlen 1) -> master sync daemon on eth1 (sync id 51, maxlen 1) (stop, then start)".to_string()
+            ]
+        );
+        assert_eq!(
+            describe(&[], &[m, b]),
+            vec![
+                "stop master sync daemon on eth2 (sync id 7, maxlen 1)".to_string(),
+                "stop backup sync daemon on eth1 (sync id 51, maxlen 1472)".to_string(),
             ]
         );
     }

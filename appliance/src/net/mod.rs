@@ -1,9 +1,11 @@
 //! Interfaces, addresses, routes, sysctls and link monitoring over rtnetlink.
 //!
 //! `plan` is the pure planner (desired state, validation, ordered ops), `rtnl` the thin
-//! executor, `sysctl` the router sysctls, `monitor` the link-event task, `vaddr` the VRRP-held /32 addresses.
+//! executor, `sysctl` the router sysctls, `monitor` the link-event task, `vaddr` the
+//! VRRP-held /32 addresses, `nics` the ports present.
 
 pub mod monitor;
+pub mod nics;
 pub mod plan;
 pub mod rtnl;
 pub mod sysctl;

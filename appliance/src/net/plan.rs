@@ -285,44 +285,12 @@ pub enum Problem {
         /// Names that do exist.
         available: String,
     },
-    /// WAN and LAN name the same interface.
-    #[error("WAN and LAN are both '{0}'; they must be two different interfaces")]
-    SameInterface(String),
-    /// Prefix length not usable for an interface address.
-    #[error("{role} address {addr}/{prefix}: prefix length {prefix} is out of range, use 1-32 (e.g. 24)")]
-    PrefixOutOfRange {
-        /// WAN / LAN.
-        role: &'static str,
-        /// Address.
-        addr: Ipv4Addr,
-        /// Bad prefix.
-        prefix: u8,
-    },
-    /// Address unusable as a host address.
-    #[error("{role} address {net} is not a usable host address ({why})")]
-    BadHostAddress {
-        /// WAN / LAN / VIP.
-        role: &'static str,
-        /// The address.
-        net: String,
-        /// Reason.
-        why: &'static str,
-    },
+    /// The config breaks one of its own rules (see `config::validate`).
+    #[error("{0}")]
+    Config(String),
     /// Address or subnet clash.
     #[error("address conflict: {0}")]
     AddressConflict(String),
-    /// Gateway not inside the interface's subnet.
-    #[error(
-        "{role} gateway {gateway} is not inside {role} subnet {net}; use an address in that subnet"
-    )]
-    GatewayOffSubnet {
-        /// WAN / LAN / policy routing.
-        role: &'static str,
-        /// Gateway.
-        gateway: Ipv4Addr,
-        /// Subnet it should be in.
-        net: String,
-    },
     /// MTU not accepted by the device.
     #[error("{role} interface '{name}': MTU {mtu} is out of range ({min}-{max})")]
     MtuOutOfRange {
@@ -337,9 +305,6 @@ pub enum Problem {
         /// Highest allowed.
         max: u32,
     },
-    /// Policy routing settings unusable.
-    #[error("policy routing: {0}")]
-    PolicyRouting(String),
 }
 
 /// Build the desired state for `cfg` and validate it against `cur`.
@@ -347,6 +312,16 @@ pub enum Problem {
 /// Every problem is collected so the operator sees them all at once; nothing is changed
 /// by the caller unless this returns `Ok`.
 pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
+    // The config's own rules live in `config::validate`, the one place; the planner adds
+    // only what depends on the running system (links present, device MTU, addresses in use).
+    let report = crate::config::validate(cfg);
+    if !report.errors.is_empty() {
+        return Err(report
+            .errors
+            .into_iter()
+            .map(|p| Problem::Config(p.message))
+            .collect());
+    }
     let mut problems = Vec::new();
     let available = || {
         cur.links
@@ -369,48 +344,9 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
     let wan = find("WAN", cfg.wan.name.as_str(), &mut problems);
     let lan = find("LAN", cfg.lan.name.as_str(), &mut problems);
     let lo = find("loopback", "lo", &mut problems);
-    if cfg.wan.name == cfg.lan.name {
-        problems.push(Problem::SameInterface(cfg.wan.name.to_string()));
-    }
 
-    // Interface addresses: prefix range, host-address sanity, gateway on subnet, MTU.
-    let mut prefixes_ok = true;
+    // The device's MTU range.
     for (role, ifc, link) in [("WAN", &cfg.wan, wan), ("LAN", &cfg.lan, lan)] {
-        let n = ifc.address;
-        if !(1..=32).contains(&n.prefix) {
-            prefixes_ok = false;
-            problems.push(Problem::PrefixOutOfRange {
-                role,
-                addr: n.addr,
-                prefix: n.prefix,
-            });
-        } else {
-            let why = if n.addr.is_unspecified() || n.addr.is_broadcast() {
-                Some("not a unicast address")
-            } else if n.addr.is_loopback() || n.addr.is_multicast() {
-                Some("loopback or multicast")
-            } else if n.is_network_or_broadcast(n.addr) {
-                Some("it is the network or broadcast address of its subnet")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                problems.push(Problem::BadHostAddress {
-                    role,
-                    net: n.to_string(),
-                    why,
-                });
-            }
-            if let Some(g) = ifc.gateway {
-                if !n.contains(g) || g == n.addr || n.is_network_or_broadcast(g) {
-                    problems.push(Problem::GatewayOffSubnet {
-                        role,
-                        gateway: g,
-                        net: format!("{} (own address {})", n.network(), n.addr),
-                    });
-                }
-            }
-        }
         if let Some(l) = link {
             let min = l.min_mtu.unwrap_or(68).max(68);
             let max = l.max_mtu.filter(|m| *m > 0).unwrap_or(65535);
@@ -435,127 +371,67 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
         }
     }
 
-    if prefixes_ok {
-        if cfg.wan.address.overlaps(&cfg.lan.address) {
-            problems.push(Problem::AddressConflict(format!(
-                "WAN subnet {} overlaps LAN subnet {}; they must be disjoint",
-                cfg.wan.address.network(),
-                cfg.lan.address.network()
-            )));
-        }
+    // Against the running system: our addresses must not live on other interfaces,
+    // and our subnets must not overlap subnets of unmanaged interfaces.
+    let ours: Vec<u32> = [wan, lan].iter().flatten().map(|l| l.index).collect();
+    let mut wanted: Vec<(&'static str, Ipv4Addr, u32)> = Vec::new();
+    if let Some(w) = wan {
+        wanted.push(("WAN address", cfg.wan.address.addr, w.index));
         for v in &vips {
-            if v.is_unspecified() || v.is_broadcast() || v.is_multicast() || v.is_loopback() {
-                problems.push(Problem::BadHostAddress {
-                    role: "VIP",
-                    net: v.to_string(),
-                    why: "not a unicast address",
-                });
-            }
-            if cfg.lan.address.contains(*v) {
+            wanted.push(("VIP", *v, w.index));
+        }
+    }
+    if let Some(l) = lan {
+        wanted.push(("LAN address", cfg.lan.address.addr, l.index));
+    }
+    for a in &cur.addrs {
+        for (what, ip, target) in &wanted {
+            if a.addr == *ip && a.index != *target && !ours.contains(&a.index) {
                 problems.push(Problem::AddressConflict(format!(
-                    "VIP {v} is inside the LAN subnet {}; VIPs belong on the WAN side",
-                    cfg.lan.address.network()
+                    "{what} {ip} is already configured on interface '{}'; remove it there first",
+                    cur.name_of(a.index)
                 )));
             }
         }
-        // Against the running system: our addresses must not live on other interfaces,
-        // and our subnets must not overlap subnets of unmanaged interfaces.
-        let ours: Vec<u32> = [wan, lan].iter().flatten().map(|l| l.index).collect();
-        let mut wanted: Vec<(&'static str, Ipv4Addr, u32)> = Vec::new();
-        if let Some(w) = wan {
-            wanted.push(("WAN address", cfg.wan.address.addr, w.index));
-            for v in &vips {
-                wanted.push(("VIP", *v, w.index));
-            }
+        if ours.contains(&a.index) || lo.is_some_and(|l| l.index == a.index) {
+            continue;
         }
-        if let Some(l) = lan {
-            wanted.push(("LAN address", cfg.lan.address.addr, l.index));
+        let other = Ipv4Net {
+            addr: a.addr,
+            prefix: a.prefix,
+        };
+        if a.prefix == 32 || a.addr.is_loopback() {
+            continue;
         }
-        for a in &cur.addrs {
-            for (what, ip, target) in &wanted {
-                if a.addr == *ip && a.index != *target && !ours.contains(&a.index) {
-                    problems.push(Problem::AddressConflict(format!(
-                        "{what} {ip} is already configured on interface '{}'; remove it there first",
-                        cur.name_of(a.index)
-                    )));
-                }
-            }
-            if ours.contains(&a.index) || lo.is_some_and(|l| l.index == a.index) {
-                continue;
-            }
-            let other = Ipv4Net {
-                addr: a.addr,
-                prefix: a.prefix,
-            };
-            if a.prefix == 32 || a.addr.is_loopback() {
-                continue;
-            }
-            for (role, n) in [("WAN", &cfg.wan.address), ("LAN", &cfg.lan.address)] {
-                if n.overlaps(&other) {
-                    problems.push(Problem::AddressConflict(format!(
-                        "{role} subnet {} overlaps {}/{} on interface '{}'",
-                        n.network(),
-                        a.addr,
-                        a.prefix,
-                        cur.name_of(a.index)
-                    )));
-                }
+        for (role, n) in [("WAN", &cfg.wan.address), ("LAN", &cfg.lan.address)] {
+            if n.overlaps(&other) {
+                problems.push(Problem::AddressConflict(format!(
+                    "{role} subnet {} overlaps {}/{} on interface '{}'",
+                    n.network(),
+                    a.addr,
+                    a.prefix,
+                    cur.name_of(a.index)
+                )));
             }
         }
     }
 
-    // Policy routing.
+    // Policy routing: validation checked table, priority, match and gateway subnet.
     let pr = &cfg.policy_routing;
-    let mut policy = None;
-    if pr.enabled {
-        let mut ok = true;
-        let mut bad = |m: String| {
-            problems.push(Problem::PolicyRouting(m));
-            ok = false;
-        };
-        if pr.table == 0 || (253..=255).contains(&pr.table) {
-            bad(format!(
-                "table {} is reserved by the kernel; use 1-252 or 256 and above",
-                pr.table
-            ));
-        }
-        if pr.priority == 0 || pr.priority >= 32766 {
-            bad(format!(
-                "priority {} collides with the kernel's local/main/default rules; use 1-32765",
-                pr.priority
-            ));
-        }
-        if pr.fwmark == 0 && pr.sip_port == 0 {
-            bad("set fwmark or sip_port (source port of the servers' SIP replies)".into());
-        }
-        let gw = pr.gateway.or(cfg.wan.gateway);
-        match gw {
-            None => bad("no gateway: set policy_routing.gateway (or a WAN gateway)".into()),
-            Some(g) if prefixes_ok => {
-                let via = if cfg.wan.address.contains(g) {
-                    wan
-                } else if cfg.lan.address.contains(g) {
-                    lan
-                } else {
-                    problems.push(Problem::GatewayOffSubnet {
-                        role: "policy routing",
-                        gateway: g,
-                        net: format!(
-                            "{} or {}",
-                            cfg.wan.address.network(),
-                            cfg.lan.address.network()
-                        ),
-                    });
-                    ok = false;
-                    None
-                };
-                if ok {
-                    policy = via.map(|l| (g, l.index));
-                }
-            }
-            Some(_) => {}
-        }
-    }
+    let policy = if pr.enabled {
+        pr.gateway.or(cfg.wan.gateway).and_then(|g| {
+            let via = if cfg.wan.address.contains(g) {
+                wan
+            } else if cfg.lan.address.contains(g) {
+                lan
+            } else {
+                None
+            };
+            via.map(|l| (g, l.index))
+        })
+    } else {
+        None
+    };
 
     if !problems.is_empty() {
         return Err(problems);
@@ -847,7 +723,7 @@ mod tests {
     fn ha_cfg() -> Config {
         let mut cfg = Config::builtin_default();
         cfg.ha.enabled = true;
-        cfg.ha.lan_gateway = Some(Ipv4Addr::new(198, 51, 100, 1));
+        cfg.ha.lan_gateway = Some(Ipv4Addr::new(198, 51, 100, 254));
         cfg
     }
 
@@ -858,7 +734,7 @@ mod tests {
     #[test]
     fn ha_leaves_vips_and_lan_gateway_to_vrrp() {
         let vip = Ipv4Addr::new(203, 0, 113, 10);
-        let gw = Ipv4Addr::new(198, 51, 100, 1);
+        let gw = Ipv4Addr::new(198, 51, 100, 254);
         let cfg = ha_cfg();
         // backup: nothing held, the planner must not add them
         let mut st = system();
@@ -994,23 +870,24 @@ mod tests {
 
         let mut c = Config::builtin_default();
         c.lan.address.prefix = 33;
-        assert!(matches!(
-            problems(&c, &st)[0],
-            Problem::PrefixOutOfRange { prefix: 33, .. }
-        ));
+        // The config's own rules come from validation, with its messages.
+        let config_error = |c: &Config, needle: &str| {
+            let p = problems(c, &st);
+            assert!(
+                p.iter()
+                    .any(|p| matches!(p, Problem::Config(m) if m.contains(needle))),
+                "{needle}: {p:?}"
+            );
+        };
+        config_error(&c, "LAN prefix length /33 is invalid");
 
         let mut c = Config::builtin_default();
         c.wan.gateway = Some(Ipv4Addr::new(198, 51, 100, 254));
-        assert!(matches!(
-            problems(&c, &st)[0],
-            Problem::GatewayOffSubnet { .. }
-        ));
+        config_error(&c, "198.51.100.254");
 
         let mut c = Config::builtin_default();
         c.lan.address = "203.0.113.129/25".parse().unwrap();
-        assert!(problems(&c, &st)
-            .iter()
-            .any(|p| matches!(p, Problem::AddressConflict(m) if m.contains("overlaps"))));
+        config_error(&c, "overlapping subnets");
 
         let mut st2 = system();
         st2.links.push(link(4, "dummy0"));
@@ -1029,22 +906,28 @@ mod tests {
 
         let mut c = Config::builtin_default();
         c.wan.address = "203.0.113.0/24".parse().unwrap();
-        assert!(matches!(
-            problems(&c, &st)[0],
-            Problem::BadHostAddress { .. }
-        ));
+        config_error(&c, "network or broadcast");
 
+        // The device's own MTU limit is a system fact (validation allows up to 9000).
+        let mut small = system();
+        for l in small.links.iter_mut().filter(|l| l.name == "eth0") {
+            l.max_mtu = Some(1500);
+        }
         let mut c = Config::builtin_default();
-        c.wan.mtu = 9500;
+        c.wan.mtu = 4000;
         assert!(matches!(
-            problems(&c, &st)[0],
-            Problem::MtuOutOfRange { max: 9000, .. }
+            problems(&c, &small)[0],
+            Problem::MtuOutOfRange { max: 1500, .. }
         ));
 
         let mut c = Config::builtin_default();
         c.policy_routing.enabled = true;
         c.policy_routing.table = 254;
-        assert!(matches!(problems(&c, &st)[0], Problem::PolicyRouting(_)));
+        config_error(&c, "policy routing table 254 is reserved");
+
+        // Only system facts remain the planner's: a valid config on a box without its ports.
+        let c = Config::builtin_default();
+        assert!(crate::config::validate(&c).errors.is_empty());
     }
 
     #[test]

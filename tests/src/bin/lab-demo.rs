@@ -163,9 +163,13 @@ fn run(args: &Args) -> Result<(), lab::LabError> {
         }
         let done = evidence::completed_calls(&pk).len();
         let split = evidence::split_calls(&pk, &servers).len();
+        let clients = run.totals();
         out.push_str(&format!(
             "\ncalls completed: {done}   calls split across servers: {split}\n\
-             (calls and packets from a capture on the appliance's LAN port; weights from /proc/net/ip_vs)\n\n"
+             clients (sipp): {} started, {} succeeded, {} FAILED\n\
+             (calls and packets from a capture on the appliance's LAN port; weights from /proc/net/ip_vs;\n\
+              started/succeeded/failed from the sipp clients' own statistics)\n\n",
+            clients.created, clients.successful, clients.failed
         ));
         for e in &events {
             out.push_str(e);

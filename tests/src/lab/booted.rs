@@ -145,8 +145,17 @@ impl LabVm {
     /// running `uas_scenario` and waits until the VIP balances over all of
     /// them (kernel table, up to [`READY_TIMEOUT`]).
     pub fn boot(opts: &LabOptions, uas_scenario: &str) -> Result<LabVm> {
+        let t0 = Instant::now();
         let lab = Lab::new(opts)?;
+        eprintln!(
+            "lab: namespaces, bridges and taps ready after {:.1} s; checking the image...",
+            t0.elapsed().as_secs_f64()
+        );
         let image = ensure_image()?;
+        eprintln!(
+            "lab: image ready after {:.1} s; booting the appliance in QEMU (TCG: about a minute)...",
+            t0.elapsed().as_secs_f64()
+        );
         let hz = kernel_hz(&image.kernel)?;
         let mut vo = VmOptions::new(image);
         vo.wan_tap = Some(super::WAN_TAP.into());
@@ -170,6 +179,10 @@ impl LabVm {
         for i in 0..lv.lab.servers.len() {
             lv.start_server(i)?;
         }
+        eprintln!(
+            "lab: {} SIP servers (sipp) started; waiting for the appliance to balance over them...",
+            lv.lab.servers.len()
+        );
         lv.wait_balancing(READY_TIMEOUT)?;
         eprintln!(
             "lab: VIP balancing over {} servers {:.1} s after QEMU start",

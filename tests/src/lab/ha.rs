@@ -224,6 +224,8 @@ pub struct CallRecord {
     pub answered_us: Option<u64>,
     /// Whether the BYE got a 200 (client side).
     pub completed: bool,
+    /// When the BYE's first 200 reached the client, µs.
+    pub completed_us: Option<u64>,
     /// Servers its requests reached (LAN side).
     pub servers: BTreeSet<Ipv4Addr>,
     /// Whether a server answered one of its requests with 481 (a request
@@ -258,6 +260,7 @@ pub fn calls(
                     }
                     if p.cseq_method == "BYE" {
                         c.completed = true;
+                        c.completed_us.get_or_insert(p.ts_us);
                     }
                 }
             }
@@ -306,6 +309,21 @@ pub struct CallFigures {
     pub got_481: usize,
     /// Calls (any) whose requests reached more than one server.
     pub split_any: Vec<String>,
+    /// Calls in progress at the failure: answered before it, not ended (BYE answered)
+    /// before it. The base of the switched share.
+    pub inflight: usize,
+    /// Of `inflight`, those that completed after the failure.
+    pub inflight_completed: usize,
+}
+
+impl CallFigures {
+    /// In-progress calls that switched server, as a percentage of the in-progress calls.
+    pub fn switched_pct(&self) -> f64 {
+        if self.inflight == 0 {
+            return 0.0;
+        }
+        100.0 * self.inflight_split.len() as f64 / self.inflight as f64
+    }
 }
 
 /// Classifies calls around a failure at `t0_us`. `recent_us` marks calls set
@@ -332,6 +350,12 @@ pub fn call_figures(
         let recent = |t: u64| t + recent_us >= t0_us;
         match c.answered_us {
             Some(a) if a < t0_us => {
+                if c.completed_us.is_none_or(|e| e >= t0_us) {
+                    f.inflight += 1;
+                    if c.completed {
+                        f.inflight_completed += 1;
+                    }
+                }
                 if c.servers.len() > 1 {
                     f.inflight_split.push(id.clone());
                     if recent(a) {
@@ -468,6 +492,8 @@ mod tests {
             invite_us: invite,
             answered_us: answered,
             completed,
+            // A completed call ends 20 s after its INVITE (after the failure at 10 s).
+            completed_us: completed.then_some(invite + 20_000_000),
             servers: servers
                 .iter()
                 .map(|s| Ipv4Addr::new(198, 51, 100, *s))
@@ -490,13 +516,24 @@ mod tests {
             ("new-failed", call(11 * s, None, false, &[])),
             ("late-failed", call(16 * s, None, false, &[12])),
             ("new-ok", call(12 * s, Some(12 * s + 5), true, &[12])),
+            (
+                "ended-before",
+                CallRecord {
+                    completed_us: Some(5 * s),
+                    ..call(s, Some(s + 10), true, &[11])
+                },
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let f = call_figures(&m, 10 * s, 2 * s, 5 * s);
-        assert_eq!(f.calls, 7);
-        assert_eq!(f.completed, 2);
+        assert_eq!(f.calls, 8);
+        assert_eq!(f.completed, 3);
+        // In progress at the failure: answered before it, not ended before it.
+        assert_eq!(f.inflight, 3);
+        assert_eq!(f.inflight_completed, 1);
+        assert!((f.switched_pct() - 200.0 / 3.0).abs() < 1e-9);
         assert_eq!(f.inflight_split, vec!["old-split", "recent-split"]);
         assert_eq!(f.inflight_split_recent, vec!["recent-split"]);
         assert_eq!(f.inflight_failed, vec!["old-split", "recent-split"]);

@@ -130,7 +130,7 @@ impl RoundFigures {
             "FIGURE ha_round={} event={:?} target={:?} takeover_ms={} wan_first_new_ms={} \
              lan_first_new_ms={} lan_gap_ms={} old_box_after_settle_lan={} old_box_after_settle_wan={} \
              master_changes={} masters_wan_end={:?} calls={} completed={} new_calls_failed={} \
-             split_any={} inflight_split={} inflight_split_recent2s={} inflight_failed={} inflight_failed_recent2s={} \
+             split_any={} inflight={} inflight_completed={} inflight_split={} switched_pct={:.2} inflight_split_recent2s={} inflight_failed={} inflight_failed_recent2s={} \
              setup_failed={} failed_after_{}ms={} got_481={} sipp_failed={} capture_incomplete={} \
              sipp={:?} holds={:?}",
             self.name,
@@ -148,7 +148,10 @@ impl RoundFigures {
             c.completed,
             c.new_failed.len(),
             c.split_any.len(),
+            c.inflight,
+            c.inflight_completed,
             c.inflight_split.len(),
+            c.switched_pct(),
             c.inflight_split_recent.len(),
             c.inflight_failed.len(),
             c.inflight_failed_recent.len(),

@@ -81,6 +81,20 @@ impl Load {
 }
 
 impl Running {
+    /// Calls created, successful and failed so far, summed over the clients (sipp writes
+    /// its statistics every second; a client that has not written yet counts nothing).
+    pub fn totals(&self) -> UacStats {
+        self.uacs
+            .iter()
+            .filter_map(|u| u.stats().ok())
+            .fold(UacStats::default(), |a, s| UacStats {
+                created: a.created + s.created,
+                successful: a.successful + s.successful,
+                failed: a.failed + s.failed,
+                exit_code: None,
+            })
+    }
+
     /// Waits for every client to finish; their statistics in start order.
     pub fn wait(self) -> Result<Vec<UacStats>> {
         self.uacs.into_iter().map(|u| u.wait()).collect()

@@ -1,5 +1,9 @@
 //! Importer tests over the corpus in tests/data/keepalived.
 
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
 use super::*;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keepalived");
@@ -746,4 +750,57 @@ fn include_wildcard_is_linear_and_correct() {
     // A pattern of many stars used to recurse per star with exponential back-tracking.
     let pat = "*a".repeat(50_000);
     assert!(!wildcard(pat.as_bytes(), "a".repeat(200).as_bytes()));
+}
+
+/// An in-memory file tree: the importer reads includes only through [`Includes`].
+struct MemFs(BTreeMap<PathBuf, String>);
+
+impl Includes for MemFs {
+    fn list(&self, dir: &Path) -> Vec<PathBuf> {
+        self.0
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .cloned()
+            .collect()
+    }
+    fn size(&self, path: &Path) -> Option<u64> {
+        self.0.get(path).map(|t| t.len() as u64)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.0
+            .get(path)
+            .map(|t| t.clone().into_bytes())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+#[test]
+fn includes_are_read_through_the_given_reader_with_wildcards() {
+    let fs = MemFs(BTreeMap::from([
+        (
+            PathBuf::from("/etc/k/keepalived.conf"),
+            "include conf.d/*.conf\ninclude missing.conf\n".to_string(),
+        ),
+        (
+            PathBuf::from("/etc/k/conf.d/a.conf"),
+            "virtual_server 203.0.113.10 5060 {\n protocol UDP\n real_server 198.51.100.11 5060 {\n }\n}\n"
+                .to_string(),
+        ),
+        (PathBuf::from("/etc/k/conf.d/b.txt"), "garbage {".to_string()),
+    ]));
+    let r = import_with("/etc/k/keepalived.conf", &Config::builtin_default(), &fs).unwrap();
+    assert_eq!(r.services, 1, "{:#?}", r.notes);
+    assert_eq!(r.config.services[0].vip, Ipv4Addr::new(203, 0, 113, 10));
+    assert!(
+        r.notes.iter().any(|n| n.severity == Severity::Error
+            && n.message
+                .contains("cannot read included file /etc/k/missing.conf")),
+        "{:#?}",
+        r.notes
+    );
+    // The .txt file did not match the wildcard, so its unbalanced brace is never seen.
+    assert!(!r
+        .notes
+        .iter()
+        .any(|n| n.file.as_deref() == Some("/etc/k/conf.d/b.txt")));
 }
