@@ -175,7 +175,10 @@ fn lab_security_fragments_forwarding_spoofing() {
     // Calls spread over the servers, each call's messages on one server (a BYE at
     // another server would be answered 481 and fail the call above).
     let per_call = evidence::split_calls(&lan_p, &servers);
-    assert!(per_call.is_empty(), "calls split across servers: {per_call:?}");
+    assert!(
+        per_call.is_empty(),
+        "calls split across servers: {per_call:?}"
+    );
     let used: BTreeSet<Ipv4Addr> = dests.values().flatten().copied().collect();
     assert!(
         used.len() >= 2,
@@ -183,7 +186,9 @@ fn lab_security_fragments_forwarding_spoofing() {
     );
 
     // ---- 2. nothing from WAN reaches a server except through the VIP
-    lv.lab.client_route_to_servers().expect("client route via the box");
+    lv.lab
+        .client_route_to_servers()
+        .expect("client route via the box");
     let mut direct = Capture::start_filtered(
         &lv.lab.switch_ns,
         LAN_TAP,

@@ -35,17 +35,58 @@ impl Handler for DaemonHandler {
                 Request::SipOptions { host, port } => self.sip_options(&host, port).await,
                 Request::Reboot => power("reboot"),
                 Request::PowerOff => power("poweroff"),
-                Request::FactoryReset { confirm, reboot } => self.factory_reset(confirm, reboot),
-                Request::ImportKeepalived { text } => import_keepalived(&self.shared, &text),
-                other => self.handle_sync(&other),
+                Request::FactoryReset { confirm, reboot } => {
+                    self.factory_reset(confirm, reboot).await
+                }
+                Request::Save => self.save().await,
+                // Everything else may hash a password (argon2), import or apply: it runs
+                // on the blocking pool so the event loop (probes, watchdog) never waits.
+                other => {
+                    let shared = self.shared.clone();
+                    tokio::task::spawn_blocking(move || match other {
+                        Request::ImportKeepalived { text } => import_keepalived(&shared, &text),
+                        other => handle_sync(&shared, &other),
+                    })
+                    .await
+                    .unwrap_or_else(|e| Response::error(format!("the request failed: {e}")))
+                }
             }
         })
     }
 }
 
 impl DaemonHandler {
-    fn handle_sync(&self, req: &Request) -> Response {
-        let mut s = lock(&self.shared);
+    /// Save the running config without holding the session while the medium syncs.
+    async fn save(&self) -> Response {
+        let (config, store) = {
+            let s = lock(&self.shared);
+            (s.running().clone(), s.effects().store())
+        };
+        let Some(store) = store else {
+            return Response::error(format!(
+                "save failed, flash still holds the previous config: {}",
+                super::live::NO_STORE
+            ));
+        };
+        match store.save(config.clone()).await {
+            Ok(generation) => {
+                let message = lock(&self.shared).saved_as(config, generation);
+                info!(%message, "operator change");
+                Response::Ok(Reply::Done { message })
+            }
+            Err(e) => {
+                warn!(error = %e, "save failed");
+                Response::error(format!(
+                    "save failed, flash still holds the previous config: {e}"
+                ))
+            }
+        }
+    }
+}
+
+fn handle_sync(shared: &Shared, req: &Request) -> Response {
+    {
+        let mut s = lock(shared);
         // The boot clock, not the daemon's own: the login back-off outlives a daemon restart.
         let now = crate::control::password::boot_clock();
         if let Some(r) = s.handle(req, now) {
@@ -70,6 +111,9 @@ impl DaemonHandler {
                 let mut alerts = live.alerts.clone();
                 if let Some(f) = live.fault() {
                     alerts.push(f);
+                }
+                if live.store_busy() {
+                    alerts.push("saving the config to flash: in progress".into());
                 }
                 let v = s.validation();
                 Response::Ok(Reply::Status(Box::new(StatusInfo {
@@ -142,7 +186,9 @@ impl DaemonHandler {
             other => Response::error(format!("request {other:?} is not supported by this daemon")),
         }
     }
+}
 
+impl DaemonHandler {
     async fn sip_options(&self, host: &str, port: u16) -> Response {
         let ip: Ipv4Addr = match host.trim().parse() {
             Ok(ip) => ip,
@@ -192,20 +238,19 @@ impl DaemonHandler {
         }
     }
 
-    fn factory_reset(&self, confirm: bool, reboot: bool) -> Response {
+    async fn factory_reset(&self, confirm: bool, reboot: bool) -> Response {
         if !confirm {
             return Response::error("factory reset needs confirmation (confirm: true)");
         }
-        let mut s = lock(&self.shared);
-        let Some(store) = s.effects_mut().store_mut() else {
+        let store = lock(&self.shared).effects().store();
+        let Some(store) = store else {
             return Response::error("no config store on this box; nothing to reset");
         };
-        if let Err(e) = store.erase() {
+        if let Err(e) = store.erase().await {
             return Response::error(format!(
                 "factory reset failed, the stored config is unchanged: {e}"
             ));
         }
-        drop(s);
         if !reboot {
             warn!("factory reset: stored config erased; factory defaults apply at the next start");
             return Response::Ok(Reply::Done {

@@ -20,6 +20,7 @@ use crate::leds::{self, Leds, Pattern, PoolSummary};
 use crate::net::monitor::LinkEvent;
 use crate::probe::tasks::{Heartbeat, Prober, ProberHandle};
 use crate::probe::{Health, HealthEvent};
+use crate::store::shared::SharedStore;
 use crate::store::Store;
 
 use super::ha::{self, HaView};
@@ -46,9 +47,12 @@ struct Rate {
     per_s: f64,
 }
 
+/// Why a save cannot happen: the box started without a usable store.
+pub const NO_STORE: &str = "no config store is available on this box (see the boot log)";
+
 /// The real side effects of the config session.
 pub struct Live {
-    store: Option<Store>,
+    store: Option<SharedStore>,
     reconciler: Option<Reconciler>,
     prober: ProberHandle,
     health: HashMap<ServerKey, HealthEntry>,
@@ -119,7 +123,7 @@ impl Live {
             }
         };
         Live {
-            store,
+            store: store.map(SharedStore::new),
             reconciler: None,
             prober,
             health: HashMap::new(),
@@ -346,9 +350,14 @@ impl Live {
         self.links.get(ifname).copied()
     }
 
-    /// Store access (factory reset).
-    pub fn store_mut(&mut self) -> Option<&mut Store> {
-        self.store.as_mut()
+    /// The store, for writes off the event loop (save, factory reset).
+    pub fn store(&self) -> Option<SharedStore> {
+        self.store.clone()
+    }
+
+    /// A save or erase is running now (shown in status).
+    pub fn store_busy(&self) -> bool {
+        self.store.as_ref().is_some_and(SharedStore::busy)
     }
 
     /// Boot: network, sysctls, then adopt and reconcile the IPVS table.
@@ -643,10 +652,13 @@ impl Effects for Live {
     }
 
     fn save(&mut self, c: &Config) -> Result<u64, EffectError> {
-        let store = self.store.as_mut().ok_or_else(|| {
-            EffectError("no config store is available on this box (see the boot log)".into())
-        })?;
-        let generation = store.save(c).map_err(|e| EffectError(e.to_string()))?;
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| EffectError(NO_STORE.into()))?;
+        let generation = store
+            .save_blocking(c)
+            .map_err(|e| EffectError(e.to_string()))?;
         info!(generation, "configuration saved to flash");
         Ok(generation)
     }

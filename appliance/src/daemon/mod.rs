@@ -335,6 +335,17 @@ fn dry_run(opts: &Options) -> ExitCode {
 /// Shared daemon state: the config session wired to the live system.
 pub type Shared = Arc<Mutex<ConfigSession<Live>>>;
 
+/// Work the event loop does under the session; queued while a request holds it.
+enum Pending {
+    Health(Vec<crate::probe::HealthEvent>),
+    Ha(crate::vrrp::tasks::Notice),
+    Link(crate::net::LinkEvent),
+    Tick,
+}
+
+/// How often queued work retries a session held by a control request.
+const PENDING_RETRY: Duration = Duration::from_millis(50);
+
 /// Lock the shared state; a poisoned lock (a panic mid-update) still holds usable data.
 pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, ConfigSession<Live>> {
     s.lock().unwrap_or_else(|p| p.into_inner())
@@ -451,6 +462,9 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         "appliance daemon ready"
     );
 
+    // Events that arrived while a control request held the session (a password hash,
+    // an import): the loop never waits for it, they are handled once it is free.
+    let mut pending: Vec<Pending> = Vec::new();
     loop {
         tokio::select! {
             Some(ev) = health_rx.recv() => {
@@ -459,32 +473,40 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
                 while let Ok(more) = health_rx.try_recv() {
                     batch.push(more);
                 }
-                let mut s = lock(&shared);
-                let cfg = s.running().clone();
-                s.effects_mut().on_health(&cfg, batch);
+                pending.push(Pending::Health(batch));
             }
-            Some(n) = ha_rx.recv() => {
-                let mut s = lock(&shared);
-                let cfg = s.running().clone();
-                s.effects_mut().on_ha_notice(&cfg, n);
-            }
-            Some(ev) = link_rx.recv() => {
-                let mut s = lock(&shared);
-                let cfg = s.running().clone();
-                s.effects_mut().on_link(&cfg, ev);
-            }
+            Some(n) = ha_rx.recv() => pending.push(Pending::Ha(n)),
+            Some(ev) = link_rx.recv() => pending.push(Pending::Link(ev)),
             _ = tick.tick() => {
                 main_beat.beat();
                 // The prober's own heartbeat proves its supervisor task still runs.
                 if prober_hb.age() < Duration::from_secs(5) {
                     prober_beat.beat();
                 }
-                let mut s = lock(&shared);
-                let cfg = s.running().clone();
-                s.effects_mut().on_tick(&cfg);
+                pending.push(Pending::Tick);
             }
+            _ = tokio::time::sleep(PENDING_RETRY), if !pending.is_empty() => {}
             _ = sigterm.recv() => { info!("SIGTERM: orderly stop"); break; }
             _ = sigint.recv() => { info!("SIGINT: orderly stop"); break; }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let mut s = match shared.try_lock() {
+            Ok(s) => s,
+            // A panic mid-update still leaves usable data (see `lock`).
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            // Held by a control request on the blocking pool: retry shortly.
+            Err(std::sync::TryLockError::WouldBlock) => continue,
+        };
+        let cfg = s.running().clone();
+        for p in pending.drain(..) {
+            match p {
+                Pending::Health(batch) => s.effects_mut().on_health(&cfg, batch),
+                Pending::Ha(n) => s.effects_mut().on_ha_notice(&cfg, n),
+                Pending::Link(ev) => s.effects_mut().on_link(&cfg, ev),
+                Pending::Tick => s.effects_mut().on_tick(&cfg),
+            }
         }
     }
 

@@ -22,6 +22,7 @@ pub mod backend;
 pub mod cli;
 pub mod lock;
 pub mod record;
+pub mod shared;
 pub mod sim;
 
 use std::fmt;
