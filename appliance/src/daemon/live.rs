@@ -53,6 +53,8 @@ pub const NO_STORE: &str = "no config store is available on this box (see the bo
 /// The real side effects of the config session.
 pub struct Live {
     store: Option<SharedStore>,
+    /// The config the system was last brought to (the rollback target of an apply).
+    applied: Option<Config>,
     reconciler: Option<Reconciler>,
     prober: ProberHandle,
     health: HashMap<ServerKey, HealthEntry>,
@@ -124,6 +126,7 @@ impl Live {
         };
         Live {
             store: store.map(SharedStore::new),
+            applied: None,
             reconciler: None,
             prober,
             health: HashMap::new(),
@@ -362,6 +365,8 @@ impl Live {
 
     /// Boot: network, sysctls, then adopt and reconcile the IPVS table.
     pub fn apply_boot(&mut self, cfg: &Config) {
+        // The running config, even if a step below fails: an apply rolls back to it.
+        self.applied = Some(cfg.clone());
         if let Err(e) = self.apply_system(cfg) {
             error!(error = %e, "network configuration failed at boot");
             self.net_fault = Some(e);
@@ -407,6 +412,36 @@ impl Live {
             }
         }
         Ok(format!("{} network change(s)", net.changes))
+    }
+
+    /// Put the system back to `before` (the config that ran before a failed apply) and
+    /// `health`; returns a sentence for the error.
+    fn roll_back(
+        &mut self,
+        before: Option<&Config>,
+        health: HashMap<ServerKey, HealthEntry>,
+    ) -> String {
+        let Some(before) = before else {
+            return "nothing applied since start to roll back to; check 'appliance net show'"
+                .into();
+        };
+        let mut failed = Vec::new();
+        if let Err(e) = self.apply_system(before) {
+            failed.push(format!("network: {e}"));
+        }
+        self.prober.update(before);
+        self.health = health;
+        if self.sync(before).is_none() {
+            failed.push(self.fault().unwrap_or_else(|| "IPVS sync failed".into()));
+        }
+        self.ha_reconcile(before);
+        if failed.is_empty() {
+            "the network, the probed servers and the IPVS table are back to the running config"
+                .into()
+        } else {
+            warn!(failed = ?failed, "rollback incomplete");
+            format!("rollback INCOMPLETE: {}", failed.join("; "))
+        }
     }
 
     /// Reconcile the kernel table to config + health; records faults instead of failing.
@@ -614,12 +649,23 @@ impl Effects for Live {
     }
 
     fn apply(&mut self, c: &Config) -> Result<String, EffectError> {
+        // All or nothing: what a failed step leaves behind is put back to the config
+        // that ran before (the network, sysctls, the prober's servers, their health and
+        // the IPVS table), and the error names the step and the rollback's outcome.
+        let before = self.applied.clone();
+        let health_before = self.health.clone();
         if !c.ha.enabled {
             // Stop VRRP first: its resign removes the VIPs, which the planner then adds
             // back as ordinary addresses.
             self.ha_reconcile(c);
         }
-        let net = self.apply_system(c).map_err(EffectError)?;
+        let net = match self.apply_system(c) {
+            Ok(n) => n,
+            Err(e) => {
+                let back = self.roll_back(before.as_ref(), health_before);
+                return Err(EffectError(format!("{e}; {back}")));
+            }
+        };
         self.net_fault = None;
         self.prober.update(c);
         // Forget health of servers that left the config.
@@ -635,6 +681,7 @@ impl Effects for Live {
         self.health.retain(|k, _| keep.contains(k));
         match self.sync(c) {
             Some(r) => {
+                self.applied = Some(c.clone());
                 self.sync_daemons(c);
                 self.ha_reconcile(c);
                 self.update_leds(c);
@@ -645,12 +692,15 @@ impl Effects for Live {
                     r.dests
                 ))
             }
-            None => Err(EffectError(self.fault().unwrap_or_else(|| {
-                "IPVS sync failed for an unknown reason".to_string()
-            }))),
+            None => {
+                let why = self
+                    .fault()
+                    .unwrap_or_else(|| "IPVS sync failed for an unknown reason".to_string());
+                let back = self.roll_back(before.as_ref(), health_before);
+                Err(EffectError(format!("{why}; {back}")))
+            }
         }
     }
-
     fn save(&mut self, c: &Config) -> Result<u64, EffectError> {
         let store = self
             .store
@@ -663,3 +713,7 @@ impl Effects for Live {
         Ok(generation)
     }
 }
+
+#[cfg(test)]
+#[path = "live_tests.rs"]
+mod tests;
