@@ -55,6 +55,9 @@ pub struct Live {
     store: Option<SharedStore>,
     /// The config the system was last brought to (the rollback target of an apply).
     applied: Option<Config>,
+    /// Store fault at start: the network and the IPVS table are left as found until an
+    /// operator applies a config (a respawn must not replace production with defaults).
+    hands_off: Option<String>,
     reconciler: Option<Reconciler>,
     prober: ProberHandle,
     health: HashMap<ServerKey, HealthEntry>,
@@ -127,6 +130,7 @@ impl Live {
         Live {
             store: store.map(SharedStore::new),
             applied: None,
+            hands_off: None,
             reconciler: None,
             prober,
             health: HashMap::new(),
@@ -358,6 +362,15 @@ impl Live {
         self.store.clone()
     }
 
+    /// The daemon started without a loadable store (`reason`): keep the kernel's
+    /// network and IPVS table as found, refuse saves over the store, show the fault.
+    pub fn set_store_fault(&mut self, reason: String) {
+        if let Some(s) = &self.store {
+            s.set_fault(reason.clone());
+        }
+        self.hands_off = Some(reason);
+    }
+
     /// A save or erase is running now (shown in status).
     pub fn store_busy(&self) -> bool {
         self.store.as_ref().is_some_and(SharedStore::busy)
@@ -365,6 +378,16 @@ impl Live {
 
     /// Boot: network, sysctls, then adopt and reconcile the IPVS table.
     pub fn apply_boot(&mut self, cfg: &Config) {
+        if let Some(reason) = &self.hands_off {
+            let msg = format!(
+                "config store fault ({reason}): the network and the IPVS table are kept as found; \
+                 apply a config to take over"
+            );
+            error!("{msg}");
+            self.fault = Some(msg);
+            self.update_leds(cfg);
+            return;
+        }
         // The running config, even if a step below fails: an apply rolls back to it.
         self.applied = Some(cfg.clone());
         if let Err(e) = self.apply_system(cfg) {
@@ -446,6 +469,10 @@ impl Live {
 
     /// Reconcile the kernel table to config + health; records faults instead of failing.
     pub fn sync(&mut self, cfg: &Config) -> Option<ipvs::SyncReport> {
+        if self.hands_off.is_some() {
+            // The fault message set at boot stays; the kernel table is not touched.
+            return None;
+        }
         if self.reconciler.is_none() {
             match Ipvs::connect() {
                 Ok(i) => self.reconciler = Some(Reconciler::new(i)),
@@ -652,6 +679,8 @@ impl Effects for Live {
         // All or nothing: what a failed step leaves behind is put back to the config
         // that ran before (the network, sysctls, the prober's servers, their health and
         // the IPVS table), and the error names the step and the rollback's outcome.
+        // An operator apply takes over from a store fault's hands-off start.
+        self.hands_off = None;
         let before = self.applied.clone();
         let health_before = self.health.clone();
         if !c.ha.enabled {

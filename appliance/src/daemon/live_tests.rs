@@ -131,3 +131,64 @@ fn a_failed_apply_puts_network_and_prober_back() {
         "the prober probes the running config's servers again"
     );
 }
+
+#[test]
+fn a_store_fault_keeps_the_network_and_shows_the_fault() {
+    if !nix::unistd::geteuid().is_root() {
+        crate::test_skip::skip("network namespace tests need root");
+        return;
+    }
+    let ns = Ns(format!("aplhands{}", std::process::id()));
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    for (a, b) in [("wan0", "wanp"), ("lan0", "lanp")] {
+        ns.ip(&["link", "add", "dev", a, "type", "veth", "peer", "name", b]);
+        ns.ip(&["link", "set", "dev", b, "up"]);
+    }
+    // What a respawned daemon finds: production addresses the factory config lacks.
+    ns.ip(&["addr", "add", "192.0.2.7/24", "dev", "wan0"]);
+    let before = ns.ip(&["-4", "-j", "addr", "show"]);
+    let factory = lab_config();
+    let path = format!("/run/netns/{}", ns.0);
+    let (after, fault, save) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let fd = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (tx, _rx) = tokio::sync::mpsc::channel(64);
+                let mut live = Live::start(
+                    &Board::default(),
+                    factory.clone(),
+                    None,
+                    tx,
+                    LogRing::new(),
+                    Vec::new(),
+                    Instant::now(),
+                    false,
+                    Vec::new(),
+                );
+                live.set_store_fault("both slots are corrupt".into());
+                live.apply_boot(&factory);
+                live.on_tick(&factory);
+                let save = live.save(&factory).unwrap_err().0;
+                (ns.ip(&["-4", "-j", "addr", "show"]), live.fault(), save)
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(after, before, "the network is kept as found");
+    let fault = fault.expect("the fault is shown");
+    assert!(
+        fault.contains("both slots are corrupt") && fault.contains("kept"),
+        "{fault}"
+    );
+    assert!(save.contains("no config store"), "{save}");
+}

@@ -149,6 +149,9 @@ pub struct Startup {
     pub origin: String,
     /// Alerts for the console (e.g. corrupt store).
     pub alerts: Vec<String>,
+    /// Why the store could not be loaded (not for an empty store or `--config`): the
+    /// daemon then keeps the kernel's state and refuses saves over the store.
+    pub store_fault: Option<String>,
 }
 
 /// Load the factory config: the board's file, else the built-in demo config (with an alert).
@@ -179,6 +182,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                     config: c,
                     origin: format!("file {}", path.display()),
                     alerts,
+                    store_fault: None,
                 }
             }
             Err(e) => {
@@ -190,6 +194,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                     config: factory,
                     origin: "factory defaults".into(),
                     alerts,
+                    store_fault: None,
                 };
             }
         }
@@ -201,6 +206,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
             config: factory,
             origin: "factory defaults (no store)".into(),
             alerts,
+            store_fault: Some("no config store could be opened".into()),
         };
     };
     match store.load() {
@@ -219,6 +225,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                         config: factory,
                         origin: "factory defaults (store empty)".into(),
                         alerts,
+                        store_fault: None,
                     };
                 }
                 Origin::BothCorrupt => {
@@ -232,6 +239,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                         config: factory,
                         origin: "factory defaults (store corrupt)".into(),
                         alerts,
+                        store_fault: Some("both slots are corrupt".into()),
                     };
                 }
             };
@@ -251,6 +259,9 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                     config: factory,
                     origin: "factory defaults (stored config invalid)".into(),
                     alerts,
+                    store_fault: Some(
+                        "the stored config does not validate under this firmware".into(),
+                    ),
                 };
             }
             Startup {
@@ -258,6 +269,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                 config: l.config,
                 origin,
                 alerts,
+                store_fault: None,
             }
         }
         Err(e) => {
@@ -269,6 +281,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                 config: factory,
                 origin: "factory defaults (store unreadable)".into(),
                 alerts,
+                store_fault: Some(format!("unreadable: {e}")),
             }
         }
     }
@@ -414,6 +427,9 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     );
     let (ha_tx, mut ha_rx) = mpsc::channel(256);
     let mut live = live;
+    if let Some(f) = st.store_fault.clone() {
+        live.set_store_fault(f);
+    }
     live.attach_ha(ha_tx);
     let mut session = ConfigSession::new(st.saved.clone(), st.config.clone(), live);
     // Login back-off survives a daemon crash (tmpfs); a reboot clears it.
@@ -591,6 +607,10 @@ mod tests {
         let st = startup_config(&opts, &board, Some(&mut store));
         assert_eq!(st.config.hostname.as_str(), "factory-box");
         assert!(st.origin.contains("store empty"), "{}", st.origin);
+        assert_eq!(
+            st.store_fault, None,
+            "an empty store is a first boot, not a fault"
+        );
 
         let mut saved = factory.clone();
         saved.hostname = config::model::bounded("saved-box");
@@ -599,6 +619,21 @@ mod tests {
         let st = startup_config(&opts, &board, Some(&mut store));
         assert_eq!(st.config.hostname.as_str(), "saved-box");
         assert_eq!(st.saved, st.config);
+        assert_eq!(st.store_fault, None);
+
+        // Both slots damaged: a fault, so the daemon keeps the kernel's state.
+        let mut img = std::fs::read(&disk).unwrap();
+        for b in img.iter_mut().step_by(97) {
+            *b ^= 0x55;
+        }
+        std::fs::write(&disk, &img).unwrap();
+        let mut store = Store::open(&board.store).unwrap();
+        let st = startup_config(&opts, &board, Some(&mut store));
+        assert!(st.origin.contains("corrupt"), "{}", st.origin);
+        assert!(st.store_fault.is_some());
+        // No store at all is a fault too.
+        let st = startup_config(&opts, &board, None);
+        assert!(st.store_fault.is_some());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::config::Config;
 pub struct SharedStore {
     store: Arc<Mutex<Store>>,
     busy: Arc<AtomicBool>,
+    /// Why the store could not be loaded at start; saves are refused while set.
+    fault: Arc<Mutex<Option<String>>>,
 }
 
 /// Clears the busy flag when a write ends, also by panic.
@@ -31,7 +33,19 @@ impl SharedStore {
         SharedStore {
             store: Arc::new(Mutex::new(store)),
             busy: Arc::new(AtomicBool::new(false)),
+            fault: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Mark the store faulty (it could not be loaded): saves are refused until an
+    /// erase (factory reset), so what it holds is never overwritten by accident.
+    pub fn set_fault(&self, reason: String) {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    /// The fault set by [`SharedStore::set_fault`], if any.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// A save or erase is running now.
@@ -47,6 +61,9 @@ impl SharedStore {
 
     /// Save on the calling thread (it blocks): for callers already off the event loop.
     pub fn save_blocking(&self, config: &Config) -> Result<u64, StoreError> {
+        if let Some(f) = self.fault() {
+            return Err(StoreError::Fault(f));
+        }
         let mut store = self.lock();
         self.busy.store(true, Ordering::Relaxed);
         let _busy = Busy(&self.busy);
@@ -58,7 +75,9 @@ impl SharedStore {
         let mut store = self.lock();
         self.busy.store(true, Ordering::Relaxed);
         let _busy = Busy(&self.busy);
-        store.erase()
+        store.erase()?;
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
     }
 
     /// Save on the blocking pool; the event loop runs on while the medium syncs.
@@ -87,6 +106,28 @@ mod tests {
     use crate::store::sim::{SimMedium, SlowDisk};
     use crate::watchdog::{Liveness, Verdict};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_faulty_store_refuses_saves_until_erased() {
+        let m = SimMedium::new(256 * 1024, 64 * 1024, 0xFF);
+        let shared = SharedStore::new(Store::with_backend(Box::new(FileBackend::with_disk(
+            crate::store::sim::SimDisk(m.clone()),
+        ))));
+        shared.set_fault("both slots are corrupt".into());
+        let image = m.image();
+        let e = shared
+            .save_blocking(&Config::builtin_default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("both slots are corrupt") && e.contains("refused"),
+            "{e}"
+        );
+        assert_eq!(m.image(), image, "nothing was written");
+        shared.erase_blocking().unwrap();
+        assert_eq!(shared.fault(), None);
+        assert_eq!(shared.save_blocking(&Config::builtin_default()).unwrap(), 1);
+    }
 
     /// A save that stalls 15 s in fdatasync: the event loop keeps running its tasks
     /// (a 100 ms ticker standing for the prober and the main loop), the liveness check
