@@ -71,6 +71,21 @@ pub struct Config {
     /// High availability: a VRRP pair with IPVS connection sync (off by default).
     #[serde(default)]
     pub ha: HaSettings,
+    /// What the box routes besides the balanced traffic (nothing, by default).
+    #[serde(default)]
+    pub router: RouterSettings,
+}
+
+/// Routing between WAN and LAN outside the virtual services.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSettings {
+    /// Forward packets that arrive on WAN for addresses that are not the box's own
+    /// (off: from WAN only the VIPs and the box itself are reachable; every LAN server
+    /// port would otherwise be open to any host that routes the LAN prefix via WAN).
+    /// For labs and benchmarks that call servers directly.
+    #[serde(default)]
+    pub route_wan_to_lan: bool,
 }
 
 /// An IPv4 address with prefix length, written `192.0.2.1/24`.
@@ -621,6 +636,7 @@ impl Config {
             console: ConsoleSettings::default(),
             watchdog: WatchdogSettings::default(),
             ha: HaSettings::default(),
+            router: RouterSettings::default(),
         }
     }
 }

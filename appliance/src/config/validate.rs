@@ -197,6 +197,12 @@ pub fn validate(c: &Config) -> Report {
             "both WAN and LAN have a gateway, but the appliance installs a single default route; set the LAN gateway to none (the default route normally goes through WAN), or set the WAN gateway to none if the LAN router is the way out",
         );
     }
+    if c.router.route_wan_to_lan {
+        r.warn(
+            "router.route_wan_to_lan",
+            "traffic from WAN is routed to LAN: any host that routes the LAN prefix via the WAN address reaches every port of every server; turn it off unless this is a lab",
+        );
+    }
     check_policy_routing(&mut r, c, wan_ok, lan_ok);
     check_services(&mut r, c, wan_ok, lan_ok);
     check_leds(&mut r, c);

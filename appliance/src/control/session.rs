@@ -299,12 +299,20 @@ impl<E: Effects> ConfigSession<E> {
             .effects
             .save(&self.running)
             .map_err(SessionError::Save)?;
-        self.saved = self.running.clone();
+        Ok(self.saved_as(self.running.clone(), generation))
+    }
+
+    /// Record that `config` is in flash as `generation`, for a save written outside the
+    /// session (off the event loop, without holding it); returns what [`Self::save`] says.
+    pub fn saved_as(&mut self, config: Config, generation: u64) -> String {
+        self.saved = config;
         let mut msg = format!("saved the running config to flash (generation {generation})");
-        if self.unapplied() {
+        if self.running != self.saved {
+            msg.push_str("; note: the running config changed during the save and is not saved");
+        } else if self.unapplied() {
             msg.push_str("; note: candidate changes that are not applied were not saved");
         }
-        Ok(msg)
+        msg
     }
 
     /// Copy the running or saved config into the candidate.

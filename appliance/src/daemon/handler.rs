@@ -31,40 +31,54 @@ impl Handler for DaemonHandler {
     fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
         Box::pin(async move {
             // Exhaustive on purpose: a new request kind does not compile until it is routed.
-            match req {
-                Request::Ping { host, count } => ping(&host, count).await,
-                Request::SipOptions { host, port } => self.sip_options(&host, port).await,
-                Request::Reboot => power("reboot"),
-                Request::PowerOff => power("poweroff"),
-                Request::FactoryReset { confirm, reboot } => self.factory_reset(confirm, reboot),
-                Request::ImportKeepalived { text } => import_keepalived(&self.shared, &text),
-                Request::Status => self.live(LiveQuery::Status),
-                Request::ShowServers => self.live(LiveQuery::Servers),
-                Request::ShowServices => self.live(LiveQuery::Services),
-                Request::DrainStatus { service, server } => {
-                    self.live(LiveQuery::Drain { service, server })
+            let work = match req {
+                Request::Ping { host, count } => return ping(&host, count).await,
+                Request::SipOptions { host, port } => return self.sip_options(&host, port).await,
+                Request::Reboot => return power("reboot"),
+                Request::PowerOff => return power("poweroff"),
+                Request::FactoryReset { confirm, reboot } => {
+                    return self.factory_reset(confirm, reboot).await
                 }
-                Request::Logs { n } => self.live(LiveQuery::Logs { n }),
-                Request::ListNics => Response::Ok(Reply::Nics(
-                    tokio::task::spawn_blocking(|| {
-                        crate::net::nics::list(std::path::Path::new(crate::net::nics::SYSFS_NET))
-                    })
-                    .await
-                    .unwrap_or_default(),
-                )),
+                Request::Save => return self.save().await,
+                Request::ListNics => Work::Nics,
+                Request::ImportKeepalived { text } => Work::ImportKeepalived(text),
+                Request::Status => Work::Live(LiveQuery::Status),
+                Request::ShowServers => Work::Live(LiveQuery::Servers),
+                Request::ShowServices => Work::Live(LiveQuery::Services),
+                Request::DrainStatus { service, server } => {
+                    Work::Live(LiveQuery::Drain { service, server })
+                }
+                Request::Logs { n } => Work::Live(LiveQuery::Logs { n }),
                 Request::GetConfig { .. }
                 | Request::SetCandidate { .. }
                 | Request::Diff
                 | Request::Apply
-                | Request::Save
                 | Request::Revert { .. }
                 | Request::ServerAction { .. }
                 | Request::ImportConfig { .. }
                 | Request::SetPassword { .. }
-                | Request::VerifyPassword { .. } => self.session(&req),
-            }
+                | Request::VerifyPassword { .. } => Work::Session(req),
+            };
+            // The rest may hash a password (argon2), import, apply or read sysfs: it runs on
+            // the blocking pool so the event loop (probes, watchdog) never waits.
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || work.run(&shared))
+                .await
+                .unwrap_or_else(|e| Response::error(format!("the request failed: {e}")))
         })
     }
+}
+
+/// A request answered on the blocking pool.
+enum Work {
+    /// Config requests: the session answers every one of them.
+    Session(Request),
+    /// Questions about live state.
+    Live(LiveQuery),
+    /// The network ports present.
+    Nics,
+    /// A keepalived.conf to convert.
+    ImportKeepalived(String),
 }
 
 /// The read-only questions about live state that the daemon answers itself.
@@ -81,27 +95,68 @@ enum LiveQuery {
     },
 }
 
+impl Work {
+    fn run(self, shared: &Shared) -> Response {
+        match self {
+            Work::Session(req) => session(shared, &req),
+            Work::Live(q) => live(shared, q),
+            Work::Nics => Response::Ok(Reply::Nics(crate::net::nics::list(std::path::Path::new(
+                crate::net::nics::SYSFS_NET,
+            )))),
+            Work::ImportKeepalived(text) => import_keepalived(shared, &text),
+        }
+    }
+}
+
 impl DaemonHandler {
-    /// Config requests: the session answers every one of them.
-    fn session(&self, req: &Request) -> Response {
-        let mut s = lock(&self.shared);
-        // The boot clock, not the daemon's own: the login back-off outlives a daemon restart.
-        let now = crate::control::password::boot_clock();
-        let Some(r) = s.handle(req, now) else {
+    /// Save the running config without holding the session while the medium syncs.
+    async fn save(&self) -> Response {
+        let (config, store) = {
+            let s = lock(&self.shared);
+            (s.running().clone(), s.effects().store())
+        };
+        let Some(store) = store else {
             return Response::error(format!(
-                "request {req:?} is not answered by the config session of this daemon"
+                "save failed, flash still holds the previous config: {}",
+                super::live::NO_STORE
             ));
         };
-        if matches!(req, Request::Apply | Request::Save) {
-            if let Response::Ok(Reply::Done { message }) = &r {
+        match store.save(config.clone()).await {
+            Ok(generation) => {
+                let message = lock(&self.shared).saved_as(config, generation);
                 info!(%message, "operator change");
+                Response::Ok(Reply::Done { message })
+            }
+            Err(e) => {
+                warn!(error = %e, "save failed");
+                Response::error(format!(
+                    "save failed, flash still holds the previous config: {e}"
+                ))
             }
         }
-        r
     }
+}
 
-    fn live(&self, q: LiveQuery) -> Response {
-        let s = lock(&self.shared);
+fn session(shared: &Shared, req: &Request) -> Response {
+    let mut s = lock(shared);
+    // The boot clock, not the daemon's own: the login back-off outlives a daemon restart.
+    let now = crate::control::password::boot_clock();
+    let Some(r) = s.handle(req, now) else {
+        return Response::error(format!(
+            "request {req:?} is not answered by the config session of this daemon"
+        ));
+    };
+    if matches!(req, Request::Apply) {
+        if let Response::Ok(Reply::Done { message }) = &r {
+            info!(%message, "operator change");
+        }
+    }
+    r
+}
+
+fn live(shared: &Shared, q: LiveQuery) -> Response {
+    {
+        let s = lock(shared);
         let now = crate::control::password::boot_clock();
         let running = s.running().clone();
         let live = s.effects();
@@ -117,6 +172,9 @@ impl DaemonHandler {
                 let mut alerts = live.alerts.clone();
                 if let Some(f) = live.fault() {
                     alerts.push(f);
+                }
+                if live.store_busy() {
+                    alerts.push("saving the config to flash: in progress".into());
                 }
                 let v = s.validation();
                 Response::Ok(Reply::Status(Box::new(StatusInfo {
@@ -188,7 +246,9 @@ impl DaemonHandler {
             }
         }
     }
+}
 
+impl DaemonHandler {
     async fn sip_options(&self, host: &str, port: u16) -> Response {
         let ip: Ipv4Addr = match host.trim().parse() {
             Ok(ip) => ip,
@@ -210,8 +270,10 @@ impl DaemonHandler {
                 .unwrap_or_default()
         };
         let target = SocketAddrV4::new(ip, port);
-        let r = tokio::task::spawn_blocking(move || crate::probe::options_once(target, &settings))
-            .await;
+        let r = tokio::task::spawn_blocking(move || {
+            crate::probe::once::options_once(target, &settings)
+        })
+        .await;
         match r {
             Ok(Ok(reply)) => Response::Ok(Reply::Sip(SipReplyInfo {
                 target,
@@ -237,20 +299,19 @@ impl DaemonHandler {
         }
     }
 
-    fn factory_reset(&self, confirm: bool, reboot: bool) -> Response {
+    async fn factory_reset(&self, confirm: bool, reboot: bool) -> Response {
         if !confirm {
             return Response::error("factory reset needs confirmation (confirm: true)");
         }
-        let mut s = lock(&self.shared);
-        let Some(store) = s.effects_mut().store_mut() else {
+        let store = lock(&self.shared).effects().store();
+        let Some(store) = store else {
             return Response::error("no config store on this box; nothing to reset");
         };
-        if let Err(e) = store.erase() {
+        if let Err(e) = store.erase().await {
             return Response::error(format!(
                 "factory reset failed, the stored config is unchanged: {e}"
             ));
         }
-        drop(s);
         if !reboot {
             warn!("factory reset: stored config erased; factory defaults apply at the next start");
             return Response::Ok(Reply::Done {

@@ -20,6 +20,7 @@ use crate::leds::{self, Leds, Pattern, PoolSummary};
 use crate::net::monitor::LinkEvent;
 use crate::probe::tasks::{Heartbeat, Prober, ProberHandle};
 use crate::probe::{Health, HealthEvent};
+use crate::store::shared::SharedStore;
 use crate::store::Store;
 
 use super::ha::{self, HaView};
@@ -46,9 +47,17 @@ struct Rate {
     per_s: f64,
 }
 
+/// Why a save cannot happen: the box started without a usable store.
+pub const NO_STORE: &str = "no config store is available on this box (see the boot log)";
+
 /// The real side effects of the config session.
 pub struct Live {
-    store: Option<Store>,
+    store: Option<SharedStore>,
+    /// The config the system was last brought to (the rollback target of an apply).
+    applied: Option<Config>,
+    /// Store fault at start: the network and the IPVS table are left as found until an
+    /// operator applies a config (a respawn must not replace production with defaults).
+    hands_off: Option<String>,
     reconciler: Option<Reconciler>,
     prober: ProberHandle,
     health: HashMap<ServerKey, HealthEntry>,
@@ -121,7 +130,9 @@ impl Live {
             }
         };
         Live {
-            store,
+            store: store.map(SharedStore::new),
+            applied: None,
+            hands_off: None,
             reconciler: None,
             prober,
             health: HashMap::new(),
@@ -359,13 +370,39 @@ impl Live {
         self.links.get(ifname).copied()
     }
 
-    /// Store access (factory reset).
-    pub fn store_mut(&mut self) -> Option<&mut Store> {
-        self.store.as_mut()
+    /// The store, for writes off the event loop (save, factory reset).
+    pub fn store(&self) -> Option<SharedStore> {
+        self.store.clone()
+    }
+
+    /// The daemon started without a loadable store (`reason`): keep the kernel's
+    /// network and IPVS table as found, refuse saves over the store, show the fault.
+    pub fn set_store_fault(&mut self, reason: String) {
+        if let Some(s) = &self.store {
+            s.set_fault(reason.clone());
+        }
+        self.hands_off = Some(reason);
+    }
+
+    /// A save or erase is running now (shown in status).
+    pub fn store_busy(&self) -> bool {
+        self.store.as_ref().is_some_and(SharedStore::busy)
     }
 
     /// Boot: network, sysctls, then adopt and reconcile the IPVS table.
     pub fn apply_boot(&mut self, cfg: &Config) {
+        if let Some(reason) = &self.hands_off {
+            let msg = format!(
+                "config store fault ({reason}): the network and the IPVS table are kept as found; \
+                 apply a config to take over"
+            );
+            error!("{msg}");
+            self.fault = Some(msg);
+            self.update_leds(cfg);
+            return;
+        }
+        // The running config, even if a step below fails: an apply rolls back to it.
+        self.applied = Some(cfg.clone());
         if let Err(e) = self.apply_system(cfg) {
             error!(error = %e, "network configuration failed at boot");
             self.net_fault = Some(e);
@@ -413,8 +450,42 @@ impl Live {
         Ok(format!("{} network change(s)", net.changes))
     }
 
+    /// Put the system back to `before` (the config that ran before a failed apply) and
+    /// `health`; returns a sentence for the error.
+    fn roll_back(
+        &mut self,
+        before: Option<&Config>,
+        health: HashMap<ServerKey, HealthEntry>,
+    ) -> String {
+        let Some(before) = before else {
+            return "nothing applied since start to roll back to; check 'appliance net show'"
+                .into();
+        };
+        let mut failed = Vec::new();
+        if let Err(e) = self.apply_system(before) {
+            failed.push(format!("network: {e}"));
+        }
+        self.prober.update(before);
+        self.health = health;
+        if self.sync(before).is_none() {
+            failed.push(self.fault().unwrap_or_else(|| "IPVS sync failed".into()));
+        }
+        self.ha_reconcile(before);
+        if failed.is_empty() {
+            "the network, the probed servers and the IPVS table are back to the running config"
+                .into()
+        } else {
+            warn!(failed = ?failed, "rollback incomplete");
+            format!("rollback INCOMPLETE: {}", failed.join("; "))
+        }
+    }
+
     /// Reconcile the kernel table to config + health; records faults instead of failing.
     pub fn sync(&mut self, cfg: &Config) -> Option<ipvs::SyncReport> {
+        if self.hands_off.is_some() {
+            // The fault message set at boot stays; the kernel table is not touched.
+            return None;
+        }
         if self.reconciler.is_none() {
             match Ipvs::connect() {
                 Ok(i) => self.reconciler = Some(Reconciler::new(i)),
@@ -618,12 +689,25 @@ impl Effects for Live {
     }
 
     fn apply(&mut self, c: &Config) -> Result<String, EffectError> {
+        // All or nothing: what a failed step leaves behind is put back to the config
+        // that ran before (the network, sysctls, the prober's servers, their health and
+        // the IPVS table), and the error names the step and the rollback's outcome.
+        // An operator apply takes over from a store fault's hands-off start.
+        self.hands_off = None;
+        let before = self.applied.clone();
+        let health_before = self.health.clone();
         if !c.ha.enabled {
             // Stop VRRP first: its resign removes the VIPs, which the planner then adds
             // back as ordinary addresses.
             self.ha_reconcile(c);
         }
-        let net = self.apply_system(c).map_err(EffectError)?;
+        let net = match self.apply_system(c) {
+            Ok(n) => n,
+            Err(e) => {
+                let back = self.roll_back(before.as_ref(), health_before);
+                return Err(EffectError(format!("{e}; {back}")));
+            }
+        };
         self.net_fault = None;
         self.prober.update(c);
         // Forget health of servers that left the config.
@@ -639,6 +723,7 @@ impl Effects for Live {
         self.health.retain(|k, _| keep.contains(k));
         match self.sync(c) {
             Some(r) => {
+                self.applied = Some(c.clone());
                 self.sync_daemons(c);
                 self.ha_reconcile(c);
                 self.update_leds(c);
@@ -649,18 +734,28 @@ impl Effects for Live {
                     r.dests
                 ))
             }
-            None => Err(EffectError(self.fault().unwrap_or_else(|| {
-                "IPVS sync failed for an unknown reason".to_string()
-            }))),
+            None => {
+                let why = self
+                    .fault()
+                    .unwrap_or_else(|| "IPVS sync failed for an unknown reason".to_string());
+                let back = self.roll_back(before.as_ref(), health_before);
+                Err(EffectError(format!("{why}; {back}")))
+            }
         }
     }
-
     fn save(&mut self, c: &Config) -> Result<u64, EffectError> {
-        let store = self.store.as_mut().ok_or_else(|| {
-            EffectError("no config store is available on this box (see the boot log)".into())
-        })?;
-        let generation = store.save(c).map_err(|e| EffectError(e.to_string()))?;
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| EffectError(NO_STORE.into()))?;
+        let generation = store
+            .save_blocking(c)
+            .map_err(|e| EffectError(e.to_string()))?;
         info!(generation, "configuration saved to flash");
         Ok(generation)
     }
 }
+
+#[cfg(test)]
+#[path = "live_tests.rs"]
+mod tests;

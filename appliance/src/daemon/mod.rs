@@ -118,6 +118,9 @@ pub struct Startup {
     pub origin: String,
     /// Alerts for the console (e.g. corrupt store).
     pub alerts: Vec<String>,
+    /// Why the store could not be loaded (not for an empty store or `--config`): the
+    /// daemon then keeps the kernel's state and refuses saves over the store.
+    pub store_fault: Option<String>,
 }
 
 /// Load the factory config: the board's file, else the built-in demo config (with an alert).
@@ -148,6 +151,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                     config: c,
                     origin: format!("file {}", path.display()),
                     alerts,
+                    store_fault: None,
                 }
             }
             Err(e) => {
@@ -159,6 +163,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                     config: factory,
                     origin: "factory defaults".into(),
                     alerts,
+                    store_fault: None,
                 };
             }
         }
@@ -170,6 +175,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
             config: factory,
             origin: "factory defaults (no store)".into(),
             alerts,
+            store_fault: Some("no config store could be opened".into()),
         };
     };
     match store.load() {
@@ -188,6 +194,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                         config: factory,
                         origin: "factory defaults (store empty)".into(),
                         alerts,
+                        store_fault: None,
                     };
                 }
                 Origin::BothCorrupt => {
@@ -201,6 +208,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                         config: factory,
                         origin: "factory defaults (store corrupt)".into(),
                         alerts,
+                        store_fault: Some("both slots are corrupt".into()),
                     };
                 }
             };
@@ -220,6 +228,9 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                     config: factory,
                     origin: "factory defaults (stored config invalid)".into(),
                     alerts,
+                    store_fault: Some(
+                        "the stored config does not validate under this firmware".into(),
+                    ),
                 };
             }
             Startup {
@@ -227,6 +238,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                 config: l.config,
                 origin,
                 alerts,
+                store_fault: None,
             }
         }
         Err(e) => {
@@ -238,6 +250,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                 config: factory,
                 origin: "factory defaults (store unreadable)".into(),
                 alerts,
+                store_fault: Some(format!("unreadable: {e}")),
             }
         }
     }
@@ -323,6 +336,17 @@ fn dry_run(opts: &Options) -> ExitCode {
 /// Shared daemon state: the config session wired to the live system.
 pub type Shared = Arc<Mutex<ConfigSession<Live>>>;
 
+/// Work the event loop does under the session; queued while a request holds it.
+enum Pending {
+    Health(Vec<crate::probe::HealthEvent>),
+    Ha(crate::vrrp::tasks::Notice),
+    Link(crate::net::LinkEvent),
+    Tick,
+}
+
+/// How often queued work retries a session held by a control request.
+const PENDING_RETRY: Duration = Duration::from_millis(50);
+
 /// Lock the shared state; a poisoned lock (a panic mid-update) still holds usable data.
 pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, ConfigSession<Live>> {
     s.lock().unwrap_or_else(|p| p.into_inner())
@@ -391,6 +415,9 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     );
     let (ha_tx, mut ha_rx) = mpsc::channel(256);
     let mut live = live;
+    if let Some(f) = st.store_fault.clone() {
+        live.set_store_fault(f);
+    }
     live.attach_ha(ha_tx);
     let mut session = ConfigSession::new(st.saved.clone(), st.config.clone(), live);
     // Login back-off survives a daemon crash (tmpfs); a reboot clears it.
@@ -439,6 +466,9 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         "appliance daemon ready"
     );
 
+    // Events that arrived while a control request held the session (a password hash,
+    // an import): the loop never waits for it, they are handled once it is free.
+    let mut pending: Vec<Pending> = Vec::new();
     loop {
         tokio::select! {
             Some(ev) = health_rx.recv() => {
@@ -447,32 +477,40 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
                 while let Ok(more) = health_rx.try_recv() {
                     batch.push(more);
                 }
-                let mut s = lock(&shared);
-                let cfg = s.running().clone();
-                s.effects_mut().on_health(&cfg, batch);
+                pending.push(Pending::Health(batch));
             }
-            Some(n) = ha_rx.recv() => {
-                let mut s = lock(&shared);
-                let cfg = s.running().clone();
-                s.effects_mut().on_ha_notice(&cfg, n);
-            }
-            Some(ev) = link_rx.recv() => {
-                let mut s = lock(&shared);
-                let cfg = s.running().clone();
-                s.effects_mut().on_link(&cfg, ev);
-            }
+            Some(n) = ha_rx.recv() => pending.push(Pending::Ha(n)),
+            Some(ev) = link_rx.recv() => pending.push(Pending::Link(ev)),
             _ = tick.tick() => {
                 main_beat.beat();
                 // The prober's own heartbeat proves its supervisor task still runs.
                 if prober_hb.age() < Duration::from_secs(5) {
                     prober_beat.beat();
                 }
-                let mut s = lock(&shared);
-                let cfg = s.running().clone();
-                s.effects_mut().on_tick(&cfg);
+                pending.push(Pending::Tick);
             }
+            _ = tokio::time::sleep(PENDING_RETRY), if !pending.is_empty() => {}
             _ = sigterm.recv() => { info!("SIGTERM: orderly stop"); break; }
             _ = sigint.recv() => { info!("SIGINT: orderly stop"); break; }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let mut s = match shared.try_lock() {
+            Ok(s) => s,
+            // A panic mid-update still leaves usable data (see `lock`).
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            // Held by a control request on the blocking pool: retry shortly.
+            Err(std::sync::TryLockError::WouldBlock) => continue,
+        };
+        let cfg = s.running().clone();
+        for p in pending.drain(..) {
+            match p {
+                Pending::Health(batch) => s.effects_mut().on_health(&cfg, batch),
+                Pending::Ha(n) => s.effects_mut().on_ha_notice(&cfg, n),
+                Pending::Link(ev) => s.effects_mut().on_link(&cfg, ev),
+                Pending::Tick => s.effects_mut().on_tick(&cfg),
+            }
         }
     }
 
@@ -546,6 +584,10 @@ mod tests {
         let st = startup_config(&opts, &board, Some(&mut store));
         assert_eq!(st.config.hostname.as_str(), "factory-box");
         assert!(st.origin.contains("store empty"), "{}", st.origin);
+        assert_eq!(
+            st.store_fault, None,
+            "an empty store is a first boot, not a fault"
+        );
 
         let mut saved = factory.clone();
         saved.hostname = config::model::bounded("saved-box");
@@ -554,6 +596,21 @@ mod tests {
         let st = startup_config(&opts, &board, Some(&mut store));
         assert_eq!(st.config.hostname.as_str(), "saved-box");
         assert_eq!(st.saved, st.config);
+        assert_eq!(st.store_fault, None);
+
+        // Both slots damaged: a fault, so the daemon keeps the kernel's state.
+        let mut img = std::fs::read(&disk).unwrap();
+        for b in img.iter_mut().step_by(97) {
+            *b ^= 0x55;
+        }
+        std::fs::write(&disk, &img).unwrap();
+        let mut store = Store::open(&board.store).unwrap();
+        let st = startup_config(&opts, &board, Some(&mut store));
+        assert!(st.origin.contains("corrupt"), "{}", st.origin);
+        assert!(st.store_fault.is_some());
+        // No store at all is a fault too.
+        let st = startup_config(&opts, &board, None);
+        assert!(st.store_fault.is_some());
     }
 
     #[test]

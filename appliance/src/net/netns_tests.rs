@@ -418,7 +418,10 @@ fn router_sysctls_in_namespace() {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     assert_eq!(get("net/ipv4/ip_forward"), "1");
-    assert_eq!(get("net/ipv4/conf/wan0/rp_filter"), "2");
+    assert_eq!(get("net/ipv4/conf/wan0/rp_filter"), "1");
+    assert_eq!(get("net/ipv4/conf/lan0/rp_filter"), "2");
+    assert_eq!(get("net/ipv4/conf/wan0/forwarding"), "0");
+    assert_eq!(get("net/ipv4/conf/lan0/forwarding"), "1");
     assert_eq!(get("net/ipv4/conf/lan0/send_redirects"), "0");
     let again = ns.run(|| sysctl::apply_router(&cfg)).expect("again");
     assert!(again.changed.is_empty(), "{again:?}");
@@ -473,4 +476,151 @@ fn link_monitor_sees_link_down() {
     let down = seen.iter().find(|e| e.ifname == "wan0" && !e.up);
     let down = down.unwrap_or_else(|| panic!("no wan0 down event in {seen:?}"));
     assert!(!down.carrier);
+}
+
+/// The box between a client namespace (on wanp) and a server namespace (on lanp).
+struct Routed {
+    ns: NetNs,
+    client: NetNs,
+    server: NetNs,
+}
+
+impl Routed {
+    fn new() -> Option<Routed> {
+        let ns = NetNs::new()?;
+        let client = NetNs::new()?;
+        let server = NetNs::new()?;
+        // Only the box keeps its veth pairs; the peers' own ones go.
+        for peer in [&client, &server] {
+            peer.ip(&["link", "del", "wan0"]);
+            peer.ip(&["link", "del", "lan0"]);
+        }
+        ns.ip(&["link", "set", "wanp", "netns", &client.name]);
+        ns.ip(&["link", "set", "lanp", "netns", &server.name]);
+        for (peer, dev, addr, route) in [
+            (
+                &client,
+                "wanp",
+                "203.0.113.50/24",
+                ["198.51.100.0/24", "via", "203.0.113.2"],
+            ),
+            (
+                &server,
+                "lanp",
+                "198.51.100.11/24",
+                ["default", "via", "198.51.100.1"],
+            ),
+        ] {
+            peer.ip(&["addr", "add", addr, "dev", dev]);
+            peer.ip(&["link", "set", dev, "up"]);
+            peer.ip(&["link", "set", "lo", "up"]);
+            let mut r = vec!["route", "add"];
+            r.extend_from_slice(&route);
+            peer.ip(&r);
+        }
+        Some(Routed { ns, client, server })
+    }
+
+    /// Send datagrams from `src` in `from` to `dst`, and report whether a socket on
+    /// `dst` in `to` received one from `src`.
+    fn passes(&self, from: &NetNs, src: &str, to: &NetNs, dst: &str) -> bool {
+        let dst: std::net::SocketAddr = dst.parse().unwrap();
+        let src: std::net::SocketAddr = src.parse().unwrap();
+        let rx = to.run(|| {
+            let s = std::net::UdpSocket::bind(dst).expect("bind receiver");
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            s
+        });
+        from.run(|| {
+            // IPPROTO_RAW: we write the IP header, so the source can be spoofed (the
+            // kernel fills in the header checksum; a zero UDP checksum means none).
+            let s = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::RAW,
+                Some(socket2::Protocol::from(255)),
+            )
+            .unwrap();
+            let (std::net::SocketAddr::V4(s4), std::net::SocketAddr::V4(d4)) = (src, dst) else {
+                panic!("IPv4 only");
+            };
+            let mut pkt = vec![0x45, 0, 0, 33, 0, 0, 0x40, 0, 64, 17, 0, 0];
+            pkt.extend_from_slice(&s4.ip().octets());
+            pkt.extend_from_slice(&d4.ip().octets());
+            pkt.extend_from_slice(&s4.port().to_be_bytes());
+            pkt.extend_from_slice(&d4.port().to_be_bytes());
+            pkt.extend_from_slice(&[0, 13, 0, 0]);
+            pkt.extend_from_slice(b"probe");
+            // Three tries: the first datagram after a veth comes up can be lost
+            // while its neighbour entry resolves.
+            for _ in 0..3 {
+                s.send_to(&pkt, &dst.into()).expect("send");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut buf = [0u8; 16];
+        matches!(rx.recv_from(&mut buf), Ok((5, from)) if from == src)
+    }
+}
+
+#[test]
+fn wan_routes_nothing_to_lan_and_drops_lan_sources() {
+    let Some(r) = Routed::new() else { return };
+    let mut cfg = lab_config();
+    r.ns.apply(&cfg).expect("apply");
+    r.ns.run(|| sysctl::apply_router(&cfg)).expect("sysctls");
+    // Both links carry traffic to the box before anything is judged (veths settle).
+    let ready = (0..20).any(|i| {
+        r.passes(
+            &r.server,
+            "198.51.100.11:7000",
+            &r.ns,
+            &format!("198.51.100.1:{}", 7100 + i),
+        ) && r.passes(
+            &r.client,
+            "203.0.113.50:7000",
+            &r.ns,
+            &format!("203.0.113.2:{}", 7100 + i),
+        )
+    });
+    assert!(ready, "the lab's links never carried a datagram");
+    // The servers' side forwards (the NAT replies' path).
+    assert!(r.passes(
+        &r.server,
+        "198.51.100.11:5060",
+        &r.client,
+        "203.0.113.50:4000"
+    ));
+    // A WAN host routing the LAN prefix via the box reaches no server port.
+    assert!(!r.passes(
+        &r.client,
+        "203.0.113.50:4001",
+        &r.server,
+        "198.51.100.11:5060"
+    ));
+    assert!(!r.passes(
+        &r.client,
+        "203.0.113.50:4002",
+        &r.server,
+        "198.51.100.11:22"
+    ));
+    // The box itself still answers on WAN: its address and the VIP (203.0.113.10).
+    assert!(r.passes(&r.client, "203.0.113.50:4003", &r.ns, "203.0.113.2:5060"));
+    assert!(r.passes(&r.client, "203.0.113.50:4003", &r.ns, "203.0.113.10:5060"));
+    // A LAN source arriving on WAN is dropped, also when addressed to the box (a forged
+    // ICMP "from a server" aimed at the prober's LAN address).
+    assert!(!r.passes(&r.client, "198.51.100.11:5060", &r.ns, "203.0.113.2:5061"));
+    assert!(!r.passes(&r.client, "198.51.100.11:5060", &r.ns, "198.51.100.1:5062"));
+
+    // The lab/benchmark option routes WAN to LAN again.
+    cfg.router.route_wan_to_lan = true;
+    r.ns.run(|| sysctl::apply_router(&cfg)).expect("sysctls");
+    assert!(r.passes(
+        &r.client,
+        "203.0.113.50:4004",
+        &r.server,
+        "198.51.100.11:5060"
+    ));
+    // Anti-spoofing does not depend on it.
+    assert!(!r.passes(&r.client, "198.51.100.11:5060", &r.ns, "203.0.113.2:5063"));
 }

@@ -2,11 +2,18 @@
 //!
 //! Choices for a NAT balancer (the appliance is the servers' default gateway):
 //! - `ip_forward=1`: IPVS NAT forwards the servers' replies back to clients.
-//! - `rp_filter=2` (loose) on all/default/WAN/LAN: strict mode (1) drops packets whose
-//!   reverse path uses another interface, which happens with the policy-routing option
-//!   (only SIP replies come back through us) and with asymmetric upstream routing; loose
-//!   mode still drops sources with no route at all (spoofed/martian), 0 would drop none.
-//!   The kernel uses max(all, iface), so `all` must not be 1.
+//! - `conf/<WAN>/forwarding=0` (after `ip_forward=1`, which sets every interface): a
+//!   packet that arrives on WAN for an address that is not the box's own is not routed,
+//!   so no WAN host reaches a LAN server except through a VIP. IPVS NAT is unaffected:
+//!   it takes the client's packet at LOCAL_IN (the VIP is local) and sends it on with
+//!   its own output route, and the servers' replies arrive on LAN, which forwards.
+//!   `router.route_wan_to_lan` keeps WAN forwarding on (labs, benchmarks).
+//! - `rp_filter`: strict (1) on WAN so a packet arriving there with a LAN (or any
+//!   non-WAN) source is dropped, also when addressed to the box itself (a forged ICMP
+//!   "from a server"); loose (2) on LAN and for new interfaces (the policy-routing option
+//!   and asymmetric upstream routing need it), and WAN stays loose when the default
+//!   route goes through LAN (clients would fail the strict check). The kernel uses
+//!   max(all, iface), so `all` is 0 and every interface carries its own value.
 //! - `send_redirects=0` on all/default/WAN/LAN: the servers and clients share no subnet
 //!   with each other, but in NAT mode a redirect would tell a server to bypass the
 //!   balancer and break the masquerading.
@@ -152,8 +159,17 @@ impl Sysctl {
         let lan = cfg.lan.name.as_str();
         let dr = cfg.services.iter().any(|s| s.forwarding == Forwarding::Dr);
         let mut v = vec![("net/ipv4/ip_forward".to_owned(), "1")];
-        for i in ["all", "default", wan, lan] {
-            v.push((format!("net/ipv4/conf/{i}/rp_filter"), "2"));
+        v.push((
+            format!("net/ipv4/conf/{wan}/forwarding"),
+            if cfg.router.route_wan_to_lan {
+                "1"
+            } else {
+                "0"
+            },
+        ));
+        let wan_rpf = if cfg.lan.gateway.is_some() { "2" } else { "1" };
+        for (i, rpf) in [("all", "0"), ("default", "2"), (wan, wan_rpf), (lan, "2")] {
+            v.push((format!("net/ipv4/conf/{i}/rp_filter"), rpf));
             v.push((format!("net/ipv4/conf/{i}/send_redirects"), "0"));
         }
         for i in ["all", wan, lan] {
@@ -217,7 +233,10 @@ mod tests {
         let s = Sysctl::new(d.path());
         let r = s.apply_router(&cfg).unwrap();
         assert_eq!(s.get("net/ipv4/ip_forward").unwrap(), "1");
-        assert_eq!(s.get("net/ipv4/conf/all/rp_filter").unwrap(), "2");
+        assert_eq!(s.get("net/ipv4/conf/all/rp_filter").unwrap(), "0");
+        assert_eq!(s.get("net/ipv4/conf/eth0/rp_filter").unwrap(), "1");
+        assert_eq!(s.get("net/ipv4/conf/eth1/rp_filter").unwrap(), "2");
+        assert_eq!(s.get("net/ipv4/conf/eth0/forwarding").unwrap(), "0");
         assert_eq!(s.get("net/ipv4/conf/eth0/send_redirects").unwrap(), "0");
         assert_eq!(
             s.get("net/ipv4/conf/eth1/promote_secondaries").unwrap(),
@@ -225,10 +244,26 @@ mod tests {
         );
         // NAT only: ARP settings stay at 0, so they are not among the changes.
         assert!(!r.changed.iter().any(|c| c.contains("arp_")), "{r:?}");
-        assert_eq!(r.changed.len(), 1 + 8 + 2);
+        // ip_forward, 3 rp_filter (WAN was already strict), 4 send_redirects, 2
+        // promote_secondaries (WAN forwarding was already 0).
+        assert_eq!(r.changed.len(), 1 + 3 + 4 + 2, "{r:?}");
         let again = s.apply_router(&cfg).unwrap();
         assert!(again.changed.is_empty());
         assert_eq!(again.checked, r.checked);
+    }
+
+    #[test]
+    fn wan_routing_and_reverse_path_follow_the_config() {
+        let mut cfg = Config::builtin_default();
+        cfg.router.route_wan_to_lan = true;
+        cfg.wan.gateway = None;
+        cfg.lan.gateway = Some(std::net::Ipv4Addr::new(198, 51, 100, 254));
+        let d = fake_tree(&cfg);
+        let s = Sysctl::new(d.path());
+        s.apply_router(&cfg).unwrap();
+        assert_eq!(s.get("net/ipv4/conf/eth0/forwarding").unwrap(), "1");
+        // Default route via LAN: clients on WAN would fail a strict check.
+        assert_eq!(s.get("net/ipv4/conf/eth0/rp_filter").unwrap(), "2");
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct Counters {
     pub unmatched: u64,
     /// Datagrams that are not valid SIP replies.
     pub malformed: u64,
+    /// ICMP errors that did not prove they answer our probe or come from the server
+    /// (forged, or a quote too short to check); they never fail a probe.
+    #[serde(default)]
+    pub icmp_ignored: u64,
 }
 
 /// Round-trip times of final replies.
@@ -323,6 +327,11 @@ impl ServerFsm {
     /// A datagram that is not a valid SIP reply arrived.
     pub fn on_malformed(&mut self) {
         self.counters.malformed += 1;
+    }
+
+    /// An ICMP error that cannot count against the server arrived (see `icmp`).
+    pub fn on_icmp_ignored(&mut self) {
+        self.counters.icmp_ignored += 1;
     }
 
     /// LAN link state changed.

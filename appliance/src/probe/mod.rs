@@ -1,12 +1,14 @@
 //! SIP OPTIONS health probing with rise/fall hysteresis.
 //!
 //! Sans-IO layout: `packet` (request building, reply parsing and matching),
-//! `health` (per-server state machine, fake-clock testable), `tasks` (tokio I/O,
+//! `health` (per-server state machine, fake-clock testable), `icmp` (which queued
+//! ICMP errors may count against a server), `tasks` (tokio I/O,
 //! one connected UDP socket per server), `once` (one blocking OPTIONS for diagnostics).
 
 use std::net::SocketAddrV4;
 
 pub mod health;
+pub mod icmp;
 pub mod once;
 pub mod packet;
 pub mod tasks;

@@ -6,7 +6,10 @@
 //! warns about) and `connect()`ed to the server. The kernel then (a) drops datagrams
 //! from any other address:port before we see them and (b) turns an ICMP port
 //! unreachable into ECONNREFUSED on the next `recv`, so a closed SIP port is seen one
-//! RTT after the probe instead of after a timeout.
+//! RTT after the probe instead of after a timeout. Because anyone can send an ICMP
+//! error, the socket also has `IP_RECVERR`: every error is read back from the error
+//! queue and counts only if [`icmp::judge`] finds it genuine (it quotes our probe,
+//! and a port unreachable comes from the server).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -20,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::health::{Action, Counters, Outcome, Policy, Rtt, ServerFsm, Transition};
+use super::icmp::{self, IcmpVerdict, SentProbe};
 use super::packet::{self, Expected, Ids, RequestParams, Verdict, RECV_BUF};
 use super::{Health, HealthEvent};
 use crate::config::{AdminState, Config, Name, ProbeSettings};
@@ -308,6 +312,9 @@ fn open_socket(bind: Ipv4Addr, peer: SocketAddrV4) -> io::Result<(UdpSocket, Soc
         Err(e) => return Err(e),
     };
     sock.connect(peer)?;
+    // Queue every ICMP error with its offender and quote, so forged ones can be told apart.
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::Ipv4RecvErr, &true)
+        .map_err(io::Error::from)?;
     sock.set_nonblocking(true)?;
     let local = match sock.local_addr()? {
         SocketAddr::V4(a) => a,
@@ -328,12 +335,106 @@ async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize
     }
 }
 
-fn io_outcome(e: &io::Error) -> Outcome {
-    if e.kind() == io::ErrorKind::ConnectionRefused {
-        Outcome::Refused
-    } else {
-        Outcome::Error(format!("socket error: {e}"))
+/// Most errors read from the queue per socket error (bounds the work a flood causes).
+const MAX_QUEUED: usize = 16;
+
+/// One entry of the socket's error queue: the quoted payload and the control buffer.
+fn read_errqueue(sock: &UdpSocket) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let mut data = vec![0u8; RECV_BUF];
+    let mut control = vec![0u8; 512];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid value (no name, no buffers).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    // SAFETY: every pointer in msg refers to a live buffer of the stated length for
+    // the duration of the call; the fd is owned by `sock`.
+    let n = unsafe {
+        libc::recvmsg(
+            sock.as_raw_fd(),
+            &mut msg,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
     }
+    data.truncate(usize::try_from(n).unwrap_or(0));
+    // msg_controllen is usize on glibc and u32 on musl (the image).
+    #[allow(clippy::useless_conversion)]
+    let clen = usize::try_from(msg.msg_controllen).unwrap_or(0);
+    control.truncate(clen.min(512));
+    Ok(Some((data, control)))
+}
+
+/// errnos an ICMP error turns into on a connected UDP socket.
+fn from_icmp(e: &io::Error) -> bool {
+    use nix::libc;
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EPROTO)
+    )
+}
+
+/// What a socket error means for the probe in flight: every queued error is judged
+/// (the first that counts wins; the others are ignored). `None` = nothing counts.
+fn judge_error(
+    sock: &UdpSocket,
+    e: &io::Error,
+    server: SocketAddrV4,
+    sent: &[SentProbe],
+    fsm: &mut ServerFsm,
+) -> Option<Outcome> {
+    let mut out = None;
+    let mut queued = 0;
+    while queued < MAX_QUEUED {
+        let (quote, control) = match read_errqueue(sock) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(err) => {
+                tracing::debug!(%server, %err, "probe: cannot read the error queue");
+                break;
+            }
+        };
+        queued += 1;
+        let Some(ee) = icmp::ext_err_from_control(&control) else {
+            fsm.on_icmp_ignored();
+            continue;
+        };
+        match icmp::judge(&ee, &quote, server, sent) {
+            IcmpVerdict::Counts(o) => {
+                if !matches!(out, Some(Outcome::Refused)) {
+                    out = Some(o);
+                }
+            }
+            IcmpVerdict::Ignored(why) => {
+                tracing::debug!(%server, %why, "probe: ICMP error ignored");
+                fsm.on_icmp_ignored();
+            }
+        }
+    }
+    if queued == 0 {
+        if from_icmp(e) {
+            // Every ICMP error is queued; with none to read (queue overflowed) it
+            // cannot be checked, so it does not count.
+            fsm.on_icmp_ignored();
+        } else {
+            out = Some(Outcome::Error(format!("socket error: {e}")));
+        }
+    }
+    out
 }
 
 struct Task {
@@ -397,6 +498,8 @@ async fn server_task(
     let mut ids = Ids::new();
     let mut sock: Option<(UdpSocket, SocketAddrV4)> = None;
     let mut expected: Option<Expected> = None;
+    // The probes an ICMP error may still answer: the one in flight and the one before.
+    let mut sent: Vec<SentProbe> = Vec::with_capacity(2);
     let mut buf = vec![0u8; RECV_BUF];
     loop {
         let (action, t) = fsm.poll(now());
@@ -442,17 +545,33 @@ async fn server_task(
                         continue;
                     }
                 };
+                if sent.len() >= 2 {
+                    sent.remove(0);
+                }
+                sent.push(SentProbe {
+                    bytes: bytes.clone(),
+                    branch: branch.clone(),
+                });
                 expected = Some(Expected {
                     branch,
                     call_id,
                     cseq,
                     peer: server,
                 });
-                if let Err(e) = s.send(&bytes).await {
-                    // A pending ICMP error from an earlier probe may surface here.
-                    let t = fsm.on_outcome(now(), io_outcome(&e));
-                    task.emit(&fsm, t).await;
+                // A pending ICMP error from an earlier probe may surface here; a forged
+                // one must not stop this probe, so send again once it is judged.
+                for attempt in 0..2 {
+                    let Err(e) = s.send(&bytes).await else { break };
+                    if let Some(o) = judge_error(s, &e, server, &sent, &mut fsm) {
+                        let t = fsm.on_outcome(now(), o);
+                        task.emit(&fsm, t).await;
+                        break;
+                    }
+                    if attempt == 1 {
+                        tracing::debug!(%server, %e, "probe: send failed twice");
+                    }
                 }
+                task.publish(&fsm, None);
                 continue;
             }
             Action::WaitUntil(t) => t.min(now() + MAX_SLEEP),
@@ -492,7 +611,13 @@ async fn server_task(
                             }
                         }
                     }
-                    Err(e) => fsm.on_outcome(at, io_outcome(&e)),
+                    Err(e) => match sock.as_ref() {
+                        Some((s, _)) => match judge_error(s, &e, server, &sent, &mut fsm) {
+                            Some(o) => fsm.on_outcome(at, o),
+                            None => None,
+                        },
+                        None => None,
+                    },
                 };
                 task.emit(&fsm, t).await;
             }
@@ -503,6 +628,7 @@ async fn server_task(
                 let next = ctl.borrow_and_update().clone();
                 if next.bind != cur.bind {
                     sock = None;
+                    sent.clear();
                     task.publish(&fsm, Some(None));
                 }
                 if next.settings != cur.settings {

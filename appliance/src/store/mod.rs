@@ -21,6 +21,7 @@
 pub mod backend;
 pub mod lock;
 pub mod record;
+pub mod shared;
 #[cfg(test)]
 mod sim;
 
@@ -100,6 +101,9 @@ pub struct Loaded {
 /// Errors of the config store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The daemon started on a store it could not load; saving would overwrite it.
+    #[error("the config store has a fault ({0}); a save now would overwrite what it holds, so it is refused: fix or replace the medium, or erase it with a factory reset")]
+    Fault(String),
     /// The store spec is not `file:/path` or `mtd:/dev/mtdN`.
     #[error("store spec '{0}' is invalid; use file:/path/to/config.bin or mtd:/dev/mtdN")]
     Spec(String),

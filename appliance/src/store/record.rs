@@ -114,6 +114,7 @@ impl From<ConfigV1> for Config {
             console: v.console,
             watchdog: v.watchdog,
             ha,
+            router: Default::default(),
         }
     }
 }
@@ -162,6 +163,7 @@ impl From<ConfigV2> for Config {
             console: v.console,
             watchdog: v.watchdog,
             ha: v.ha,
+            router: Default::default(),
         }
     }
 }
@@ -483,6 +485,9 @@ pub fn largest_config() -> Config {
             peer_wan: Some(max_ip),
             peer_lan: Some(max_ip),
             sync_interface: filled('i'),
+        },
+        router: RouterSettings {
+            route_wan_to_lan: true,
         },
     }
 }

@@ -152,6 +152,42 @@ impl Disk for SimDisk {
     }
 }
 
+/// A [`SimDisk`] whose first `sync` stalls (a worn card's fdatasync): the daemon's
+/// tests prove a slow save never stalls the event loop. Tests only.
+#[derive(Clone, Debug)]
+pub struct SlowDisk {
+    disk: SimDisk,
+    stall: Option<std::time::Duration>,
+}
+
+impl SlowDisk {
+    /// A disk on `medium` whose first sync takes `stall`.
+    pub fn new(medium: SimMedium, stall: std::time::Duration) -> SlowDisk {
+        SlowDisk {
+            disk: SimDisk(medium),
+            stall: Some(stall),
+        }
+    }
+}
+
+impl Disk for SlowDisk {
+    fn describe(&self) -> String {
+        "slow-sim-disk".into()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.disk.read_at(offset, buf)
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.disk.write_at(offset, data)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        if let Some(d) = self.stall.take() {
+            std::thread::sleep(d);
+        }
+        self.disk.sync()
+    }
+}
+
 /// A simulated NOR flash: program clears bits only, erase works on whole aligned blocks.
 #[derive(Clone, Debug)]
 pub struct SimFlash(pub SimMedium);

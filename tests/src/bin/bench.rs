@@ -555,6 +555,8 @@ fn one_step(
 /// Steps VIP and direct alternately at each rate; each side stops after its
 /// first step with ≥ 1% failed calls.
 fn data_path(lv: &mut LabVm, args: &Args) -> Res<(Vec<Step>, Vec<Step>)> {
+    // The box routes nothing from WAN to LAN unless told to (a lab-only option).
+    lv.route_wan_to_lan().map_err(err)?;
     lv.lab.client_route_to_servers().map_err(err)?;
     let direct = lv.lab.servers[0].sip();
     let vip = lv.lab.vip();

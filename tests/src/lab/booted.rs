@@ -238,6 +238,28 @@ impl LabVm {
         }
     }
 
+    /// Lets the box route WAN to LAN (`router.route_wan_to_lan`, off by default), so
+    /// clients can call the servers directly through it (the benchmark's direct path).
+    /// Restarts the daemon and waits until it has applied the option and balances again.
+    pub fn route_wan_to_lan(&mut self) -> Result<()> {
+        self.set_config_keys(&[("route_wan_to_lan", "true")])?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let v = self.guest("cat /proc/sys/net/ipv4/conf/eth0/forwarding")?;
+            if v.trim() == "1" {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout(
+                    Duration::from_secs(120),
+                    "the daemon to turn on WAN forwarding".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        self.wait_balancing(Duration::from_secs(120))
+    }
+
     /// Waits until every lab server is in the VIP's table with weight > 0.
     pub fn wait_balancing(&mut self, limit: Duration) -> Result<()> {
         let servers = self.lab.server_addrs();
