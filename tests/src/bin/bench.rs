@@ -50,6 +50,8 @@ struct Args {
     fixed_rate: u32,
     /// Persistence-table sizes to measure the data path at (0 entries: skip).
     templates: Vec<u32>,
+    /// Only the tap-queue experiment on the appliance: (rate, repetitions).
+    tap_ab: Option<(u32, usize)>,
     /// Real detection trials at the seed's delay_loop 120 (0: computed only).
     dl120_trials: usize,
     /// Call rate of the detection load (socket per call).
@@ -65,7 +67,8 @@ struct Args {
 const USAGE: &str = "usage: bench [--trials N (10)] [--changes N (4)] [--cost-secs S (20)]\n\
     \x20            [--rates R,R,... (200,300,400,500,650,800,1000,1250,1600)] [--step-secs S (5)]\n\
     \x20            [--fine-reps N (3)] [--modes un,u1] [--fixed-rate CPS (200)] [--templates N,N (50000,200000)]\n\
-    \x20            [--dl120-trials N (0)] [--load-rate CPS (25)] [--only ours|keepalived|kamailio] [--out FILE] [--command TEXT]\n";
+    \x20            [--dl120-trials N (0)] [--load-rate CPS (25)] [--only ours|keepalived|kamailio] [--out FILE] [--command TEXT]\n\
+    \x20            [--tap-ab RATE,REPS: only the appliance's host-tap queue experiment, one client socket, to stdout]\n";
 
 fn parse_args() -> Res<Args> {
     let mut a = Args {
@@ -78,6 +81,7 @@ fn parse_args() -> Res<Args> {
         modes: vec![Transport::SocketPerCall, Transport::SingleSocket],
         fixed_rate: 200,
         templates: vec![50_000, 200_000],
+        tap_ab: None,
         dl120_trials: 0,
         load_rate: 25,
         only: None,
@@ -99,6 +103,17 @@ fn parse_args() -> Res<Args> {
             "--cost-secs" => a.cost_secs = num(it.next(), "--cost-secs", 600)?.max(5),
             "--step-secs" => a.step_secs = num(it.next(), "--step-secs", 120)?.max(3) as u32,
             "--fine-reps" => a.fine_reps = num(it.next(), "--fine-reps", 10)? as usize,
+            "--tap-ab" => {
+                let v = it.next().ok_or("--tap-ab needs RATE,REPS")?;
+                let (r, n) = v
+                    .split_once(',')
+                    .and_then(|(r, n)| Some((r.parse().ok()?, n.parse().ok()?)))
+                    .filter(|(r, n): &(u32, usize)| (1..=20000).contains(r) && (1..=10).contains(n))
+                    .ok_or(format!(
+                        "--tap-ab '{v}': RATE,REPS (calls/s 1-20000, 1-10 repetitions)"
+                    ))?;
+                a.tap_ab = Some((r, n));
+            }
             "--fixed-rate" => a.fixed_rate = num(it.next(), "--fixed-rate", 5000)?.max(1) as u32,
             "--modes" => {
                 let v = it.next().ok_or("--modes needs un, u1 or un,u1")?;
@@ -1133,16 +1148,17 @@ fn cpu_per_call(m: &Mode, p: Route, idle_per_s: f64) -> Option<(f64, f64, usize)
 /// Call-ID sent to the VIP from the client namespace (python3, paced at
 /// `pps`), then the table's line count read in the guest.
 fn grow_templates(lv: &mut LabVm, n: u32, pps: u32) -> Res<u64> {
-    let script = "import socket,sys,time\n\
-n=int(sys.argv[1]);pps=int(sys.argv[2]);src=sys.argv[3];vip=sys.argv[4]\n\
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind((src,0));port=s.getsockname()[1]\n\
-t0=time.monotonic()\n\
-for i in range(n):\n\
-  m=('OPTIONS sip:t@%s:5060 SIP/2.0\\r\\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bKtpl%d\\r\\nFrom: <sip:t@%s>;tag=%d\\r\\nTo: <sip:t@%s>\\r\\nCall-ID: tpl%d-%d@bench\\r\\nCSeq: 1 OPTIONS\\r\\nMax-Forwards: 70\\r\\nContent-Length: 0\\r\\n\\r\\n'%(vip,src,port,i,src,i,vip,n,i)).encode()\n\
-  s.sendto(m,(vip,5060))\n\
-  if i%50==0:\n\
-    d=t0+i/pps-time.monotonic()\n\
-    if d>0: time.sleep(d)\n";
+    let script = r#"import socket,sys,time
+n=int(sys.argv[1]);pps=int(sys.argv[2]);src=sys.argv[3];vip=sys.argv[4]
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind((src,0));port=s.getsockname()[1]
+t0=time.monotonic()
+for i in range(n):
+    m=('OPTIONS sip:t@%s:5060 SIP/2.0\r\nVia: SIP/2.0/UDP %s:%d;branch=z9hG4bKtpl%d\r\nFrom: <sip:t@%s>;tag=%d\r\nTo: <sip:t@%s>\r\nCall-ID: tpl%d-%d@bench\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n'%(vip,src,port,i,src,i,vip,n,i)).encode()
+    s.sendto(m,(vip,5060))
+    if i%50==0:
+        d=t0+i/pps-time.monotonic()
+        if d>0: time.sleep(d)
+"#;
     let st = Command::new("ip")
         .args(["netns", "exec", &lv.lab.client_ns, "python3", "-c", script])
         .arg(n.to_string())
@@ -1423,6 +1439,28 @@ fn run_ours(args: &Args, r: &mut SideResult) -> Res<()> {
     r.shell_s = Some(shell);
     r.ready_s = Some(ready);
     eprintln!("bench: appliance ready {ready:.1} s after QEMU start");
+    if let Some((rate, reps)) = args.tap_ab {
+        tap_ab(&mut lv, args, rate, reps)?;
+        if !args.templates.is_empty() {
+            let g = table_growth(
+                &mut lv,
+                &args.templates,
+                args.fixed_rate,
+                args.step_secs.max(8),
+            )?;
+            for (n, seen, s) in &g.rows {
+                println!(
+                    "templates {n}: table {seen} entries; {} / {} failed; busy {} % softirq {} %; wall {:.1} s",
+                    s.stats.created,
+                    s.stats.failed,
+                    opt(s.d, |d| format!("{:.0}", d.busy_pct())),
+                    opt(s.d, |d| format!("{:.0}", d.softirq_pct())),
+                    s.wall_s
+                );
+            }
+        }
+        return Ok(());
+    }
     let pid = lv
         .daemon_pid()
         .map_err(err)?
@@ -1514,6 +1552,58 @@ fn run_data_path(
             r.modes.push(m);
         }
     }
+    Ok(())
+}
+
+/// Host tap queue (txqueuelen of both taps: packets waiting for QEMU to
+/// read them) at the default 1000 against 10000, alternating in one boot,
+/// VIP and direct, one client socket; prints a markdown table to stdout.
+fn tap_ab(lv: &mut LabVm, args: &Args, rate: u32, reps: usize) -> Res<()> {
+    lv.lab.client_route_to_servers().map_err(err)?;
+    let set = |lv: &LabVm, q: u32| -> Res<()> {
+        for tap in [WAN_TAP, LAN_TAP] {
+            let st = Command::new("ip")
+                .args(["-n", &lv.lab.switch_ns, "link", "set", tap, "txqueuelen"])
+                .arg(q.to_string())
+                .status()
+                .map_err(err)?;
+            if !st.success() {
+                return Err(format!("ip link set {tap} txqueuelen {q}: {st}"));
+            }
+        }
+        Ok(())
+    };
+    let mut out = format!(
+        "| Rep | Route | Tap txqueuelen | Rate | Created / failed | Guest busy % | Softirq % | Tap drops |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    for r in 0..reps {
+        for route in [Route::Vip, Route::Direct] {
+            for q in [1000u32, 10000] {
+                set(lv, q)?;
+                let s = one_step(
+                    lv,
+                    route,
+                    rate,
+                    args.step_secs,
+                    Transport::SingleSocket,
+                    &format!("tapab{r}-{route:?}-q{q}-{rate}"),
+                )?;
+                let _ = writeln!(
+                    out,
+                    "| {} | {route:?} | {q} | {rate} | {} / {} ({:.1} %) | {} | {} | {} |",
+                    r + 1,
+                    s.stats.created,
+                    s.stats.failed,
+                    s.failed_ratio() * 100.0,
+                    opt(s.d, |d| format!("{:.0}", d.busy_pct())),
+                    opt(s.d, |d| format!("{:.0}", d.softirq_pct())),
+                    opt(s.d, |d| d.tap_drops.to_string()),
+                );
+            }
+        }
+    }
+    set(lv, 1000)?;
+    println!("{out}");
     Ok(())
 }
 
