@@ -980,7 +980,20 @@ impl Mode {
             if steps.iter().any(|s| !s.ok()) {
                 capped = false;
             }
-            per_rep.push(steps.iter().take_while(|s| s.ok()).last().map(|s| s.rate));
+            // The highest passing rate below the repetition's lowest failing rate.
+            let lowest_fail = steps
+                .iter()
+                .filter(|s| !s.ok())
+                .map(|s| s.rate)
+                .min()
+                .unwrap_or(u32::MAX);
+            per_rep.push(
+                steps
+                    .iter()
+                    .filter(|s| s.ok() && s.rate < lowest_fail)
+                    .map(|s| s.rate)
+                    .max(),
+            );
         }
         Some(Limit {
             per_rep,
@@ -1089,7 +1102,31 @@ fn data_mode(
                         &format!("{tag}-{short}-fine{r}-{p:?}-{rate}"),
                     )?;
                     stopped[j] = !s.ok();
+                    let failed_first = k == 0 && !s.ok();
                     m.fine.push((*p, r, s));
+                    // Failed at the lowest fine rate: step down ~9 % at a
+                    // time (at most 3 steps) until one passes, so the
+                    // repetition still has a limit.
+                    let mut down = rate;
+                    for _ in 0..3 {
+                        if !failed_first {
+                            break;
+                        }
+                        down = (down as f64 / 1.1).round() as u32;
+                        let s = one_step(
+                            lv,
+                            *p,
+                            down,
+                            secs,
+                            mode,
+                            &format!("{tag}-{short}-fine{r}-{p:?}-{down}"),
+                        )?;
+                        let ok = s.ok();
+                        m.fine.push((*p, r, s));
+                        if ok {
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -1573,8 +1610,8 @@ fn tap_ab(lv: &mut LabVm, args: &Args, rate: u32, reps: usize) -> Res<()> {
         }
         Ok(())
     };
-    let mut out = format!(
-        "| Rep | Route | Tap txqueuelen | Rate | Created / failed | Guest busy % | Softirq % | Tap drops |\n|---|---|---|---|---|---|---|---|\n"
+    let mut out = String::from(
+        "| Rep | Route | Tap txqueuelen | Rate | Created / failed | Guest busy % | Softirq % | Tap drops |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in 0..reps {
         for route in [Route::Vip, Route::Direct] {
@@ -2771,6 +2808,51 @@ mod tests {
             "{m}"
         );
         assert_eq!(merge_kept(gen, ""), gen);
+    }
+
+    fn step(rate: u32, failed: u64) -> Step {
+        Step {
+            rate,
+            stats: UacStats {
+                created: 1000,
+                successful: 1000 - failed,
+                failed,
+                exit_code: Some(0),
+            },
+            d: None,
+            wall_s: 5.0,
+        }
+    }
+
+    #[test]
+    fn limits_per_repetition() {
+        let m = Mode {
+            transport: Transport::SingleSocket,
+            coarse: vec![
+                (Route::Vip, step(800, 0)),
+                (Route::Vip, step(1000, 300)),
+                (Route::Direct, step(800, 0)),
+                (Route::Direct, step(1000, 0)),
+            ],
+            fine: vec![
+                // Repetition 1: passes 800 and 862, fails 928.
+                (Route::Vip, 0, step(800, 0)),
+                (Route::Vip, 0, step(862, 0)),
+                (Route::Vip, 0, step(928, 50)),
+                // Repetition 2: fails 800, passes 727 on the way down.
+                (Route::Vip, 1, step(800, 20)),
+                (Route::Vip, 1, step(727, 0)),
+            ],
+            reps: 2,
+            fixed: vec![],
+        };
+        let l = m.limit(Route::Vip).expect("limit");
+        assert_eq!(l.per_rep, vec![Some(862), Some(727)]);
+        assert!(!l.capped);
+        assert_eq!(l.text(), "727–862 calls/s (n=2)");
+        let d = m.limit(Route::Direct).expect("limit");
+        assert!(d.capped);
+        assert_eq!(d.text(), "1000+ calls/s (n=1)");
     }
 
     #[test]
