@@ -606,6 +606,34 @@ fn detection(
     ))
 }
 
+/// Calls whose first INVITE reached `server` at or after `after_us`. Unlike
+/// `evidence::new_calls_after` (client addresses only, as IPVS NAT keeps
+/// them), it counts every INVITE: a proxy such as Kamailio forwards from its
+/// own LAN address. Health checks are OPTIONS, so they never count.
+fn new_calls_after(
+    packets: &[SipPacket],
+    servers: &[Ipv4Addr],
+    server: Ipv4Addr,
+    after_us: u64,
+) -> Vec<(String, u64)> {
+    let mut first: std::collections::BTreeMap<&str, (Ipv4Addr, u64)> = Default::default();
+    for p in packets.iter().filter(|p| {
+        p.is_request("INVITE") && p.cseq_method == "INVITE" && servers.contains(p.dst.ip())
+    }) {
+        let e = first.entry(&p.call_id).or_insert((*p.dst.ip(), p.ts_us));
+        if p.ts_us < e.1 {
+            *e = (*p.dst.ip(), p.ts_us);
+        }
+    }
+    let mut v: Vec<(String, u64)> = first
+        .into_iter()
+        .filter(|(_, (s, t))| *s == server && *t >= after_us)
+        .map(|(c, (_, t))| (c.to_owned(), t))
+        .collect();
+    v.sort_by_key(|(_, t)| *t);
+    v
+}
+
 fn analyse_detection(
     packets: &[SipPacket],
     servers: &[Ipv4Addr],
@@ -617,7 +645,7 @@ fn analyse_detection(
     let mut d = Detection::default();
     let completed = evidence::completed_calls(packets);
     for tr in trials {
-        let during: Vec<(String, u64)> = evidence::new_calls_after(packets, servers, dead, tr.t0)
+        let during: Vec<(String, u64)> = new_calls_after(packets, servers, dead, tr.t0)
             .into_iter()
             .filter(|(_, t)| *t < tr.t1)
             .collect();
@@ -1610,6 +1638,29 @@ fn tap_ab(lv: &mut LabVm, args: &Args, rate: u32, reps: usize) -> Res<()> {
         }
         Ok(())
     };
+    // Does a direct call (client → server 1, routed, not to the VIP) touch
+    // IPVS? The server's replies come from a real server's address and port,
+    // so the out hook may hand them to pe sip's conn_out (a template each).
+    let lines = |lv: &mut LabVm| -> Res<u64> {
+        let o = guest(lv, "wc -l < /proc/net/ip_vs_conn", Duration::from_secs(120))?;
+        o.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("ip_vs_conn lines: {o}"))
+    };
+    let before = lines(lv)?;
+    let s = one_step(
+        lv,
+        Route::Direct,
+        100,
+        5,
+        Transport::SocketPerCall,
+        "direct-templates",
+    )?;
+    let after = lines(lv)?;
+    println!(
+        "direct step (socket per call, 100 calls/s): {} calls; /proc/net/ip_vs_conn lines {before} -> {after}",
+        s.stats.created
+    );
     let mut out = String::from(
         "| Rep | Route | Tap txqueuelen | Rate | Created / failed | Guest busy % | Softirq % | Tap drops |\n|---|---|---|---|---|---|---|---|\n",
     );
