@@ -976,12 +976,29 @@ impl Mode {
             .collect()
     }
 
+    /// The ladder's (highest passing rate below the first failing one, first
+    /// rate where every step failed).
+    fn coarse_bounds(&self, p: Route) -> (Option<u32>, Option<u32>) {
+        let coarse = self.coarse_of(p);
+        let fail = coarse
+            .iter()
+            .map(|s| s.rate)
+            .find(|r| coarse.iter().filter(|s| s.rate == *r).all(|s| !s.ok()));
+        let pass = coarse
+            .iter()
+            .filter(|s| s.ok() && fail.is_none_or(|f| s.rate < f))
+            .map(|s| s.rate)
+            .max();
+        (pass, fail)
+    }
+
     fn limit(&self, p: Route) -> Option<Limit> {
         let coarse = self.coarse_of(p);
         let first = coarse.first()?;
-        if coarse.iter().all(|s| s.ok()) {
+        let (pass, fail) = self.coarse_bounds(p);
+        if fail.is_none() {
             return Some(Limit {
-                per_rep: vec![coarse.last().map(|s| s.rate)],
+                per_rep: vec![pass],
                 capped: true,
                 floor: first.rate,
             });
@@ -990,9 +1007,8 @@ impl Mode {
             self.fine.iter().filter(|(q, _, _)| *q == p).collect();
         if fine.is_empty() {
             // Only the ladder: one repetition.
-            let last_ok = coarse.iter().take_while(|s| s.ok()).last().map(|s| s.rate);
             return Some(Limit {
-                per_rep: vec![last_ok],
+                per_rep: vec![pass],
                 capped: false,
                 floor: first.rate,
             });
@@ -1094,8 +1110,23 @@ fn data_mode(
                 mode,
                 &format!("{tag}-{short}-{p:?}-{rate}"),
             )?;
-            done[i] = !s.ok();
+            let mut ok = s.ok();
             m.coarse.push((p, s));
+            if !ok {
+                // One noisy step must not end the ladder: a failure counts
+                // only when an immediate repeat fails too.
+                let s = one_step(
+                    lv,
+                    p,
+                    rate,
+                    secs,
+                    mode,
+                    &format!("{tag}-{short}-{p:?}-{rate}-again"),
+                )?;
+                ok = s.ok();
+                m.coarse.push((p, s));
+            }
+            done[i] = !ok;
         }
         if done == [true, true] {
             break;
@@ -1104,9 +1135,7 @@ fn data_mode(
     // Fine ranges per path: from the last passing to the first failing coarse rate.
     let mut plan: Vec<(Route, Vec<u32>)> = Vec::new();
     for p in [Route::Vip, Route::Direct] {
-        let c = m.coarse_of(p);
-        let fail = c.iter().find(|s| !s.ok()).map(|s| s.rate);
-        let pass = c.iter().take_while(|s| s.ok()).last().map(|s| s.rate);
+        let (pass, fail) = m.coarse_bounds(p);
         if let (Some(lo), Some(hi)) = (pass, fail) {
             plan.push((p, fine_rates(lo, hi)));
         }
@@ -2403,7 +2432,7 @@ fn report(
          front, the main real-world case); the same sipp UAS servers. **VIP** = through IPVS on the appliance (NAT, one-packet \
          scheduling, pe sip persistence) or through Kamailio; **direct** = to server 198.51.100.11 routed through the same VM \
          without the balancer (the physical limit of this path). A step fails at ≥ 1 % failed calls (4 s receive timeout). \
-         First a coarse ladder ({}), VIP and direct alternating, each path stopping at its first failure; then, for each path, \
+         First a coarse ladder ({}), VIP and direct alternating, each path stopping at its first failure confirmed by an immediate repeat; then, for each path, \
          steps at most 10 % apart from its last passing to its first failing coarse rate, repeated {} times (Kamailio: once), VIP and \
          direct alternating, each repetition stopping at its first failure. A repetition's limit is its last passing rate; the \
          table gives the range over the repetitions (\"< X\" = a repetition failed at the lowest fine rate X; \"+\" = nothing failed). \
@@ -2904,6 +2933,25 @@ mod tests {
         let d = m.limit(Route::Direct).expect("limit");
         assert!(d.capped);
         assert_eq!(d.text(), "1000+ calls/s (n=1)");
+    }
+
+    #[test]
+    fn a_noisy_ladder_step_is_repeated_before_it_counts() {
+        let m = Mode {
+            transport: Transport::SocketPerCall,
+            coarse: vec![
+                (Route::Vip, step(200, 46)),
+                (Route::Vip, step(200, 0)),
+                (Route::Vip, step(300, 0)),
+                (Route::Vip, step(400, 300)),
+                (Route::Vip, step(400, 200)),
+            ],
+            fine: vec![],
+            reps: 0,
+            fixed: vec![],
+        };
+        assert_eq!(m.coarse_bounds(Route::Vip), (Some(300), Some(400)));
+        assert_eq!(m.limit(Route::Vip).expect("limit").per_rep, vec![Some(300)]);
     }
 
     #[test]
