@@ -16,6 +16,8 @@ packages=(
     qemu-system-x86
     # SIP lab: peers, captures, namespaces, reference LVS tools
     sip-tester tshark tcpdump iproute2 keepalived ipvsadm socat
+    # benchmarks only (tests/bench): the L7 comparison, Kamailio's dispatcher
+    kamailio
     # Buildroot tree checks (tests/buildroot): tomllib needs python3 >= 3.11
     python3 shellcheck flake8
 )
@@ -57,3 +59,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup-host: done" >&2
+# Kamailio is only a benchmark peer run inside a guest: never a host service
+# (Debian enables and starts it on install).
+if command -v systemctl >/dev/null && systemctl list-unit-files kamailio.service >/dev/null 2>&1; then
+    systemctl disable --now kamailio.service >/dev/null 2>&1 || true
+fi

@@ -15,7 +15,7 @@ board=${BOARD:-qemu-x86_64}
 out=${OUT_DIR:-$root/build}
 compress=${INITRAMFS_COMPRESS:-none}
 target=x86_64-unknown-linux-gnu
-busybox=/bin/busybox
+busybox=${BUSYBOX:-/bin/busybox} # BUSYBOX: another x86-64 busybox-static, e.g. when a cross package replaced /bin/busybox
 
 log() { echo "build-image: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
