@@ -29,6 +29,9 @@ diagnostics:
   net apply|show [--config FILE]           interfaces, addresses, routes, sysctls
   leds test-uleds NAME[,NAME...]           drive userspace LEDs from stdin
   version                                  firmware version
+
+firmware:
+  firmware status|install|rollback|verify   A/B slots and signed bundles (appliance firmware help)
 ";
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         "ipvs" => appliance::ipvs::cli(rest),
         "net" => appliance::net::cli(rest),
         "leds" => appliance::leds::cli(rest),
+        "firmware" => appliance::firmware::cli(rest),
         "version" | "--version" => {
             println!("appliance {}", appliance::VERSION);
             ExitCode::SUCCESS
