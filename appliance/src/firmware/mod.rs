@@ -4,7 +4,9 @@
 
 pub mod bundle;
 pub mod cli;
+pub mod grubenv;
 pub mod keys;
+pub mod slots;
 pub mod version;
 
 pub use cli::cli;
