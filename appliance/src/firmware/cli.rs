@@ -4,18 +4,28 @@ use std::io::{BufReader, Write};
 use std::process::ExitCode;
 
 use super::bundle::{self, BundleError, Policy, Verified};
+use super::disk::{self, Disk, Layout};
 use super::keys::{self, Keyring, KEYRING_PATH};
+use super::slots::{self, Slot, Slots};
 use super::version::Version;
 use crate::config::board::{Board, BOARD_PATH};
 use crate::store::cli::take_opt;
 
 const USAGE: &str = "usage: appliance firmware <command>
 
-on the box:
+on the box (options: --board-file PATH, --disk PATH, --booted A|B for a disk image on a host):
+  status                       both slots: versions, states, which one booted, last event
+  install FILE [--force]       verify, write the other slot, read back, boot it next on trial
+  rollback                     boot the other (good) slot next
+  mark-good                    the running slot is healthy: keep booting it
   verify FILE [--force] [--keyring PATH] [--board NAME]
                                check a bundle (signature, board, version, hashes); writes nothing
 
 on a build host:
+  grub-cfg [--board-file PATH]  grub.cfg for the board's boot disk layout
+  make-disk -o OUT --boot-img F --core-img F kernel=PATH rootfs=PATH [--version V]
+            [--append ARGS] [--board-file PATH]
+                               lay out a fresh boot disk image with slot A filled
   keygen NAME                  write NAME.key (secret) and NAME.pub (a keyring line)
   bundle --key FILE|--unsigned --version X.Y.Z --board NAME -o OUT [--description TEXT]
          kernel=PATH [rootfs=PATH]
@@ -31,6 +41,12 @@ pub fn cli(args: &[String]) -> ExitCode {
     };
     let r = match cmd.as_str() {
         "verify" => verify_cmd(args),
+        "status" => status_cmd(args),
+        "install" => install_cmd(args),
+        "rollback" => rollback_cmd(args),
+        "mark-good" => mark_good_cmd(args),
+        "grub-cfg" => grub_cfg_cmd(args),
+        "make-disk" => make_disk_cmd(args),
         "keygen" => keygen_cmd(args),
         "bundle" => bundle_cmd(args),
         "help" | "--help" | "-h" => {
@@ -205,5 +221,298 @@ fn bundle_cmd(mut args: Vec<String>) -> Result<(), String> {
         b.len(),
         if key.is_some() { "signed" } else { "UNSIGNED" }
     );
+    Ok(())
+}
+
+/// The board's firmware layout (`--board-file`, else the box's), with `--disk` overriding the device.
+fn layout_from(args: &mut Vec<String>) -> Result<(Board, Layout), String> {
+    let path = take_opt(args, "--board-file")?.unwrap_or_else(|| BOARD_PATH.into());
+    let board = Board::load(&path).map_err(|e| e.to_string())?;
+    let mut layout = board.firmware.clone().ok_or_else(|| {
+        format!("{path} has no [firmware] section: this board has no A/B firmware slots")
+    })?;
+    if let Some(d) = take_opt(args, "--disk")? {
+        layout.disk = d;
+    }
+    layout.check()?;
+    Ok((board, layout))
+}
+
+/// The slot the running kernel was booted from (`appliance.slot=` from GRUB), or `--booted`.
+fn booted_from(args: &mut Vec<String>) -> Result<Slot, String> {
+    if let Some(b) = take_opt(args, "--booted")? {
+        return Slot::parse(&b).ok_or_else(|| format!("--booted must be A or B, not '{b}'"));
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    booted_slot(&cmdline).ok_or_else(|| {
+        "the kernel command line has no appliance.slot=A|B: this box was not started by the A/B bootloader".into()
+    })
+}
+
+/// `appliance.slot=X` from a kernel command line.
+pub fn booted_slot(cmdline: &str) -> Option<Slot> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("appliance.slot="))
+        .and_then(Slot::parse)
+}
+
+/// Status text of both slots.
+pub fn status_text(slots: &Slots, booted: Option<Slot>) -> String {
+    let mut out = String::new();
+    for s in [Slot::A, Slot::B] {
+        let i = slots.get(s);
+        let mut tags = Vec::new();
+        if booted == Some(s) {
+            tags.push("booted");
+        }
+        if slots.primary == s {
+            tags.push("boots next");
+        }
+        out.push_str(&format!(
+            "slot {s}: {:<8} {:<32} {}\n",
+            if i.version.is_empty() {
+                "-"
+            } else {
+                &i.version
+            },
+            i.state(),
+            tags.join(", ")
+        ));
+    }
+    out.push_str(&format!("running: {}\n", crate::VERSION));
+    if !slots.note.is_empty() {
+        out.push_str(&format!("last event: {}\n", slots.note));
+    }
+    out
+}
+
+fn status_cmd(mut args: Vec<String>) -> Result<(), String> {
+    let (_, layout) = layout_from(&mut args)?;
+    let booted = booted_from(&mut args).ok();
+    no_more(&args)?;
+    let disk = Disk::open(layout)?;
+    let env = disk.read_env()?;
+    print!("{}", status_text(&Slots::from_env(&env), booted));
+    Ok(())
+}
+
+/// Firmware changes are made one at a time.
+fn lock() -> Result<crate::store::lock::StoreLock, String> {
+    let dir = if std::path::Path::new("/run/appliance").is_dir() {
+        "/run/appliance"
+    } else {
+        "/tmp"
+    };
+    let path = format!("{dir}/firmware.lock");
+    crate::store::lock::StoreLock::try_acquire(std::path::Path::new(&path)).map_err(|e| match e {
+        crate::store::lock::LockError::Held { .. } => {
+            format!("another firmware install, rollback or mark-good is running (lock {path}); wait for it")
+        }
+        e => e.to_string(),
+    })
+}
+
+fn install_cmd(mut args: Vec<String>) -> Result<(), String> {
+    let force = take_flag(&mut args, "--force");
+    let (board, layout) = layout_from(&mut args)?;
+    let booted = booted_from(&mut args)?;
+    let keyring_path = take_opt(&mut args, "--keyring")?.unwrap_or_else(|| KEYRING_PATH.into());
+    let file = (!args.is_empty())
+        .then(|| args.remove(0))
+        .ok_or("install needs a bundle FILE")?;
+    no_more(&args)?;
+    let keyring = Keyring::load(std::path::Path::new(&keyring_path))?;
+    let running = Version::parse(crate::VERSION).map_err(|e| format!("running firmware: {e}"))?;
+    let policy = Policy {
+        keyring: &keyring,
+        keyring_path: &keyring_path,
+        board: &board.name,
+        running,
+        force,
+    };
+    let _lock = lock()?;
+    let t0 = std::time::Instant::now();
+    // Pass 1: the whole bundle is verified before anything is written.
+    eprintln!("verifying {file}");
+    let v = verify_file(&file, &policy).map_err(|e| e.to_string())?;
+    let target = booted.other();
+    for img in &v.manifest.images {
+        let (_, room) = layout
+            .area(target, &img.name)
+            .ok_or_else(|| format!("no area for '{}'", img.name))?;
+        if img.size > room {
+            return Err(format!(
+                "image '{}' ({} bytes) is larger than its slot area ({room} bytes)",
+                img.name, img.size
+            ));
+        }
+    }
+    if v.manifest.image("kernel").is_none() || v.manifest.image("rootfs").is_none() {
+        return Err("a slot needs both a kernel and a rootfs image; this bundle lacks one".into());
+    }
+    let disk = Disk::open(layout)?;
+    let mut env = disk.read_env()?;
+    slots::begin_install(&mut env, target).map_err(|e| e.to_string())?;
+    disk.write_env(&env)?;
+    tracing::info!(slot = %target, version = %v.manifest.version, signer = %v.signer, "firmware install started");
+    eprintln!(
+        "writing version {} into slot {target} (signed by '{}')",
+        v.manifest.version, v.signer
+    );
+    // Pass 2: stream again, hashing while writing; a file changed since pass 1 fails here.
+    let f = std::fs::File::open(&file).map_err(|e| format!("{file}: {e}"))?;
+    let mut r = BufReader::with_capacity(64 * 1024, f);
+    let head = bundle::read_head(&mut r).map_err(|e| e.to_string())?;
+    let v2 = head.verify(&policy).map_err(|e| e.to_string())?;
+    if v2.manifest != v.manifest {
+        return Err(format!(
+            "{file} changed during the install; slot {target} is left unbootable"
+        ));
+    }
+    let total = v.manifest.payload_len().max(1);
+    let mut done = 0u64;
+    let mut shown = 0u64;
+    let mut writers: Vec<(String, disk::AreaWriter<'_>)> = Vec::new();
+    let res = bundle::check_images(&mut r, &v.manifest, head.payload_offset(), |img, chunk| {
+        if writers.last().is_none_or(|(n, _)| *n != img.name) {
+            writers.push((img.name.clone(), disk.area_writer(target, &img.name)?));
+        }
+        let (_, w) = writers.last_mut().ok_or("no writer")?;
+        w.write(chunk)?;
+        done += chunk.len() as u64;
+        let pct = done * 100 / total;
+        if pct >= shown + 10 || done == total {
+            shown = pct;
+            eprintln!("  {pct:>3}%  {done} of {total} bytes");
+        }
+        Ok::<(), String>(())
+    });
+    let res = res.map_err(|e| e.to_string()).and_then(|r| r);
+    if let Err(e) = res {
+        tracing::warn!(slot = %target, error = %e, "firmware install failed");
+        return Err(format!(
+            "{e}; slot {target} is left unbootable, slot {booted} still boots"
+        ));
+    }
+    let mut sectors = std::collections::HashMap::new();
+    for (name, w) in writers {
+        sectors.insert(name, w.finish()?);
+    }
+    disk.sync()?;
+    for img in &v.manifest.images {
+        let got = disk.hash_area(target, &img.name, img.size)?;
+        if got != img.sha256 {
+            return Err(format!(
+                "read-back of '{}' in slot {target} does not match (SHA-256 {got}): the medium may be failing; slot {booted} still boots",
+                img.name
+            ));
+        }
+    }
+    slots::finish_install(
+        &mut env,
+        target,
+        &v.manifest.version,
+        sectors["kernel"],
+        sectors["rootfs"],
+    )
+    .map_err(|e| e.to_string())?;
+    disk.write_env(&env)?;
+    tracing::info!(slot = %target, version = %v.manifest.version, "firmware installed; boots next on trial");
+    println!(
+        "installed {} into slot {target} in {:.1} s ({} bytes, read back and verified); it boots next, on trial: reboot to run it",
+        v.manifest.version,
+        t0.elapsed().as_secs_f64(),
+        v.manifest.payload_len()
+    );
+    Ok(())
+}
+
+fn rollback_cmd(mut args: Vec<String>) -> Result<(), String> {
+    let (_, layout) = layout_from(&mut args)?;
+    let booted = booted_from(&mut args)?;
+    no_more(&args)?;
+    let _lock = lock()?;
+    let disk = Disk::open(layout)?;
+    let mut env = disk.read_env()?;
+    let to = slots::rollback(&mut env, booted).map_err(|e| e.to_string())?;
+    disk.write_env(&env)?;
+    let note = Slots::from_env(&env).note;
+    tracing::info!(slot = %to, "firmware rollback requested");
+    println!("{note}: reboot to run it");
+    Ok(())
+}
+
+fn mark_good_cmd(mut args: Vec<String>) -> Result<(), String> {
+    let (_, layout) = layout_from(&mut args)?;
+    let booted = booted_from(&mut args)?;
+    no_more(&args)?;
+    let _lock = lock()?;
+    let disk = Disk::open(layout)?;
+    let mut env = disk.read_env()?;
+    if let Some(why) = slots::after_boot(&mut env, booted).map_err(|e| e.to_string())? {
+        tracing::warn!(reason = %why, "firmware rollback by the bootloader");
+        eprintln!("{why}");
+    }
+    let changed = slots::mark_good(&mut env, booted).map_err(|e| e.to_string())?;
+    disk.write_env(&env)?;
+    println!(
+        "slot {booted} {}",
+        if changed {
+            "marked good"
+        } else {
+            "was already good"
+        }
+    );
+    Ok(())
+}
+
+fn grub_cfg_cmd(mut args: Vec<String>) -> Result<(), String> {
+    let (_, layout) = layout_from(&mut args)?;
+    no_more(&args)?;
+    print!("{}", layout.grub_cfg());
+    Ok(())
+}
+
+fn make_disk_cmd(mut args: Vec<String>) -> Result<(), String> {
+    let (_, layout) = layout_from(&mut args)?;
+    let out = take_opt(&mut args, "-o")?.ok_or("make-disk needs -o OUT")?;
+    let boot = take_opt(&mut args, "--boot-img")?
+        .ok_or("make-disk needs --boot-img (GRUB i386-pc boot.img)")?;
+    let core = take_opt(&mut args, "--core-img")?
+        .ok_or("make-disk needs --core-img (from grub-mkimage)")?;
+    let version = take_opt(&mut args, "--version")?.unwrap_or_else(|| crate::VERSION.into());
+    let append = take_opt(&mut args, "--append")?.unwrap_or_default();
+    let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
+    let mut kernel = None;
+    let mut rootfs = None;
+    for a in &args {
+        match a.split_once('=') {
+            Some(("kernel", p)) => kernel = Some(read(p)?),
+            Some(("rootfs", p)) => rootfs = Some(read(p)?),
+            _ => {
+                return Err(format!(
+                    "unexpected argument '{a}' (kernel=PATH rootfs=PATH)"
+                ))
+            }
+        }
+    }
+    let (kernel, rootfs) = kernel
+        .zip(rootfs)
+        .ok_or("make-disk needs kernel=PATH and rootfs=PATH")?;
+    disk::make_disk(
+        &out,
+        &layout,
+        &read(&boot)?,
+        &read(&core)?,
+        &kernel,
+        &rootfs,
+        |k, r| {
+            let mut env = slots::initial_env(&version, k, r).map_err(|e| e.to_string())?;
+            env.set("EXTRA_ARGS", &append).map_err(|e| e.to_string())?;
+            Ok(env)
+        },
+    )?;
+    println!("{out}: {} bytes, slot A = {version}", layout.disk_len());
     Ok(())
 }

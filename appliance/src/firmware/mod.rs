@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod cli;
+pub mod disk;
 pub mod grubenv;
 pub mod keys;
 pub mod slots;
