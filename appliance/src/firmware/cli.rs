@@ -23,7 +23,7 @@ on the box (options: --board-file PATH, --disk PATH, --booted A|B for a disk ima
 
 on a build host:
   grub-cfg [--board-file PATH]  grub.cfg for the board's boot disk layout
-  make-disk -o OUT --boot-img F --core-img F kernel=PATH rootfs=PATH [--version V]
+  make-disk -o OUT --boot-img F --core-img F --env-part F kernel=PATH rootfs=PATH [--version V]
             [--append ARGS] [--board-file PATH]
                                lay out a fresh boot disk image with slot A filled
   keygen NAME                  write NAME.key (secret) and NAME.pub (a keyring line)
@@ -481,6 +481,8 @@ fn make_disk_cmd(mut args: Vec<String>) -> Result<(), String> {
         .ok_or("make-disk needs --boot-img (GRUB i386-pc boot.img)")?;
     let core = take_opt(&mut args, "--core-img")?
         .ok_or("make-disk needs --core-img (from grub-mkimage)")?;
+    let env_part = take_opt(&mut args, "--env-part")?
+        .ok_or("make-disk needs --env-part (a FAT image holding an empty grubenv)")?;
     let version = take_opt(&mut args, "--version")?.unwrap_or_else(|| crate::VERSION.into());
     let append = take_opt(&mut args, "--append")?.unwrap_or_default();
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
@@ -505,6 +507,7 @@ fn make_disk_cmd(mut args: Vec<String>) -> Result<(), String> {
         &layout,
         &read(&boot)?,
         &read(&core)?,
+        &read(&env_part)?,
         &kernel,
         &rootfs,
         |k, r| {

@@ -66,6 +66,8 @@ pub struct SlotInfo {
     pub ok: bool,
     /// Boot attempts left.
     pub left: u8,
+    /// Installed and not yet marked good.
+    pub trial: bool,
     /// Firmware version written to it ("" = none / being written).
     pub version: String,
     /// Kernel length in sectors.
@@ -77,12 +79,12 @@ pub struct SlotInfo {
 impl SlotInfo {
     /// Human state for status.
     pub fn state(&self) -> &'static str {
-        match (self.ok, self.left) {
-            (false, _) if self.version.is_empty() => "empty",
-            (false, _) => "bad",
-            (true, 0) => "failed (no attempts left)",
-            (true, l) if l >= GOOD_TRIES => "good",
-            (true, _) => "on trial (not yet marked good)",
+        match (self.ok, self.trial, self.left) {
+            (false, _, _) if self.version.is_empty() => "empty",
+            (false, _, _) => "bad",
+            (true, true, _) => "on trial (not yet marked good)",
+            (true, false, 0) => "good, no boot attempts left",
+            (true, false, _) => "good",
         }
     }
 }
@@ -110,6 +112,7 @@ impl Slots {
         let info = |s: Slot| SlotInfo {
             ok: env.get(&s.var("OK")) == Some("1"),
             left: num(env, &s.var("LEFT")).min(u64::from(u8::MAX)) as u8,
+            trial: env.get(&s.var("TRIAL")) == Some("1"),
             version: env.get(&s.var("VERSION")).unwrap_or("").to_owned(),
             kernel_sectors: num(env, &s.var("KSEC")),
             rootfs_sectors: num(env, &s.var("RSEC")),
@@ -138,6 +141,7 @@ impl Slots {
 
 fn set_slot(env: &mut Env, s: Slot, ok: bool, left: u8) -> Result<(), EnvError> {
     env.set(&s.var("OK"), if ok { "1" } else { "0" })?;
+    env.set(&s.var("TRIAL"), "0")?;
     env.set(&s.var("LEFT"), &left.to_string())
 }
 
@@ -165,6 +169,7 @@ pub fn finish_install(
     env.set(&target.var("KSEC"), &kernel_sectors.to_string())?;
     env.set(&target.var("RSEC"), &rootfs_sectors.to_string())?;
     set_slot(env, target, true, TRIAL_TRIES)?;
+    env.set(&target.var("TRIAL"), "1")?;
     set_order(env, target)?;
     env.set(
         "NOTE",
@@ -176,10 +181,10 @@ pub fn finish_install(
 pub fn mark_good(env: &mut Env, booted: Slot) -> Result<bool, EnvError> {
     let s = Slots::from_env(env);
     let info = s.get(booted);
-    if s.primary == booted && info.ok && info.left >= GOOD_TRIES {
+    if s.primary == booted && info.ok && !info.trial && info.left >= GOOD_TRIES {
         return Ok(false);
     }
-    let was_trial = info.left < GOOD_TRIES;
+    let was_trial = info.trial;
     set_slot(env, booted, true, GOOD_TRIES)?;
     set_order(env, booted)?;
     if was_trial {
@@ -308,6 +313,10 @@ mod tests {
         assert_eq!(s.b.state(), "on trial (not yet marked good)");
         assert_eq!(s.a.state(), "good");
         assert_eq!(boot(&mut env), (Slot::B, None));
+        assert_eq!(
+            Slots::from_env(&env).b.state(),
+            "on trial (not yet marked good)"
+        );
         assert!(mark_good(&mut env, Slot::B).unwrap());
         assert!(Slots::from_env(&env)
             .note
@@ -315,7 +324,12 @@ mod tests {
         // Marked good: it survives several reboots (and crashes) from now on.
         for _ in 0..5 {
             assert_eq!(boot(&mut env), (Slot::B, None));
-            mark_good(&mut env, Slot::B).unwrap();
+            assert_eq!(Slots::from_env(&env).b.state(), "good");
+            assert!(mark_good(&mut env, Slot::B).unwrap());
+            assert!(
+                !mark_good(&mut env, Slot::B).unwrap(),
+                "second mark is a no-op"
+            );
         }
         assert_eq!(Slots::from_env(&env).b.kernel_sectors, 10);
     }
