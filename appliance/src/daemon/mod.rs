@@ -387,6 +387,20 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         }
     }
 
+    // A/B firmware: record a bootloader fallback, and on a trial boot that already crash-loops,
+    // reboot at once so the bootloader falls back to the other slot.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut fw_trial = crate::firmware::trial::Trial::start(board.firmware.as_ref(), &cmdline);
+    if let Some(why) = fw_trial.as_ref().and_then(|t| t.fallback.clone()) {
+        alerts.push(why);
+    }
+    if fw_trial.as_ref().is_some_and(|t| t.on_trial)
+        && history.as_ref().is_some_and(|h| h.crash_loop)
+    {
+        error!("firmware slot on trial crash-loops: rebooting so the bootloader falls back");
+        let _ = handler::power("reboot");
+    }
+
     let (health_tx, mut health_rx) = mpsc::channel(1024);
     let (link_tx, mut link_rx) = mpsc::channel(64);
     let leds_uleds = live::create_uleds(&board);
@@ -482,6 +496,19 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
                 let mut s = lock(&shared);
                 let cfg = s.running().clone();
                 s.effects_mut().on_tick(&cfg);
+                if let Some(t) = fw_trial.as_mut().filter(|t| !t.marked) {
+                    let facts = crate::firmware::trial::Facts {
+                        daemon_ready: true,
+                        table_verified: s.effects().fault().is_none(),
+                        ha_enabled: cfg.ha.enabled,
+                        peer_seen: s.effects_mut().ha_view().peer.is_some(),
+                    };
+                    let d = crate::firmware::trial::decide(facts, t.on_trial, started.elapsed());
+                    drop(s);
+                    if t.act(&d) {
+                        let _ = handler::power("reboot");
+                    }
+                }
             }
             _ = sigterm.recv() => { info!("SIGTERM: orderly stop"); break; }
             _ = sigint.recv() => { info!("SIGINT: orderly stop"); break; }

@@ -8,6 +8,7 @@ pub mod disk;
 pub mod grubenv;
 pub mod keys;
 pub mod slots;
+pub mod trial;
 pub mod version;
 
 pub use cli::cli;
