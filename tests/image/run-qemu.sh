@@ -13,6 +13,8 @@
 #   --boot-disk PATH      boot the A/B boot disk (tests/image/build-disk.sh) through
 #                         GRUB instead of --kernel/--initrd; the kernel command line
 #                         then comes from the disk (build-disk.sh APPEND=...)
+#   --extra-disk PATH     another raw virtio disk after the store (and boot) disk,
+#                         read-only (e.g. a bundle for the firmware tests); repeatable
 #   --wan-tap NAME        attach existing tap NAME as eth0 (WAN)
 #   --lan-tap NAME        attach existing tap NAME as eth1 (LAN)
 #   --wan-mac MAC / --lan-mac MAC   (defaults 52:54:00:00:00:01 / :02)
@@ -39,7 +41,7 @@ build=$root/build
 kernel=$build/bzImage
 initrd=
 disk=$build/store.img
-boot_disk= wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= monitor= noreboot=0
+boot_disk= extra_disks=() wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= monitor= noreboot=0
 wan_mac=52:54:00:00:00:01 lan_mac=52:54:00:00:00:02
 timeout=3600 memory=256M dryrun=0 build_first=0
 
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
         --initrd) need "$@"; initrd=$2; shift 2 ;;
         --disk) need "$@"; disk=$2; shift 2 ;;
         --boot-disk) need "$@"; boot_disk=$2; shift 2 ;;
+        --extra-disk) need "$@"; extra_disks+=("$2"); shift 2 ;;
         --wan-tap) need "$@"; wan_tap=$2; shift 2 ;;
         --lan-tap) need "$@"; lan_tap=$2; shift 2 ;;
         --wan-mac) need "$@"; wan_mac=$2; shift 2 ;;
@@ -120,6 +123,12 @@ if [ -n "$boot_disk" ]; then
 else
     args+=(-kernel "$kernel" -initrd "$initrd" -append "$cmdline")
 fi
+n=0
+for d in ${extra_disks[@]+"${extra_disks[@]}"}; do
+    args+=(-drive "file=$d,format=raw,if=none,id=extra$n,readonly=on"
+        -device "virtio-blk-pci,drive=extra$n")
+    n=$((n + 1))
+done
 if [ -n "$serial0" ]; then
     args+=(-chardev "$serial0,id=s0" -serial chardev:s0)
 else

@@ -377,6 +377,7 @@ pub fn check_images<R: Read, E>(
     r: &mut R,
     manifest: &Manifest,
     payload_offset: u64,
+    require_end: bool,
     mut sink: impl FnMut(&ImageEntry, &[u8]) -> Result<(), E>,
 ) -> Result<Result<(), E>, BundleError> {
     let mut buf = vec![0u8; 64 * 1024];
@@ -403,6 +404,9 @@ pub fn check_images<R: Read, E>(
             });
         }
     }
+    if !require_end {
+        return Ok(Ok(()));
+    }
     let mut probe = [0u8; 4096];
     let mut extra = 0u64;
     loop {
@@ -427,11 +431,25 @@ pub fn check_images<R: Read, E>(
 /// Verify a whole bundle read as a stream: header, signature, manifest, board, version,
 /// every image hash and the exact length. Writes nothing.
 pub fn verify_stream<R: Read>(r: &mut R, policy: &Policy<'_>) -> Result<Verified, BundleError> {
+    verify_stream_opts(r, policy, true)
+}
+
+/// [`verify_stream`]; `require_end` false accepts anything after the signed length (a raw
+/// device holding the bundle).
+pub fn verify_stream_opts<R: Read>(
+    r: &mut R,
+    policy: &Policy<'_>,
+    require_end: bool,
+) -> Result<Verified, BundleError> {
     let head = read_head(r)?;
     let v = head.verify(policy)?;
-    let Ok(()) = check_images(r, &v.manifest, head.payload_offset(), |_, _| {
-        Ok::<(), std::convert::Infallible>(())
-    })?;
+    let Ok(()) = check_images(
+        r,
+        &v.manifest,
+        head.payload_offset(),
+        require_end,
+        |_, _| Ok::<(), std::convert::Infallible>(()),
+    )?;
     Ok(v)
 }
 
@@ -731,7 +749,7 @@ mod tests {
         let head = read_head(&mut r).unwrap();
         let m = Manifest::parse(&head.manifest_bytes).unwrap();
         let mut seen = 0usize;
-        let out = check_images(&mut r, &m, head.payload_offset(), |img, chunk| {
+        let out = check_images(&mut r, &m, head.payload_offset(), true, |img, chunk| {
             assert_eq!(img.name, "kernel");
             seen += chunk.len();
             Err("disk full")

@@ -102,8 +102,7 @@ impl Context {
             None => Board::load(BOARD_PATH).map_err(|e| e.to_string())?.name,
         };
         let keyring = Keyring::load(std::path::Path::new(&keyring_path))?;
-        let running =
-            Version::parse(crate::VERSION).map_err(|e| format!("running firmware: {e}"))?;
+        let running = super::running_version();
         Ok(Context {
             board,
             keyring_path,
@@ -124,11 +123,19 @@ impl Context {
     }
 }
 
-/// Verify a bundle file as a stream: header, signature, manifest, then every image hash.
+/// True for a raw device (a USB stick written with dd): it ends on a sector boundary, so
+/// its tail after the signed length is not part of the bundle.
+fn is_device(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// Verify a bundle file (or raw device) as a stream: header, signature, manifest, then every
+/// image hash.
 pub fn verify_file(path: &str, policy: &Policy<'_>) -> Result<Verified, BundleError> {
     let f = std::fs::File::open(path).map_err(|e| BundleError::Io(format!("{path}: {e}")))?;
     let mut r = BufReader::with_capacity(64 * 1024, f);
-    bundle::verify_stream(&mut r, policy)
+    bundle::verify_stream_opts(&mut r, policy, !is_device(path))
 }
 
 fn verify_cmd(mut args: Vec<String>) -> Result<(), String> {
@@ -269,6 +276,10 @@ pub fn status_text(slots: &Slots, booted: Option<Slot>) -> String {
         if slots.primary == s {
             tags.push("boots next");
         }
+        let left = format!("{} boot attempt(s) left", i.left);
+        if i.ok {
+            tags.push(&left);
+        }
         out.push_str(&format!(
             "slot {s}: {:<8} {:<32} {}\n",
             if i.version.is_empty() {
@@ -280,7 +291,7 @@ pub fn status_text(slots: &Slots, booted: Option<Slot>) -> String {
             tags.join(", ")
         ));
     }
-    out.push_str(&format!("running: {}\n", crate::VERSION));
+    out.push_str(&format!("running: {}\n", super::running_version()));
     if !slots.note.is_empty() {
         out.push_str(&format!("last event: {}\n", slots.note));
     }
@@ -323,7 +334,7 @@ fn install_cmd(mut args: Vec<String>) -> Result<(), String> {
         .ok_or("install needs a bundle FILE")?;
     no_more(&args)?;
     let keyring = Keyring::load(std::path::Path::new(&keyring_path))?;
-    let running = Version::parse(crate::VERSION).map_err(|e| format!("running firmware: {e}"))?;
+    let running = super::running_version();
     let policy = Policy {
         keyring: &keyring,
         keyring_path: &keyring_path,
@@ -374,20 +385,27 @@ fn install_cmd(mut args: Vec<String>) -> Result<(), String> {
     let mut done = 0u64;
     let mut shown = 0u64;
     let mut writers: Vec<(String, disk::AreaWriter<'_>)> = Vec::new();
-    let res = bundle::check_images(&mut r, &v.manifest, head.payload_offset(), |img, chunk| {
-        if writers.last().is_none_or(|(n, _)| *n != img.name) {
-            writers.push((img.name.clone(), disk.area_writer(target, &img.name)?));
-        }
-        let (_, w) = writers.last_mut().ok_or("no writer")?;
-        w.write(chunk)?;
-        done += chunk.len() as u64;
-        let pct = done * 100 / total;
-        if pct >= shown + 10 || done == total {
-            shown = pct;
-            eprintln!("  {pct:>3}%  {done} of {total} bytes");
-        }
-        Ok::<(), String>(())
-    });
+    let whole_file = !is_device(&file);
+    let res = bundle::check_images(
+        &mut r,
+        &v.manifest,
+        head.payload_offset(),
+        whole_file,
+        |img, chunk| {
+            if writers.last().is_none_or(|(n, _)| *n != img.name) {
+                writers.push((img.name.clone(), disk.area_writer(target, &img.name)?));
+            }
+            let (_, w) = writers.last_mut().ok_or("no writer")?;
+            w.write(chunk)?;
+            done += chunk.len() as u64;
+            let pct = done * 100 / total;
+            if pct >= shown + 10 || done == total {
+                shown = pct;
+                eprintln!("  {pct:>3}%  {done} of {total} bytes");
+            }
+            Ok::<(), String>(())
+        },
+    );
     let res = res.map_err(|e| e.to_string()).and_then(|r| r);
     if let Err(e) = res {
         tracing::warn!(slot = %target, error = %e, "firmware install failed");

@@ -12,3 +12,26 @@ pub mod trial;
 pub mod version;
 
 pub use cli::cli;
+
+/// Optional file in the root filesystem naming the image's firmware version; an image build
+/// may set it (e.g. from the release tag) without rebuilding the binary.
+pub const VERSION_FILE: &str = "/etc/appliance/firmware-version";
+
+/// The running firmware version: [`VERSION_FILE`] when it holds a valid version, else the
+/// binary's own.
+pub fn running_version() -> version::Version {
+    let fallback = || {
+        version::Version::parse(crate::VERSION).unwrap_or(version::Version {
+            major: 0,
+            minor: 0,
+            patch: 0,
+        })
+    };
+    match std::fs::read_to_string(VERSION_FILE) {
+        Ok(t) => version::Version::parse(t.trim()).unwrap_or_else(|e| {
+            tracing::warn!(file = VERSION_FILE, error = %e, "ignoring the firmware version file");
+            fallback()
+        }),
+        Err(_) => fallback(),
+    }
+}
