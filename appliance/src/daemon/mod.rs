@@ -499,7 +499,9 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
                 if let Some(t) = fw_trial.as_mut().filter(|t| !t.marked) {
                     let facts = crate::firmware::trial::Facts {
                         daemon_ready: true,
-                        table_verified: s.effects().fault().is_none(),
+                        // A network fault (e.g. a missing interface) is the config's, not the
+                        // firmware's: rolling back would not fix it.
+                        table_verified: s.effects().ipvs_fault().is_none(),
                         ha_enabled: cfg.ha.enabled,
                         peer_seen: s.effects_mut().ha_view().peer.is_some(),
                     };
