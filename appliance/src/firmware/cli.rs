@@ -308,20 +308,8 @@ fn status_cmd(mut args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// Firmware changes are made one at a time.
 fn lock() -> Result<crate::store::lock::StoreLock, String> {
-    let dir = if std::path::Path::new("/run/appliance").is_dir() {
-        "/run/appliance"
-    } else {
-        "/tmp"
-    };
-    let path = format!("{dir}/firmware.lock");
-    crate::store::lock::StoreLock::try_acquire(std::path::Path::new(&path)).map_err(|e| match e {
-        crate::store::lock::LockError::Held { .. } => {
-            format!("another firmware install, rollback or mark-good is running (lock {path}); wait for it")
-        }
-        e => e.to_string(),
-    })
+    super::change_lock()
 }
 
 fn install_cmd(mut args: Vec<String>) -> Result<(), String> {

@@ -35,3 +35,20 @@ pub fn running_version() -> version::Version {
         Err(_) => fallback(),
     }
 }
+
+/// Firmware changes (install, rollback, mark good, the daemon's mark) are made one at a time:
+/// each reads, changes and writes the environment block under this lock.
+pub fn change_lock() -> Result<crate::store::lock::StoreLock, String> {
+    let dir = if std::path::Path::new("/run/appliance").is_dir() {
+        "/run/appliance"
+    } else {
+        "/tmp"
+    };
+    let path = format!("{dir}/firmware.lock");
+    crate::store::lock::StoreLock::try_acquire(std::path::Path::new(&path)).map_err(|e| match e {
+        crate::store::lock::LockError::Held { .. } => format!(
+            "another firmware install, rollback or mark-good is running (lock {path}); wait for it"
+        ),
+        e => e.to_string(),
+    })
+}

@@ -119,6 +119,10 @@ impl Trial {
     pub fn act(&mut self, d: &Decision) -> bool {
         match d {
             Decision::MarkGood if !self.marked => {
+                // An operator's install may be rewriting the environment: try again next tick.
+                let Ok(_lock) = super::change_lock() else {
+                    return false;
+                };
                 let r = self.disk.read_env().and_then(|mut env| {
                     let changed =
                         slots::mark_good(&mut env, self.booted).map_err(|e| e.to_string())?;
