@@ -12,6 +12,9 @@ packages=(
     xz-utils lz4 cpio util-linux binutils
     # userland and image assembly (tests/image/build-image.sh)
     busybox-static
+    # A/B boot disk for the firmware tests (tests/image/build-disk.sh): GRUB i386-pc
+    # (boot.img, grub-mkimage, grub-editenv) and a FAT for its environment block
+    grub-pc-bin grub-common dosfstools mtools
     # running the image (tests/image/run-qemu.sh, tests/src/vm.rs)
     qemu-system-x86
     # SIP lab: peers, captures, namespaces, reference LVS tools

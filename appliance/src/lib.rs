@@ -7,6 +7,7 @@ pub mod config;
 pub mod console;
 pub mod control;
 pub mod daemon;
+pub mod firmware;
 pub mod ipvs;
 pub mod leds;
 pub mod net;
@@ -18,4 +19,9 @@ pub mod vrrp;
 pub mod watchdog;
 
 /// Firmware version shown on the console and in `appliance version`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// `APPLIANCE_VERSION` at build time overrides the crate version (test bundles need images of
+/// several versions from one tree).
+pub const VERSION: &str = match option_env!("APPLIANCE_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};

@@ -10,6 +10,11 @@
 #   --initrd PATH         initramfs (default build/initramfs.cpio[.gz])
 #   --disk PATH           config store disk, raw; created 1 MiB of 0xFF
 #                         (erased flash) if missing (default build/store.img)
+#   --boot-disk PATH      boot the A/B boot disk (tests/image/build-disk.sh) through
+#                         GRUB instead of --kernel/--initrd; the kernel command line
+#                         then comes from the disk (build-disk.sh APPEND=...)
+#   --extra-disk PATH     another raw virtio disk after the store (and boot) disk,
+#                         read-only (e.g. a bundle for the firmware tests); repeatable
 #   --wan-tap NAME        attach existing tap NAME as eth0 (WAN)
 #   --lan-tap NAME        attach existing tap NAME as eth1 (LAN)
 #   --wan-mac MAC / --lan-mac MAC   (defaults 52:54:00:00:00:01 / :02)
@@ -36,7 +41,7 @@ build=$root/build
 kernel=$build/bzImage
 initrd=
 disk=$build/store.img
-wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= monitor= noreboot=0
+boot_disk= extra_disks=() wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= monitor= noreboot=0
 wan_mac=52:54:00:00:00:01 lan_mac=52:54:00:00:00:02
 timeout=3600 memory=256M dryrun=0 build_first=0
 
@@ -49,6 +54,8 @@ while [ $# -gt 0 ]; do
         --kernel) need "$@"; kernel=$2; shift 2 ;;
         --initrd) need "$@"; initrd=$2; shift 2 ;;
         --disk) need "$@"; disk=$2; shift 2 ;;
+        --boot-disk) need "$@"; boot_disk=$2; shift 2 ;;
+        --extra-disk) need "$@"; extra_disks+=("$2"); shift 2 ;;
         --wan-tap) need "$@"; wan_tap=$2; shift 2 ;;
         --lan-tap) need "$@"; lan_tap=$2; shift 2 ;;
         --wan-mac) need "$@"; wan_mac=$2; shift 2 ;;
@@ -79,8 +86,14 @@ if [ -z "$initrd" ]; then
         [ -r "$c" ] && { initrd=$c; break; }
     done
 fi
-[ -r "$kernel" ] || die "kernel $kernel missing: run tests/image/build-image.sh"
-[ -n "$initrd" ] && [ -r "$initrd" ] || die "initramfs missing: run tests/image/build-image.sh"
+if [ -n "$boot_disk" ]; then
+    [ -r "$boot_disk" ] || die "boot disk $boot_disk missing: run tests/image/build-disk.sh"
+    [ "$testshell" = 0 ] && [ -z "$append" ] \
+        || die "--testshell/--append do not reach a kernel GRUB starts: build the disk with APPEND=..."
+else
+    [ -r "$kernel" ] || die "kernel $kernel missing: run tests/image/build-image.sh"
+    [ -n "$initrd" ] && [ -r "$initrd" ] || die "initramfs missing: run tests/image/build-image.sh"
+fi
 
 if [ ! -e "$disk" ]; then
     # Fresh flash reads as all 0xFF; make the blank disk look the same.
@@ -98,12 +111,24 @@ args=(
     -name sip-lb-appliance
     -machine pc -accel tcg -cpu max -m "$memory"
     -nodefaults -no-user-config -display none
-    -kernel "$kernel" -initrd "$initrd" -append "$cmdline"
     -drive "file=$disk,format=raw,if=none,id=store,cache=writeback"
     -device virtio-blk-pci,drive=store
     -device virtio-rng-pci
     -device i6300esb -action watchdog=reset
 )
+if [ -n "$boot_disk" ]; then
+    # Second virtio disk (/dev/vdb; the store stays /dev/vda), first in the BIOS boot order.
+    args+=(-drive "file=$boot_disk,format=raw,if=none,id=boot,cache=writeback"
+        -device virtio-blk-pci,drive=boot,bootindex=0)
+else
+    args+=(-kernel "$kernel" -initrd "$initrd" -append "$cmdline")
+fi
+n=0
+for d in ${extra_disks[@]+"${extra_disks[@]}"}; do
+    args+=(-drive "file=$d,format=raw,if=none,id=extra$n,readonly=on"
+        -device "virtio-blk-pci,drive=extra$n")
+    n=$((n + 1))
+done
 if [ -n "$serial0" ]; then
     args+=(-chardev "$serial0,id=s0" -serial chardev:s0)
 else

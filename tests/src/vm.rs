@@ -197,6 +197,12 @@ pub struct VmOptions {
     pub hard_timeout: Duration,
     /// Connect QEMU's HMP monitor (for [`Vm::monitor`], e.g. `set_link`).
     pub monitor: bool,
+    /// Boot this A/B boot disk through GRUB (tests/image/build-disk.sh) instead of the
+    /// image's kernel; its command line comes from the disk, so `testshell` and
+    /// `extra_cmdline` must be baked into it.
+    pub boot_disk: Option<PathBuf>,
+    /// More raw disks, read-only, after the store (and boot) disk.
+    pub extra_disks: Vec<PathBuf>,
 }
 
 impl VmOptions {
@@ -216,6 +222,8 @@ impl VmOptions {
             memory: "256M".into(),
             hard_timeout: VM_HARD_TIMEOUT,
             monitor: false,
+            boot_disk: None,
+            extra_disks: Vec::new(),
         }
     }
 }
@@ -512,12 +520,19 @@ impl Vm {
 
         let mut cmd = Command::new("bash");
         cmd.arg(repo_root().join("tests/image/run-qemu.sh"))
-            .args(["--timeout", "0"]) // we enforce our own hard timeout
-            .arg("--kernel")
-            .arg(&opts.image.kernel)
-            .arg("--initrd")
-            .arg(&opts.image.initrd)
-            .arg("--disk")
+            .args(["--timeout", "0"]); // we enforce our own hard timeout
+        if let Some(b) = &opts.boot_disk {
+            cmd.arg("--boot-disk").arg(b);
+        } else {
+            cmd.arg("--kernel")
+                .arg(&opts.image.kernel)
+                .arg("--initrd")
+                .arg(&opts.image.initrd);
+        }
+        for d in &opts.extra_disks {
+            cmd.arg("--extra-disk").arg(d);
+        }
+        cmd.arg("--disk")
             .arg(&disk)
             .arg("--memory")
             .arg(&opts.memory)
@@ -525,7 +540,7 @@ impl Vm {
             .arg(format!("socket,path={}", sock0.display()))
             .arg("--serial1")
             .arg(format!("socket,path={}", sock1.display()));
-        if opts.testshell {
+        if opts.testshell && opts.boot_disk.is_none() {
             cmd.arg("--testshell");
         }
         if opts.monitor {
@@ -546,7 +561,7 @@ impl Vm {
                 cmd.arg(flag).arg(v);
             }
         }
-        if !opts.extra_cmdline.is_empty() {
+        if !opts.extra_cmdline.is_empty() && opts.boot_disk.is_none() {
             cmd.arg("--append").arg(opts.extra_cmdline.join(" "));
         }
         cmd.stdin(Stdio::null())

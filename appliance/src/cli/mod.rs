@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod control;
 pub mod daemon;
+pub mod firmware;
 pub mod ipvs;
 pub mod leds;
 pub mod net;
@@ -77,6 +78,8 @@ pub enum Command {
     Net(net::Args),
     /// `leds`
     Leds(leds::Args),
+    /// `firmware`
+    Firmware(firmware::Args),
     /// `version`
     Version(Version),
 }
@@ -231,6 +234,7 @@ fn dispatch(c: Command) -> ExitCode {
         Command::Ipvs(a) => ipvs::run(a),
         Command::Net(a) => net::run(a),
         Command::Leds(a) => leds::run(a),
+        Command::Firmware(a) => firmware::run(a),
         Command::Version(_) => version(),
     }
 }

@@ -38,6 +38,36 @@ pub struct Board {
     pub uleds: Vec<String>,
     /// Default role -> LED map, used when the operator's config has no `[[leds]]`.
     pub leds: Vec<super::LedBinding>,
+    /// A/B firmware boot disk; `None` on boards without firmware slots.
+    pub firmware: Option<FirmwareLayout>,
+}
+
+/// Boot disk layout of a board with A/B firmware slots (offsets: `firmware::disk`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareLayout {
+    /// The boot disk device as Linux names it (e.g. /dev/vdb), or an image file.
+    pub disk: String,
+    /// Size of each slot in MiB.
+    pub slot_mib: u64,
+    /// Space for the kernel at the start of a slot, in MiB; the rootfs follows.
+    pub kernel_mib: u64,
+}
+
+impl FirmwareLayout {
+    /// Check the sizes make sense.
+    pub fn check(&self) -> Result<(), String> {
+        if self.disk.is_empty() {
+            return Err("[firmware] disk is empty".into());
+        }
+        if self.kernel_mib == 0 || self.slot_mib <= self.kernel_mib || self.slot_mib > 4096 {
+            return Err(format!(
+                "[firmware] slot_mib {} must exceed kernel_mib {} (> 0) and be at most 4096",
+                self.slot_mib, self.kernel_mib
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Board {
@@ -52,6 +82,7 @@ impl Default for Board {
             console: "/dev/console".into(),
             uleds: Vec::new(),
             leds: Vec::new(),
+            firmware: None,
         }
     }
 }
@@ -148,7 +179,8 @@ mod board_file_tests {
                         "sysfs_root",
                         "console",
                         "uleds",
-                        "leds"
+                        "leds",
+                        "firmware"
                     ]
                     .contains(&k.as_str()),
                     "{}: unknown key '{k}'",

@@ -514,7 +514,8 @@ async fn ping(host: &str, count: u8) -> Response {
 }
 
 /// Ask BusyBox init (PID 1) to reboot or power off; refuse anywhere else.
-fn power(what: &str) -> Response {
+/// Ask BusyBox init to reboot or power off (refused under another init).
+pub(crate) fn power(what: &str) -> Response {
     let init = std::fs::read_link("/proc/1/exe").unwrap_or_default();
     if !init.to_string_lossy().contains("busybox") {
         return Response::error(format!(

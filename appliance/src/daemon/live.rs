@@ -360,6 +360,11 @@ impl Live {
             .unwrap_or(0.0)
     }
 
+    /// IPVS fault only: the table could not be programmed or read back as wanted.
+    pub fn ipvs_fault(&self) -> Option<&str> {
+        self.fault.as_deref()
+    }
+
     /// Current fault text (IPVS or network), if any.
     pub fn fault(&self) -> Option<String> {
         self.fault.clone().or_else(|| self.net_fault.clone())

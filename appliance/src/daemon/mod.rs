@@ -399,6 +399,20 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         }
     }
 
+    // A/B firmware: record a bootloader fallback, and on a trial boot that already crash-loops,
+    // reboot at once so the bootloader falls back to the other slot.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut fw_trial = crate::firmware::trial::Trial::start(board.firmware.as_ref(), &cmdline);
+    if let Some(why) = fw_trial.as_ref().and_then(|t| t.fallback.clone()) {
+        alerts.push(why);
+    }
+    if fw_trial.as_ref().is_some_and(|t| t.on_trial)
+        && history.as_ref().is_some_and(|h| h.crash_loop)
+    {
+        error!("firmware slot on trial crash-loops: rebooting so the bootloader falls back");
+        let _ = handler::power("reboot");
+    }
+
     let (health_tx, mut health_rx) = mpsc::channel(1024);
     let (link_tx, mut link_rx) = mpsc::channel(64);
     let leds_uleds = live::create_uleds(&board);
@@ -504,13 +518,33 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
             Err(std::sync::TryLockError::WouldBlock) => continue,
         };
         let cfg = s.running().clone();
+        let mut reboot = false;
         for p in pending.drain(..) {
             match p {
                 Pending::Health(batch) => s.effects_mut().on_health(&cfg, batch),
                 Pending::Ha(n) => s.effects_mut().on_ha_notice(&cfg, n),
                 Pending::Link(ev) => s.effects_mut().on_link(&cfg, ev),
-                Pending::Tick => s.effects_mut().on_tick(&cfg),
+                Pending::Tick => {
+                    s.effects_mut().on_tick(&cfg);
+                    if let Some(t) = fw_trial.as_mut().filter(|t| !t.marked) {
+                        let facts = crate::firmware::trial::Facts {
+                            daemon_ready: true,
+                            // A network fault (e.g. a missing interface) is the config's, not
+                            // the firmware's: rolling back would not fix it.
+                            table_verified: s.effects().ipvs_fault().is_none(),
+                            ha_enabled: cfg.ha.enabled,
+                            peer_seen: s.effects_mut().ha_view().peer.is_some(),
+                        };
+                        let d =
+                            crate::firmware::trial::decide(facts, t.on_trial, started.elapsed());
+                        reboot |= t.act(&d);
+                    }
+                }
             }
+        }
+        drop(s);
+        if reboot {
+            let _ = handler::power("reboot");
         }
     }
 
