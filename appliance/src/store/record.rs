@@ -114,6 +114,7 @@ impl From<ConfigV1> for Config {
             console: v.console,
             watchdog: v.watchdog,
             ha,
+            management: Default::default(),
         }
     }
 }
@@ -162,6 +163,7 @@ impl From<ConfigV2> for Config {
             console: v.console,
             watchdog: v.watchdog,
             ha: v.ha,
+            management: Default::default(),
         }
     }
 }
@@ -483,6 +485,27 @@ pub fn largest_config() -> Config {
             peer_wan: Some(max_ip),
             peer_lan: Some(max_ip),
             sync_interface: filled('i'),
+        },
+        management: ManagementSettings {
+            listen: ManagementListen::Interface,
+            interface: filled('m'),
+            address: Some(Ipv4Net {
+                addr: max_ip,
+                prefix: u8::MAX,
+            }),
+            allow: {
+                let mut v = heapless::Vec::new();
+                while v
+                    .push(Ipv4Net {
+                        addr: max_ip,
+                        prefix: u8::MAX,
+                    })
+                    .is_ok()
+                {}
+                v
+            },
+            metrics_enabled: true,
+            metrics_port: u16::MAX,
         },
     }
 }
