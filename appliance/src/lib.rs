@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod ipvs;
 pub mod leds;
+pub mod metrics;
 pub mod net;
 pub mod probe;
 pub mod store;

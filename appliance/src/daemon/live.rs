@@ -73,6 +73,18 @@ pub struct Live {
     sync_sysctls_ok: bool,
     /// The VRRP runner (None until [`Live::attach_ha`]).
     runner: Option<HaRunner>,
+    /// Metrics: transitions to (up, down) per server, store saves and failures, start facts.
+    counts: MetricCounts,
+}
+
+/// What only the daemon counts, for the metrics endpoint.
+#[derive(Clone, Debug, Default)]
+struct MetricCounts {
+    transitions: HashMap<ServerKey, (u64, u64)>,
+    saves: u64,
+    save_failures: u64,
+    watchdog_armed: bool,
+    recent_starts: u64,
 }
 
 /// Create the board's uleds LED devices (QEMU has no LED hardware); keep the files open.
@@ -138,6 +150,72 @@ impl Live {
             ha: HaView::new(started),
             sync_sysctls_ok: false,
             runner: None,
+            counts: MetricCounts::default(),
+        }
+    }
+
+    /// Start facts the metrics show: watchdog armed, daemon starts in the crash-loop window.
+    pub fn set_start_facts(&mut self, watchdog_armed: bool, recent_starts: u64) {
+        self.counts.watchdog_armed = watchdog_armed;
+        self.counts.recent_starts = recent_starts;
+    }
+
+    /// A snapshot of everything the metrics endpoint shows (quick: clones, no I/O
+    /// beyond the prober's per-server stats locks).
+    pub fn metrics_snapshot(&self, cfg: &Config) -> crate::metrics::Snapshot {
+        use crate::metrics::render::{HaSnap, ServerSnap};
+        let probed: HashMap<(String, SocketAddrV4), crate::probe::ServerProbeStats> = self
+            .prober
+            .snapshot()
+            .into_iter()
+            .map(|p| ((p.service.to_string(), p.server), p))
+            .collect();
+        let mut servers = Vec::new();
+        for svc in &cfg.services {
+            for rs in &svc.servers {
+                let addr = SocketAddrV4::new(rs.address, rs.port);
+                let key = (svc.name.to_string(), addr);
+                let health = self.health_of(svc.name.as_str(), addr).health;
+                let (to_up, to_down) = self.counts.transitions.get(&key).copied().unwrap_or((0, 0));
+                let p = probed.get(&key);
+                servers.push(ServerSnap {
+                    up: health == Health::Up || (health == Health::Unknown && !svc.probe.enabled),
+                    enabled: rs.state == AdminState::Enabled,
+                    health,
+                    to_up,
+                    to_down,
+                    probe: p.map(|p| p.counters).unwrap_or_default(),
+                    rtt: p.map(|p| p.rtt.hist).unwrap_or_default(),
+                    service: key.0,
+                    addr,
+                });
+            }
+        }
+        let ha = cfg.ha.enabled.then(|| HaSnap {
+            role: self.ha.state.as_str(),
+            transitions: self.ha.transitions,
+            split_brain: self.ha.split_brain,
+            sync: self
+                .ha
+                .sync
+                .iter()
+                .map(|d| (d.state.clone(), d.ifname.clone()))
+                .collect(),
+            sync_ok: self.ha.sync_error.is_none(),
+        });
+        crate::metrics::Snapshot {
+            version: crate::VERSION.to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            table: self.table.clone(),
+            servers,
+            ha,
+            fault: self.fault().is_some(),
+            store_saves: self.counts.saves,
+            store_save_failures: self.counts.save_failures,
+            watchdog_armed: self.counts.watchdog_armed,
+            crash_loop: self.crash_loop,
+            recent_starts: self.counts.recent_starts,
+            endpoint: Default::default(),
         }
     }
 
@@ -482,6 +560,12 @@ impl Live {
     pub fn on_health(&mut self, cfg: &Config, events: Vec<HealthEvent>) {
         for ev in events {
             let key = (ev.service.to_string(), ev.server);
+            let n = self.counts.transitions.entry(key.clone()).or_default();
+            match ev.health {
+                Health::Up => n.0 += 1,
+                Health::Down => n.1 += 1,
+                Health::Unknown => {}
+            }
             match ev.health {
                 Health::Down => {
                     warn!(service = %ev.service, server = %ev.server, reason = %ev.reason, "server DOWN")
@@ -646,7 +730,14 @@ impl Effects for Live {
         let store = self.store.as_mut().ok_or_else(|| {
             EffectError("no config store is available on this box (see the boot log)".into())
         })?;
-        let generation = store.save(c).map_err(|e| EffectError(e.to_string()))?;
+        let generation = match store.save(c) {
+            Ok(g) => g,
+            Err(e) => {
+                self.counts.save_failures += 1;
+                return Err(EffectError(e.to_string()));
+            }
+        };
+        self.counts.saves += 1;
         info!(generation, "configuration saved to flash");
         Ok(generation)
     }
