@@ -29,6 +29,27 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a client has to take the response.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The endpoint's bounds (the constants above; tests shorten them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time to receive the request head.
+    pub head_timeout: Duration,
+    /// Time to hand over the response.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            head_timeout: HEAD_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+        }
+    }
+}
+
 /// Where and for whom the endpoint serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
@@ -83,22 +104,42 @@ fn bump(a: &AtomicU64) {
 /// A running endpoint; dropping it stops listening (connections in progress finish).
 pub struct Endpoint {
     binding: Binding,
+    local: SocketAddr,
     task: JoinHandle<()>,
 }
 
 impl Endpoint {
     /// Listens on `binding.addr` and serves snapshots from `source`. Call inside the runtime.
     pub fn start(binding: Binding, source: SnapshotFn) -> Result<Endpoint, MetricsError> {
+        Self::start_with(binding, source, Limits::default())
+    }
+
+    /// [`Endpoint::start`] with other bounds.
+    pub fn start_with(
+        binding: Binding,
+        source: SnapshotFn,
+        limits: Limits,
+    ) -> Result<Endpoint, MetricsError> {
         let bind_err = |source| MetricsError::Bind {
             addr: binding.addr,
             source,
         };
         let std_l = std::net::TcpListener::bind(binding.addr).map_err(bind_err)?;
         std_l.set_nonblocking(true).map_err(bind_err)?;
+        let local = std_l.local_addr().map_err(bind_err)?;
         let listener = TcpListener::from_std(std_l).map_err(bind_err)?;
-        info!(listen = %binding.addr, allow = ?binding.allow, "metrics endpoint listening");
-        let task = tokio::spawn(accept_loop(listener, binding.allow.clone(), source));
-        Ok(Endpoint { binding, task })
+        info!(listen = %local, allow = ?binding.allow, "metrics endpoint listening");
+        let task = tokio::spawn(accept_loop(listener, binding.allow.clone(), source, limits));
+        Ok(Endpoint {
+            binding,
+            local,
+            task,
+        })
+    }
+
+    /// The address actually bound (port 0 picks one).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// What it listens on, for whom.
@@ -130,8 +171,13 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-async fn accept_loop(listener: TcpListener, allow: Vec<Ipv4Net>, source: SnapshotFn) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn accept_loop(
+    listener: TcpListener,
+    allow: Vec<Ipv4Net>,
+    source: SnapshotFn,
+    limits: Limits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let counters = Arc::new(Counters::default());
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -158,17 +204,17 @@ async fn accept_loop(listener: TcpListener, allow: Vec<Ipv4Net>, source: Snapsho
         let source = source.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            serve(stream, &source, &counters).await;
+            serve(stream, &source, &counters, limits).await;
             drop(permit);
         });
     }
 }
 
 /// Reads the head (bounded in size and time), answers once, closes.
-async fn serve(mut stream: TcpStream, source: &SnapshotFn, counters: &Counters) {
+async fn serve(mut stream: TcpStream, source: &SnapshotFn, counters: &Counters, limits: Limits) {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    let deadline = tokio::time::Instant::now() + limits.head_timeout;
     let outcome = loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
             Err(_) => break Err(Status::Timeout),
@@ -221,5 +267,136 @@ async fn serve(mut stream: TcpStream, source: &SnapshotFn, counters: &Counters) 
         stream.write_all(&response).await?;
         stream.shutdown().await
     };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, write).await;
+    let _ = tokio::time::timeout(limits.write_timeout, write).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpStream as StdStream};
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    /// Runs the endpoint on its own runtime thread, the way the daemon runs it.
+    fn start(allow: &[&str], limits: Limits) -> (SocketAddr, std::sync::mpsc::Sender<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let allow: Vec<Ipv4Net> = allow.iter().map(|a| net(a)).collect();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let source: SnapshotFn = Arc::new(|| Snapshot {
+                    version: "test".into(),
+                    ..Snapshot::default()
+                });
+                let b = Binding {
+                    addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+                    allow,
+                };
+                let ep = Endpoint::start_with(b, source, limits).unwrap();
+                tx.send(ep.local_addr()).unwrap();
+                // Serve until the test drops its sender.
+                while stop_rx.try_recv() == Err(std::sync::mpsc::TryRecvError::Empty) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        });
+        (rx.recv().unwrap(), stop_tx)
+    }
+
+    fn exchange(addr: SocketAddr, send: &[u8]) -> std::io::Result<String> {
+        let mut s = StdStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(send)?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn serves_get_metrics_and_refuses_the_rest() {
+        let (addr, _stop) = start(&["127.0.0.0/8"], Limits::default());
+        let r = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.contains("Content-Type: text/plain; version=0.0.4"), "{r}");
+        assert!(
+            r.contains("appliance_build_info{version=\"test\"} 1\n"),
+            "{r}"
+        );
+        let r = exchange(addr, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        assert!(r.starts_with("HTTP/1.1 404 "), "{r}");
+        let r = exchange(addr, b"DELETE /metrics HTTP/1.1\r\n\r\n").unwrap();
+        assert!(r.starts_with("HTTP/1.1 405 "), "{r}");
+        let r = exchange(addr, b"\x16\x03\x01\x00\x05hello").unwrap();
+        assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
+        let big = vec![b'a'; 8192];
+        let r = exchange(addr, &big).unwrap_or_default();
+        // Either the 431 arrives, or the reset for the unread rest of the flood does.
+        assert!(r.is_empty() || r.starts_with("HTTP/1.1 431 "), "{r}");
+        // The endpoint counted the refusals; the next scrape shows them.
+        let r = exchange(addr, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        assert!(
+            r.contains("appliance_metrics_connections_total{outcome=\"rejected\"} 4\n"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn a_source_outside_the_allow_list_gets_nothing() {
+        let (addr, _stop) = start(&["192.0.2.0/24"], Limits::default());
+        match exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n") {
+            Ok(r) => assert!(r.is_empty(), "answered a refused source: {r}"),
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ),
+                "{e}"
+            ),
+        }
+    }
+
+    #[test]
+    fn a_slow_head_times_out_and_busy_slots_reset_extra_connections() {
+        let limits = Limits {
+            max_connections: 2,
+            head_timeout: Duration::from_millis(300),
+            write_timeout: Duration::from_secs(1),
+        };
+        let (addr, _stop) = start(&["127.0.0.1/32"], limits);
+        // Two slow clients hold both slots with half a head each.
+        let mut slow: Vec<StdStream> = (0..2)
+            .map(|_| {
+                let mut s = StdStream::connect(addr).unwrap();
+                s.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ").unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        // A third is reset without an answer while they hold them.
+        match exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n") {
+            Ok(r) => assert!(r.is_empty(), "{r}"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+        // The slow ones get 408 once their time is up, and the slots free again.
+        for s in slow.iter_mut() {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        }
+        let r = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+        assert!(
+            r.contains("appliance_metrics_connections_total{outcome=\"timeout\"} 2\n")
+                && r.contains("appliance_metrics_connections_total{outcome=\"refused_busy\"} 1\n"),
+            "{r}"
+        );
+    }
 }
