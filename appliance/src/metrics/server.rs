@@ -50,6 +50,9 @@ impl Default for Limits {
     }
 }
 
+/// How long a closing connection's input is drained after the answer.
+const LINGER: Duration = Duration::from_millis(500);
+
 /// Where and for whom the endpoint serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
@@ -267,7 +270,21 @@ async fn serve(mut stream: TcpStream, source: &SnapshotFn, counters: &Counters, 
         stream.write_all(&response).await?;
         stream.shutdown().await
     };
-    let _ = tokio::time::timeout(limits.write_timeout, write).await;
+    if let Ok(Ok(())) = tokio::time::timeout(limits.write_timeout, write).await {
+        // Lingering close: closing with unread input would reset the connection and
+        // could destroy the answer before the client reads it, so drain a little first.
+        let drain = async {
+            let mut sink = [0u8; 1024];
+            let mut left = 64 * 1024usize;
+            while left > 0 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +408,9 @@ mod tests {
             let _ = s.read_to_string(&mut out);
             assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
         }
+        // Closing ends the server's lingering drain, which frees the slots.
+        drop(slow);
+        std::thread::sleep(Duration::from_millis(100));
         let r = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
         assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
         assert!(
