@@ -204,6 +204,16 @@ fn metrics_scraped_by_prometheus() {
             "prometheus.log",
         )
         .expect("start Prometheus");
+    // Prometheus opens its API a moment after it starts.
+    lab::wait_until(Duration::from_secs(60), "Prometheus ready", || {
+        in_ns(
+            &ns,
+            "curl",
+            &["-sf", "-m", "2", "http://127.0.0.1:9090/-/ready"],
+        )
+        .1 == 0
+    })
+    .expect("Prometheus ready");
     let script = lv.lab.path("http_peer.py");
     std::fs::write(&script, include_str!("../tools/http_peer.py")).unwrap();
     let script = script.display().to_string();
