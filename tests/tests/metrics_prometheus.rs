@@ -388,7 +388,9 @@ fn metrics_scraped_by_prometheus() {
     assert_eq!(allowed.len(), 3, "{allowed:?}");
     for (what, ms) in &allowed {
         assert!(
-            what == "status:408" && (4000..9000).contains(ms),
+            // The 5 s head timeout runs on the guest's clock, which drifts under TCG on a
+            // loaded host (3.5 host seconds seen): the bound is loose, the answer is not.
+            what == "status:408" && (2000..10000).contains(ms),
             "a slow head got {what} after {ms} ms (want 408 after the 5 s head timeout)"
         );
     }
