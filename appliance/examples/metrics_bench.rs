@@ -40,12 +40,7 @@ fn largest() -> Snapshot {
         let vip = Ipv4Addr::new(203, 0, 113, 10 + s as u8);
         let mut dests = Vec::new();
         for d in 0..MAX_SERVERS {
-            let addr = Ipv4Addr::new(
-                198,
-                51,
-                100 + (s as u8 / 4),
-                1 + (s as u8 % 4) * 64 + d as u8,
-            );
+            let addr = Ipv4Addr::new(198, 51, 100 + s as u8, 1 + d as u8);
             dests.push(DestEntry {
                 key: DestKey {
                     addr: IpAddr::V4(addr),
