@@ -23,6 +23,8 @@ packages=(
     kamailio
     # Buildroot tree checks (tests/buildroot): tomllib needs python3 >= 3.11
     python3 shellcheck flake8
+    # metrics test (tests/tests/metrics_prometheus.rs): the scraper and its API client
+    prometheus curl
 )
 
 # rustfmt and clippy for tests/run.sh's format/lint step. rustup may be offline:

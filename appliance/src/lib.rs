@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod firmware;
 pub mod ipvs;
 pub mod leds;
+pub mod metrics;
 pub mod net;
 pub mod probe;
 pub mod store;

@@ -74,6 +74,9 @@ pub struct Config {
     /// What the box routes besides the balanced traffic (nothing, by default).
     #[serde(default)]
     pub router: RouterSettings,
+    /// Management access: where management services (metrics) listen and who may connect.
+    #[serde(default)]
+    pub management: ManagementSettings,
 }
 
 /// Routing between WAN and LAN outside the virtual services.
@@ -473,6 +476,86 @@ impl Default for HaSettings {
     }
 }
 
+/// Default TCP port of the metrics endpoint: node_exporter's well-known port, so a
+/// scrape config written for a Linux host's exporter points at the box unchanged.
+pub const DEFAULT_METRICS_PORT: u16 = 9100;
+/// Maximum number of allowed management source prefixes.
+pub const MAX_MGMT_ALLOW: usize = 8;
+
+/// Where the management services listen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ManagementListen {
+    /// The LAN interface address (the default: the monitoring network is behind the box).
+    #[default]
+    Lan,
+    /// A dedicated management interface (`management.interface` with `management.address`).
+    Interface,
+    /// The WAN interface address: reachable from the SIP clients' side (a validation warning).
+    Wan,
+}
+
+impl ManagementListen {
+    /// The word used in the config file and on the console.
+    pub fn word(self) -> &'static str {
+        match self {
+            ManagementListen::Lan => "lan",
+            ManagementListen::Interface => "interface",
+            ManagementListen::Wan => "wan",
+        }
+    }
+}
+
+/// Management access: where management services listen and which sources may connect.
+/// A connection from a source outside `allow` is closed before any byte is read.
+/// Rules live in `validate` (`check_management`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagementSettings {
+    /// Which address the services listen on.
+    pub listen: ManagementListen,
+    /// The dedicated management interface (only with `listen = "interface"`).
+    pub interface: IfName,
+    /// Address and prefix of the dedicated management interface (only with `listen = "interface"`).
+    pub address: Option<Ipv4Net>,
+    /// Source prefixes allowed to connect (e.g. the monitoring server's `198.51.100.50/32`).
+    pub allow: Vec<Ipv4Net, MAX_MGMT_ALLOW>,
+    /// Serve Prometheus metrics on `http://<listen address>:<metrics_port>/metrics`.
+    pub metrics_enabled: bool,
+    /// TCP port of the metrics endpoint.
+    pub metrics_port: u16,
+}
+
+impl Default for ManagementSettings {
+    fn default() -> Self {
+        ManagementSettings {
+            listen: ManagementListen::Lan,
+            interface: IfName::new(),
+            address: None,
+            allow: Vec::new(),
+            // Off until the operator names who may scrape (an empty allow list admits nobody).
+            metrics_enabled: false,
+            metrics_port: DEFAULT_METRICS_PORT,
+        }
+    }
+}
+
+impl ManagementSettings {
+    /// The address the management services listen on (None: a dedicated interface without address).
+    pub fn listen_addr(&self, c: &Config) -> Option<Ipv4Addr> {
+        match self.listen {
+            ManagementListen::Lan => Some(c.lan.address.addr),
+            ManagementListen::Wan => Some(c.wan.address.addr),
+            ManagementListen::Interface => self.address.map(|a| a.addr),
+        }
+    }
+
+    /// True when `src` may connect: inside one of the `allow` prefixes.
+    pub fn allows(&self, src: Ipv4Addr) -> bool {
+        self.allow.iter().any(|n| n.contains(src))
+    }
+}
+
 impl HaSettings {
     /// The VRRP advertisement interval.
     pub fn advert_interval(&self) -> Duration {
@@ -637,6 +720,7 @@ impl Config {
             watchdog: WatchdogSettings::default(),
             ha: HaSettings::default(),
             router: RouterSettings::default(),
+            management: ManagementSettings::default(),
         }
     }
 }

@@ -146,6 +146,12 @@ mod tests {
         let mut c = crate::store::largest_config();
         c.wan.address.prefix = 32;
         c.lan.address.prefix = 32;
+        if let Some(a) = c.management.address.as_mut() {
+            a.prefix = 32;
+        }
+        for n in c.management.allow.iter_mut() {
+            n.prefix = 32;
+        }
         for s in c.services.iter_mut() {
             for r in s.probe.accept.iter_mut() {
                 *r = CodeRange { lo: 100, hi: 699 };

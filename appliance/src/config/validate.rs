@@ -221,6 +221,7 @@ pub fn validate(c: &Config) -> Report {
     if c.ha.enabled {
         check_ha(&mut r, c, wan_ok, lan_ok);
     }
+    check_management(&mut r, c, wan_ok, lan_ok);
     r
 }
 
@@ -234,6 +235,125 @@ pub fn ha_problems(c: &Config) -> Report {
     let mut r = Report::default();
     check_ha(&mut r, c, wan_ok, lan_ok);
     r
+}
+
+/// Checks `[management]`: the listen address, the source allow list and the metrics port.
+fn check_management(r: &mut Report, c: &Config, wan_ok: bool, lan_ok: bool) {
+    let m = &c.management;
+    match m.listen {
+        ManagementListen::Lan => {}
+        ManagementListen::Wan => r.warn(
+            "management.listen",
+            format!(
+                "management services listen on WAN ({}), the SIP clients' side; prefer listen = \"lan\" or a dedicated interface, and keep management.allow to your monitoring hosts",
+                c.wan.address.addr
+            ),
+        ),
+        ManagementListen::Interface => {
+            if let Err(e) = check_ifname(m.interface.as_str()) {
+                r.error(
+                    "management.interface",
+                    format!("management interface: {e}"),
+                );
+            } else if m.interface == c.wan.name || m.interface == c.lan.name {
+                r.error(
+                    "management.interface",
+                    format!(
+                        "management interface {} is already the WAN or LAN interface; name the third port (e.g. eth2), or use listen = \"lan\"",
+                        m.interface
+                    ),
+                );
+            }
+            match m.address {
+                None => r.error(
+                    "management.address",
+                    "a dedicated management interface needs an address, e.g. address = \"192.0.2.2/24\"",
+                ),
+                Some(a) if a.prefix == 0 || a.prefix > 32 => r.error(
+                    "management.address",
+                    format!("management address {a} has an invalid prefix; use 1..=32, e.g. /24"),
+                ),
+                Some(a) if !is_host_addr(a.addr) || a.is_network_or_broadcast(a.addr) => r.error(
+                    "management.address",
+                    format!("management address {a} is not a usable host address of its subnet; pick a host address"),
+                ),
+                Some(a) => {
+                    for (ok, label, n) in [(wan_ok, "WAN", &c.wan.address), (lan_ok, "LAN", &c.lan.address)] {
+                        if ok && a.overlaps(n) {
+                            r.error(
+                                "management.address",
+                                format!(
+                                    "management subnet {} overlaps the {label} subnet {}; the management port needs a subnet of its own",
+                                    a.network(),
+                                    n.network()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if m.listen != ManagementListen::Interface && (!m.interface.is_empty() || m.address.is_some()) {
+        r.warn(
+            "management.interface",
+            format!(
+                "management.interface and management.address are ignored while listen = \"{}\"; set listen = \"interface\" to use them, or clear them",
+                m.listen.word()
+            ),
+        );
+    }
+    for (i, n) in m.allow.iter().enumerate() {
+        let path = format!("management.allow[{i}]");
+        if n.prefix > 32 {
+            r.error(
+                path,
+                format!(
+                    "allowed source {n} has an invalid prefix; use 0..=32, e.g. 198.51.100.50/32"
+                ),
+            );
+            continue;
+        }
+        if n.network() != *n {
+            r.error(
+                path.clone(),
+                format!(
+                    "allowed source {n} has host bits set; write the prefix as {} (or {}/32 for that one host)",
+                    n.network(),
+                    n.addr
+                ),
+            );
+        } else if n.prefix == 0 {
+            r.warn(
+                path.clone(),
+                format!(
+                    "allowed source {n} admits every address; list your monitoring hosts instead"
+                ),
+            );
+        }
+        if m.allow[..i].contains(n) {
+            r.error(
+                path,
+                format!("allowed source {n} is listed twice; remove one"),
+            );
+        }
+    }
+    if m.metrics_enabled {
+        if m.allow.is_empty() {
+            r.error(
+                "management.allow",
+                "metrics are on but no source may connect; add the monitoring server to management.allow, e.g. allow = [\"198.51.100.50/32\"]",
+            );
+        }
+        if m.metrics_port == 0 {
+            r.error(
+                "management.metrics_port",
+                format!(
+                    "metrics port 0 is not a port; use 1..=65535 (default {DEFAULT_METRICS_PORT})"
+                ),
+            );
+        }
+    }
 }
 
 /// Checks `[ha]` (called only when HA is enabled).
@@ -1673,5 +1793,124 @@ mod tests {
         c.services[0].servers[0].weight = u32::MAX;
         let r = validate(&c);
         assert!(!r.is_ok());
+    }
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn management_defaults_are_valid_and_metrics_need_an_allow_list() {
+        let mut c = base();
+        assert!(validate(&c).is_ok());
+        assert_eq!(c.management.metrics_port, 9100);
+        assert_eq!(
+            c.management.listen_addr(&c),
+            Some(Ipv4Addr::new(198, 51, 100, 1))
+        );
+        c.management.metrics_enabled = true;
+        one_error(
+            &c,
+            &[
+                "metrics are on but no source may connect",
+                "management.allow",
+            ],
+        );
+        let _ = c.management.allow.push(net("198.51.100.50/32"));
+        assert!(validate(&c).is_ok(), "{:#?}", validate(&c));
+        assert!(c.management.allows(Ipv4Addr::new(198, 51, 100, 50)));
+        assert!(!c.management.allows(Ipv4Addr::new(198, 51, 100, 51)));
+        c.management.metrics_port = 0;
+        one_error(&c, &["metrics port 0 is not a port", "9100"]);
+    }
+
+    #[test]
+    fn management_on_wan_is_a_warning() {
+        let mut c = base();
+        c.management.listen = ManagementListen::Wan;
+        one_warning(&c, &["listen on WAN (203.0.113.2)", "listen = \"lan\""]);
+        assert_eq!(
+            c.management.listen_addr(&c),
+            Some(Ipv4Addr::new(203, 0, 113, 2))
+        );
+    }
+
+    #[test]
+    fn management_allow_list_rules() {
+        let mut c = base();
+        let _ = c.management.allow.push(net("198.51.100.7/24"));
+        one_error(
+            &c,
+            &["has host bits set", "198.51.100.0/24", "198.51.100.7/32"],
+        );
+        c.management.allow.clear();
+        let _ = c.management.allow.push(net("192.0.2.0/24"));
+        let _ = c.management.allow.push(net("192.0.2.0/24"));
+        one_error(&c, &["192.0.2.0/24 is listed twice"]);
+        c.management.allow.clear();
+        let _ = c.management.allow.push(net("0.0.0.0/0"));
+        one_warning(&c, &["admits every address"]);
+    }
+
+    #[test]
+    fn management_dedicated_interface_rules() {
+        let mut c = base();
+        c.management.listen = ManagementListen::Interface;
+        one_error(&c, &["management interface", "not an interface name"]);
+        c.management.interface = bounded("eth1");
+        let r = validate(&c);
+        assert!(
+            r.errors
+                .iter()
+                .any(|p| p.message.contains("already the WAN or LAN interface")),
+            "{r:#?}"
+        );
+        assert!(
+            r.errors
+                .iter()
+                .any(|p| p.message.contains("needs an address")),
+            "{r:#?}"
+        );
+        c.management.interface = bounded("eth2");
+        c.management.address = Some(net("198.51.100.9/24"));
+        one_error(
+            &c,
+            &["management subnet 198.51.100.0/24 overlaps the LAN subnet"],
+        );
+        c.management.address = Some(net("192.0.2.0/24"));
+        one_error(&c, &["192.0.2.0/24 is not a usable host address"]);
+        c.management.address = Some(net("192.0.2.2/24"));
+        assert!(validate(&c).is_ok(), "{:#?}", validate(&c));
+        assert_eq!(
+            c.management.listen_addr(&c),
+            Some(Ipv4Addr::new(192, 0, 2, 2))
+        );
+        c.management.listen = ManagementListen::Lan;
+        one_warning(&c, &["ignored while listen = \"lan\""]);
+    }
+
+    #[test]
+    fn management_toml_section_round_trips() {
+        let text = r#"
+listen = "interface"
+interface = "eth2"
+address = "192.0.2.2/24"
+allow = ["192.0.2.0/24", "198.51.100.50/32"]
+metrics_enabled = true
+metrics_port = 9101
+"#;
+        let m: ManagementSettings = toml::from_str(text).unwrap();
+        assert_eq!(m.listen, ManagementListen::Interface);
+        assert_eq!(m.allow.len(), 2);
+        assert_eq!(m.metrics_port, 9101);
+        let back: ManagementSettings = toml::from_str(&toml::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        // An empty table gets every default; a typo is refused by name.
+        assert_eq!(
+            toml::from_str::<ManagementSettings>("").unwrap(),
+            ManagementSettings::default()
+        );
+        let e = toml::from_str::<ManagementSettings>("metrics_enable = true").unwrap_err();
+        assert!(e.to_string().contains("metrics_enable"), "{e}");
     }
 }

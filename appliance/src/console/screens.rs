@@ -14,7 +14,7 @@ pub const WIDTH: usize = 79;
 pub const MAIN_PROMPT: &str = "Enter an option: ";
 
 /// Main menu items (number, label).
-pub const MAIN_ITEMS: [(u8, &str); 15] = [
+pub const MAIN_ITEMS: [(u8, &str); 16] = [
     (1, "Status (live)"),
     (2, "Interfaces"),
     (3, "Virtual service settings"),
@@ -29,6 +29,7 @@ pub const MAIN_ITEMS: [(u8, &str); 15] = [
     (12, "Shell"),
     (13, "Import keepalived.conf"),
     (14, "High availability"),
+    (15, "Management access"),
     (0, "Logout / lock"),
 ];
 

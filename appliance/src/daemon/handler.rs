@@ -123,11 +123,15 @@ impl DaemonHandler {
         };
         match store.save(config.clone()).await {
             Ok(generation) => {
-                let message = lock(&self.shared).saved_as(config, generation);
+                let mut s = lock(&self.shared);
+                s.effects_mut().count_save(true);
+                let message = s.saved_as(config, generation);
+                drop(s);
                 info!(%message, "operator change");
                 Response::Ok(Reply::Done { message })
             }
             Err(e) => {
+                lock(&self.shared).effects_mut().count_save(false);
                 warn!(error = %e, "save failed");
                 Response::error(format!(
                     "save failed, flash still holds the previous config: {e}"

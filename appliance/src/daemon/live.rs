@@ -84,6 +84,18 @@ pub struct Live {
     runner: Option<HaRunner>,
     /// Makes the kernel send waiting sync entries while master (None until attach_ha).
     pump: Option<ipvs::sync_pump::SyncPump>,
+    /// Metrics: transitions to (up, down) per server, store saves and failures, start facts.
+    counts: MetricCounts,
+}
+
+/// What only the daemon counts, for the metrics endpoint.
+#[derive(Clone, Debug, Default)]
+struct MetricCounts {
+    transitions: HashMap<ServerKey, (u64, u64)>,
+    saves: u64,
+    save_failures: u64,
+    watchdog_armed: bool,
+    recent_starts: u64,
 }
 
 /// Create the board's uleds LED devices (QEMU has no LED hardware); keep the files open.
@@ -152,6 +164,81 @@ impl Live {
             sync_sysctls_ok: false,
             runner: None,
             pump: None,
+            counts: MetricCounts::default(),
+        }
+    }
+
+    /// Count a save done outside [`Live`] (the handler saves off the event loop).
+    pub fn count_save(&mut self, ok: bool) {
+        if ok {
+            self.counts.saves += 1;
+        } else {
+            self.counts.save_failures += 1;
+        }
+    }
+
+    /// Start facts the metrics show: watchdog armed, daemon starts in the crash-loop window.
+    pub fn set_start_facts(&mut self, watchdog_armed: bool, recent_starts: u64) {
+        self.counts.watchdog_armed = watchdog_armed;
+        self.counts.recent_starts = recent_starts;
+    }
+
+    /// A snapshot of everything the metrics endpoint shows (quick: clones, no I/O
+    /// beyond the prober's per-server stats locks).
+    pub fn metrics_snapshot(&self, cfg: &Config) -> crate::metrics::Snapshot {
+        use crate::metrics::render::{HaSnap, ServerSnap};
+        let probed: HashMap<(String, SocketAddrV4), crate::probe::ServerProbeStats> = self
+            .prober
+            .snapshot()
+            .into_iter()
+            .map(|p| ((p.service.to_string(), p.server), p))
+            .collect();
+        let mut servers = Vec::new();
+        for svc in &cfg.services {
+            for rs in &svc.servers {
+                let addr = SocketAddrV4::new(rs.address, rs.port);
+                let key = (svc.name.to_string(), addr);
+                let health = self.health_of(svc.name.as_str(), addr).health;
+                let (to_up, to_down) = self.counts.transitions.get(&key).copied().unwrap_or((0, 0));
+                let p = probed.get(&key);
+                servers.push(ServerSnap {
+                    up: health == Health::Up || (health == Health::Unknown && !svc.probe.enabled),
+                    enabled: rs.state == AdminState::Enabled,
+                    health,
+                    to_up,
+                    to_down,
+                    probe: p.map(|p| p.counters).unwrap_or_default(),
+                    rtt: p.map(|p| p.rtt.hist).unwrap_or_default(),
+                    service: key.0,
+                    addr,
+                });
+            }
+        }
+        let ha = cfg.ha.enabled.then(|| HaSnap {
+            role: self.ha.state.as_str(),
+            transitions: self.ha.transitions,
+            split_brain: self.ha.split_brain,
+            sync: self
+                .ha
+                .sync
+                .iter()
+                .map(|d| (d.state.clone(), d.ifname.clone()))
+                .collect(),
+            sync_ok: self.ha.sync_error.is_none(),
+        });
+        crate::metrics::Snapshot {
+            version: crate::VERSION.to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            table: self.table.clone(),
+            servers,
+            ha,
+            fault: self.fault().is_some(),
+            store_saves: self.counts.saves,
+            store_save_failures: self.counts.save_failures,
+            watchdog_armed: self.counts.watchdog_armed,
+            crash_loop: self.crash_loop,
+            recent_starts: self.counts.recent_starts,
+            endpoint: Default::default(),
         }
     }
 
@@ -571,6 +658,12 @@ impl Live {
     pub fn on_health(&mut self, cfg: &Config, events: Vec<HealthEvent>) {
         for ev in events {
             let key = (ev.service.to_string(), ev.server);
+            let n = self.counts.transitions.entry(key.clone()).or_default();
+            match ev.health {
+                Health::Up => n.0 += 1,
+                Health::Down => n.1 += 1,
+                Health::Unknown => {}
+            }
             match ev.health {
                 Health::Down => {
                     warn!(service = %ev.service, server = %ev.server, reason = %ev.reason, "server DOWN")
@@ -753,9 +846,14 @@ impl Effects for Live {
             .store
             .as_ref()
             .ok_or_else(|| EffectError(NO_STORE.into()))?;
-        let generation = store
-            .save_blocking(c)
-            .map_err(|e| EffectError(e.to_string()))?;
+        let generation = match store.save_blocking(c) {
+            Ok(g) => g,
+            Err(e) => {
+                self.counts.save_failures += 1;
+                return Err(EffectError(e.to_string()));
+            }
+        };
+        self.counts.saves += 1;
         info!(generation, "configuration saved to flash");
         Ok(generation)
     }

@@ -413,6 +413,8 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         let _ = handler::power("reboot");
     }
 
+    let watchdog_armed = wd.is_some();
+    let recent_starts = history.as_ref().map_or(0, |h| h.starts_in_window as u64);
     let (health_tx, mut health_rx) = mpsc::channel(1024);
     let (link_tx, mut link_rx) = mpsc::channel(64);
     let leds_uleds = live::create_uleds(&board);
@@ -439,6 +441,9 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         crate::control::password::BACKOFF_FILE.into(),
         crate::control::password::boot_clock(),
     );
+    session
+        .effects_mut()
+        .set_start_facts(watchdog_armed, recent_starts);
     let shared: Shared = Arc::new(Mutex::new(session));
 
     // First apply: network, sysctls, IPVS adoption.
@@ -460,6 +465,8 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     let server = crate::control::server::serve(&opts.socket, handler)
         .map_err(|e| DaemonError::Control(e.to_string()))?;
     info!(socket = %opts.socket.display(), "control socket ready");
+    let mut metrics = MetricsState::new(&shared);
+    metrics.reconcile(lock(&shared).running());
 
     let main_beat = live_tasks.register("main loop", Duration::from_secs(5));
     let prober_hb = lock(&shared).effects().prober_heartbeat();
@@ -519,6 +526,7 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         };
         let cfg = s.running().clone();
         let mut reboot = false;
+        let mut ticked = false;
         for p in pending.drain(..) {
             match p {
                 Pending::Health(batch) => s.effects_mut().on_health(&cfg, batch),
@@ -526,6 +534,7 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
                 Pending::Link(ev) => s.effects_mut().on_link(&cfg, ev),
                 Pending::Tick => {
                     s.effects_mut().on_tick(&cfg);
+                    ticked = true;
                     if let Some(t) = fw_trial.as_mut().filter(|t| !t.marked) {
                         let facts = crate::firmware::trial::Facts {
                             daemon_ready: true,
@@ -543,6 +552,10 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
             }
         }
         drop(s);
+        if ticked {
+            // The endpoint follows the running config (address, port, allow list).
+            metrics.reconcile(&cfg);
+        }
         if reboot {
             let _ = handler::power("reboot");
         }
@@ -560,6 +573,57 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     // The IPVS table is left in place on purpose: calls keep flowing while init restarts us.
     info!("appliance daemon stopped; IPVS table left in place");
     Ok(())
+}
+
+/// The metrics endpoint, kept in line with the running config's `[management]`.
+struct MetricsState {
+    source: crate::metrics::SnapshotFn,
+    endpoint: Option<crate::metrics::Endpoint>,
+    /// The last bind error (logged once, retried every tick: the address may appear later).
+    error: Option<String>,
+}
+
+impl MetricsState {
+    fn new(shared: &Shared) -> MetricsState {
+        let shared = shared.clone();
+        let source: crate::metrics::SnapshotFn = Arc::new(move || {
+            let s = lock(&shared);
+            s.effects().metrics_snapshot(s.running())
+        });
+        MetricsState {
+            source,
+            endpoint: None,
+            error: None,
+        }
+    }
+
+    /// Start, move or stop the endpoint to match `cfg`.
+    fn reconcile(&mut self, cfg: &Config) {
+        let want = crate::metrics::binding(cfg);
+        if self.endpoint.as_ref().map(|e| e.binding()) == want.as_ref() {
+            return;
+        }
+        if self.endpoint.take().is_some() && want.is_none() {
+            info!("metrics endpoint stopped (metrics off)");
+        }
+        let Some(b) = want else {
+            self.error = None;
+            return;
+        };
+        match crate::metrics::Endpoint::start(b, self.source.clone()) {
+            Ok(e) => {
+                self.endpoint = Some(e);
+                self.error = None;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if self.error.as_deref() != Some(msg.as_str()) {
+                    warn!("{msg}");
+                }
+                self.error = Some(msg);
+            }
+        }
+    }
 }
 
 /// Fatal daemon errors.

@@ -344,6 +344,16 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
     let wan = find("WAN", cfg.wan.name.as_str(), &mut problems);
     let lan = find("LAN", cfg.lan.name.as_str(), &mut problems);
     let lo = find("loopback", "lo", &mut problems);
+    // A dedicated management port is ours too: up, with its one address.
+    let mgmt = match (cfg.management.listen, cfg.management.address) {
+        (crate::config::ManagementListen::Interface, Some(a)) => find(
+            "management",
+            cfg.management.interface.as_str(),
+            &mut problems,
+        )
+        .map(|l| (l, a)),
+        _ => None,
+    };
 
     // The device's MTU range.
     for (role, ifc, link) in [("WAN", &cfg.wan, wan), ("LAN", &cfg.lan, lan)] {
@@ -465,6 +475,22 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
         managed_ifs: vec![wan.index, lan.index],
         ..Desired::default()
     };
+    if let Some((l, a)) = mgmt {
+        if l.index != wan.index && l.index != lan.index {
+            d.links.push(LinkWant {
+                index: l.index,
+                name: l.name.clone(),
+                up: true,
+                mtu: None,
+            });
+            d.managed_ifs.push(l.index);
+            d.addrs.push(Addr {
+                index: l.index,
+                addr: a.addr,
+                prefix: a.prefix,
+            });
+        }
+    }
     d.addrs.push(Addr {
         index: wan.index,
         addr: cfg.wan.address.addr,
@@ -718,6 +744,41 @@ mod tests {
         )));
         apply_ops(&mut st, &ops);
         assert_eq!(plan(&desired(&cfg, &st).unwrap(), &st), vec![]);
+    }
+
+    #[test]
+    fn a_dedicated_management_port_is_brought_up_with_its_address() {
+        let mut cfg = Config::builtin_default();
+        cfg.management.listen = crate::config::ManagementListen::Interface;
+        cfg.management.interface = bounded("eth2");
+        cfg.management.address = Some("192.0.2.2/24".parse().unwrap());
+        let mut st = system();
+        // Missing port: named as a problem.
+        let e = desired(&cfg, &st).unwrap_err();
+        assert!(e.iter().any(|p| p.to_string().contains("eth2")), "{e:?}");
+        st.links.push(link(4, "eth2"));
+        let ops = plan(&desired(&cfg, &st).unwrap(), &st);
+        assert!(ops.contains(&Op::AddAddr(
+            Addr {
+                index: 4,
+                addr: Ipv4Addr::new(192, 0, 2, 2),
+                prefix: 24
+            },
+            "eth2".into()
+        )));
+        assert!(ops.iter().any(|o| matches!(
+            o,
+            Op::SetUp {
+                index: 4,
+                up: true,
+                ..
+            }
+        )));
+        apply_ops(&mut st, &ops);
+        assert_eq!(plan(&desired(&cfg, &st).unwrap(), &st), vec![]);
+        // Back to the LAN address: the port is no longer managed, its address stays.
+        cfg.management.listen = crate::config::ManagementListen::Lan;
+        assert!(!desired(&cfg, &st).unwrap().managed_ifs.contains(&4));
     }
 
     fn ha_cfg() -> Config {

@@ -120,11 +120,44 @@ pub struct Rtt {
     pub ewma_us: Option<u64>,
     /// Maximum seen, microseconds.
     pub max_us: Option<u64>,
+    /// Every RTT seen, counted in buckets (the metrics histogram).
+    #[serde(default)]
+    pub hist: RttHistogram,
+}
+
+/// Upper bounds (inclusive, microseconds) of the RTT histogram's buckets; a last,
+/// implicit bucket counts everything slower. A LAN server answers OPTIONS in well under a
+/// millisecond; the top bound is the default probe timeout.
+pub const RTT_BUCKETS_US: [u64; 8] = [250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000];
+
+/// Cumulative-ready RTT histogram: per-bucket counts (not cumulative), sum and count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct RttHistogram {
+    /// Count per bucket of [`RTT_BUCKETS_US`], then the overflow bucket.
+    pub buckets: [u64; RTT_BUCKETS_US.len() + 1],
+    /// Sum of all RTTs, microseconds.
+    pub sum_us: u64,
+    /// Number of RTTs.
+    pub count: u64,
+}
+
+impl RttHistogram {
+    /// Count one RTT.
+    pub fn observe(&mut self, us: u64) {
+        let i = RTT_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(RTT_BUCKETS_US.len());
+        self.buckets[i] = self.buckets[i].saturating_add(1);
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.count = self.count.saturating_add(1);
+    }
 }
 
 impl Rtt {
     fn record(&mut self, rtt: Duration) {
         let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        self.hist.observe(us);
         self.last_us = Some(us);
         self.ewma_us = Some(match self.ewma_us {
             None => us,
@@ -777,5 +810,26 @@ mod tests {
         assert_eq!(ev[0].0, 401, "third error (1, 201, 401 ms)");
         assert_eq!(ev.len(), 1);
         assert_eq!(f.counters().error, 10);
+    }
+}
+
+#[cfg(test)]
+mod hist_tests {
+    use super::*;
+
+    #[test]
+    fn rtt_histogram_buckets_are_inclusive_upper_bounds() {
+        let mut h = RttHistogram::default();
+        for us in [0, 250, 251, 1_000, 250_000, 250_001, u64::MAX] {
+            h.observe(us);
+        }
+        assert_eq!(h.buckets, [2, 1, 1, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(h.count, 7);
+        // The sum saturates instead of wrapping.
+        assert_eq!(h.sum_us, u64::MAX);
+        let mut r = Rtt::default();
+        r.record(Duration::from_micros(700));
+        assert_eq!(r.hist.buckets[2], 1);
+        assert_eq!((r.hist.count, r.hist.sum_us), (1, 700));
     }
 }

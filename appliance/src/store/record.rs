@@ -115,6 +115,7 @@ impl From<ConfigV1> for Config {
             watchdog: v.watchdog,
             ha,
             router: Default::default(),
+            management: Default::default(),
         }
     }
 }
@@ -164,6 +165,7 @@ impl From<ConfigV2> for Config {
             watchdog: v.watchdog,
             ha: v.ha,
             router: Default::default(),
+            management: Default::default(),
         }
     }
 }
@@ -488,6 +490,27 @@ pub fn largest_config() -> Config {
         },
         router: RouterSettings {
             route_wan_to_lan: true,
+        },
+        management: ManagementSettings {
+            listen: ManagementListen::Interface,
+            interface: filled('m'),
+            address: Some(Ipv4Net {
+                addr: max_ip,
+                prefix: u8::MAX,
+            }),
+            allow: {
+                let mut v = heapless::Vec::new();
+                while v
+                    .push(Ipv4Net {
+                        addr: max_ip,
+                        prefix: u8::MAX,
+                    })
+                    .is_ok()
+                {}
+                v
+            },
+            metrics_enabled: true,
+            metrics_port: u16::MAX,
         },
     }
 }
