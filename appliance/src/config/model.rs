@@ -71,6 +71,12 @@ pub struct Config {
     /// High availability: a VRRP pair with IPVS connection sync (off by default).
     #[serde(default)]
     pub ha: HaSettings,
+    /// Remote syslog collectors (none by default).
+    #[serde(default)]
+    pub syslog: SyslogSettings,
+    /// NTP servers that keep the clock right (none by default).
+    #[serde(default)]
+    pub ntp: NtpSettings,
 }
 
 /// An IPv4 address with prefix length, written `192.0.2.1/24`.
@@ -531,6 +537,118 @@ impl Default for WatchdogSettings {
     }
 }
 
+/// Maximum number of remote syslog collectors.
+pub const MAX_SYSLOG_COLLECTORS: usize = 2;
+/// Default syslog collector port (UDP, RFC 5426; also the usual TCP port).
+pub const SYSLOG_DEFAULT_PORT: u16 = 514;
+/// Maximum number of NTP servers.
+pub const MAX_NTP_SERVERS: usize = 3;
+/// The NTP server port (RFC 5905).
+pub const NTP_PORT: u16 = 123;
+/// Default time between NTP polls once synced, seconds.
+pub const NTP_DEFAULT_POLL_S: u32 = 64;
+
+/// How messages reach a syslog collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    /// One datagram per message (RFC 5426).
+    #[default]
+    Udp,
+    /// A TCP stream with octet-counting framing (RFC 6587).
+    Tcp,
+}
+
+/// The syslog facility of every message the appliance sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFacility {
+    /// System daemons (3).
+    Daemon,
+    /// Local use 0 (16), the default.
+    #[default]
+    Local0,
+    /// Local use 1 (17).
+    Local1,
+    /// Local use 2 (18).
+    Local2,
+    /// Local use 3 (19).
+    Local3,
+    /// Local use 4 (20).
+    Local4,
+    /// Local use 5 (21).
+    Local5,
+    /// Local use 6 (22).
+    Local6,
+    /// Local use 7 (23).
+    Local7,
+}
+
+impl SyslogFacility {
+    /// The facility's numeric code (RFC 5424 table 1).
+    pub fn code(self) -> u8 {
+        match self {
+            SyslogFacility::Daemon => 3,
+            SyslogFacility::Local0 => 16,
+            SyslogFacility::Local1 => 17,
+            SyslogFacility::Local2 => 18,
+            SyslogFacility::Local3 => 19,
+            SyslogFacility::Local4 => 20,
+            SyslogFacility::Local5 => 21,
+            SyslogFacility::Local6 => 22,
+            SyslogFacility::Local7 => 23,
+        }
+    }
+}
+
+/// One remote syslog collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogCollector {
+    /// Collector address (IPv4; the appliance has no resolver).
+    pub address: Ipv4Addr,
+    /// Collector port.
+    #[serde(default = "default_syslog_port")]
+    pub port: u16,
+    /// UDP (default) or TCP.
+    #[serde(default)]
+    pub transport: SyslogTransport,
+}
+
+fn default_syslog_port() -> u16 {
+    SYSLOG_DEFAULT_PORT
+}
+
+/// Remote syslog: the daemon's events as RFC 5424 messages to up to two collectors.
+/// No collector = off. Rules live in `validate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyslogSettings {
+    /// Where messages go (empty = remote syslog off).
+    pub collectors: Vec<SyslogCollector, MAX_SYSLOG_COLLECTORS>,
+    /// Facility of every message.
+    pub facility: SyslogFacility,
+}
+
+/// NTP: the daemon's SNTP client sets the clock from these servers. No server = off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NtpSettings {
+    /// Server addresses (IPv4; the appliance has no resolver), port 123.
+    pub servers: Vec<Ipv4Addr, MAX_NTP_SERVERS>,
+    /// Seconds between polls once synced (unsynced, the client retries every few seconds).
+    pub poll_s: u32,
+}
+
+impl Default for NtpSettings {
+    fn default() -> Self {
+        NtpSettings {
+            servers: Vec::new(),
+            poll_s: NTP_DEFAULT_POLL_S,
+        }
+    }
+}
+
 /// Copy a str into a bounded string, truncating at a char boundary (for constants only).
 pub fn bounded<const N: usize>(s: &str) -> String<N> {
     let mut out = String::new();
@@ -610,6 +728,8 @@ impl Config {
             console: ConsoleSettings::default(),
             watchdog: WatchdogSettings::default(),
             ha: HaSettings::default(),
+            syslog: SyslogSettings::default(),
+            ntp: NtpSettings::default(),
         }
     }
 }

@@ -114,6 +114,8 @@ impl From<ConfigV1> for Config {
             console: v.console,
             watchdog: v.watchdog,
             ha,
+            syslog: SyslogSettings::default(),
+            ntp: NtpSettings::default(),
         }
     }
 }
@@ -162,6 +164,8 @@ impl From<ConfigV2> for Config {
             console: v.console,
             watchdog: v.watchdog,
             ha: v.ha,
+            syslog: SyslogSettings::default(),
+            ntp: NtpSettings::default(),
         }
     }
 }
@@ -483,6 +487,22 @@ pub fn largest_config() -> Config {
             peer_wan: Some(max_ip),
             peer_lan: Some(max_ip),
             sync_interface: filled('i'),
+        },
+        syslog: SyslogSettings {
+            collectors: core::iter::repeat_n(
+                SyslogCollector {
+                    address: max_ip,
+                    port: u16::MAX,
+                    transport: SyslogTransport::Tcp,
+                },
+                MAX_SYSLOG_COLLECTORS,
+            )
+            .collect(),
+            facility: SyslogFacility::Local7,
+        },
+        ntp: NtpSettings {
+            servers: core::iter::repeat_n(max_ip, MAX_NTP_SERVERS).collect(),
+            poll_s: u32::MAX,
         },
     }
 }
