@@ -11,6 +11,7 @@ pub mod leds;
 pub mod net;
 pub mod probe;
 pub mod store;
+pub mod syslog;
 #[cfg(test)]
 mod test_skip;
 pub mod vrrp;
