@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod ipvs;
 pub mod leds;
 pub mod net;
+pub mod ntp;
 pub mod probe;
 pub mod store;
 pub mod syslog;
