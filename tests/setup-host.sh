@@ -16,6 +16,8 @@ packages=(
     qemu-system-x86
     # SIP lab: peers, captures, namespaces, reference LVS tools
     sip-tester tshark tcpdump iproute2 keepalived ipvsadm socat
+    # observability lab peers: remote syslog collector and NTP server
+    rsyslog chrony
     # Buildroot tree checks (tests/buildroot): tomllib needs python3 >= 3.11
     python3 shellcheck flake8
 )

@@ -101,6 +101,8 @@ impl DaemonHandler {
                     uptime_s: now.as_secs(),
                     alerts,
                     ha: live.ha_info(&running),
+                    ntp: live.ntp_status(),
+                    syslog: live.syslog_status(),
                 })))
             }
             Request::ShowServers => Response::Ok(Reply::Servers(server_rows(&running, live))),
