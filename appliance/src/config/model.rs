@@ -619,6 +619,39 @@ fn default_syslog_port() -> u16 {
     SYSLOG_DEFAULT_PORT
 }
 
+impl fmt::Display for SyslogCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.transport {
+            SyslogTransport::Udp => "udp",
+            SyslogTransport::Tcp => "tcp",
+        };
+        write!(f, "{scheme}://{}:{}", self.address, self.port)
+    }
+}
+
+impl FromStr for SyslogCollector {
+    type Err = ParseValueError;
+    /// `a.b.c.d`, `a.b.c.d:port`, with an optional `udp://` or `tcp://` in front.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseValueError::Collector(s.to_owned());
+        let t = s.trim();
+        let (transport, rest) = if let Some(r) = t.strip_prefix("tcp://") {
+            (SyslogTransport::Tcp, r)
+        } else {
+            (SyslogTransport::Udp, t.strip_prefix("udp://").unwrap_or(t))
+        };
+        let (a, port) = match rest.split_once(':') {
+            Some((a, p)) => (a, p.parse::<u16>().map_err(|_| bad())?),
+            None => (rest, SYSLOG_DEFAULT_PORT),
+        };
+        Ok(SyslogCollector {
+            address: a.parse().map_err(|_| bad())?,
+            port,
+            transport,
+        })
+    }
+}
+
 /// Remote syslog: the daemon's events as RFC 5424 messages to up to two collectors.
 /// No collector = off. Rules live in `validate`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -742,6 +775,9 @@ pub enum ParseValueError {
     /// Not `a.b.c.d/len`.
     #[error("'{0}' is not an IPv4 address with prefix, expected e.g. 192.0.2.1/24")]
     Net(std::string::String),
+    /// Not a syslog collector.
+    #[error("'{0}' is not a syslog collector, expected e.g. 192.0.2.5, 192.0.2.5:1514 or tcp://192.0.2.5:514")]
+    Collector(std::string::String),
     /// Not a status code or range.
     #[error(
         "'{0}' is not a SIP status code range, expected e.g. 200, 2xx or 200-299 (codes 100-699)"
@@ -988,6 +1024,32 @@ mod tests {
                 Ipv4Addr::new(203, 0, 113, 11)
             ]
         );
+    }
+
+    #[test]
+    fn syslog_collectors_parse_and_print() {
+        let c: SyslogCollector = "192.0.2.5".parse().unwrap();
+        assert_eq!(c.to_string(), "udp://192.0.2.5:514");
+        let c: SyslogCollector = " tcp://192.0.2.5:6514 ".parse().unwrap();
+        assert_eq!((c.transport, c.port), (SyslogTransport::Tcp, 6514));
+        assert_eq!(c.to_string().parse::<SyslogCollector>().unwrap(), c);
+        assert_eq!(
+            "udp://192.0.2.5:99"
+                .parse::<SyslogCollector>()
+                .unwrap()
+                .port,
+            99
+        );
+        for bad in [
+            "",
+            "host",
+            "192.0.2.5:x",
+            "192.0.2.5:70000",
+            "sctp://192.0.2.5",
+        ] {
+            let e = bad.parse::<SyslogCollector>().unwrap_err().to_string();
+            assert!(e.contains("tcp://192.0.2.5:514"), "{bad}: {e}");
+        }
     }
 
     #[test]

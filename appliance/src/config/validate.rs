@@ -1741,7 +1741,10 @@ mod tests {
         let _ = c.syslog.collectors.push(col([198, 51, 100, 50], 514));
         assert!(validate(&c).errors.is_empty(), "{:?}", validate(&c));
         c.syslog.collectors[0].port = 0;
-        one_error(&c, &["syslog collector 198.51.100.50:0", "port 0", "default 514"]);
+        one_error(
+            &c,
+            &["syslog collector 198.51.100.50:0", "port 0", "default 514"],
+        );
         c.syslog.collectors[0].port = 514;
         let _ = c.syslog.collectors.push(col([198, 51, 100, 50], 514));
         one_error(&c, &["198.51.100.50:514 is listed twice", "remove one"]);

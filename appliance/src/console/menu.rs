@@ -15,6 +15,7 @@ use crate::control::password;
 use crate::control::proto::{Reply, Request, ServerOp, ServerRow, StatusInfo, Validation, Which};
 
 mod ha;
+mod logtime;
 
 /// What a line read produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -447,6 +448,7 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             "12" => self.shell()?,
             "13" => self.import()?,
             "14" => self.ha()?,
+            "15" => self.logtime()?,
             "0" => return Ok(false),
             other => {
                 let shown: String = other.chars().take(20).collect();

@@ -14,7 +14,7 @@ pub const WIDTH: usize = 79;
 pub const MAIN_PROMPT: &str = "Enter an option: ";
 
 /// Main menu items (number, label).
-pub const MAIN_ITEMS: [(u8, &str); 15] = [
+pub const MAIN_ITEMS: [(u8, &str); 16] = [
     (1, "Status (live)"),
     (2, "Interfaces"),
     (3, "Virtual service settings"),
@@ -29,6 +29,7 @@ pub const MAIN_ITEMS: [(u8, &str); 15] = [
     (12, "Shell"),
     (13, "Import keepalived.conf"),
     (14, "High availability"),
+    (15, "Syslog and time (NTP)"),
     (0, "Logout / lock"),
 ];
 
@@ -580,8 +581,14 @@ mod tests {
             error: Some("host unreachable".into()),
         }];
         let l = time_and_syslog_lines(&st);
-        assert!(l[0].starts_with("Time: NOT SYNCED (198.51.100.61: no reply within 1 s"), "{l:?}");
+        assert!(
+            l[0].starts_with("Time: NOT SYNCED (198.51.100.61: no reply within 1 s"),
+            "{l:?}"
+        );
         assert!(l[0].chars().count() <= 80, "{l:?}");
-        assert_eq!(l[1], "Syslog udp://198.51.100.99:514: 3 dropped; host unreachable");
+        assert_eq!(
+            l[1],
+            "Syslog udp://198.51.100.99:514: 3 dropped; host unreachable"
+        );
     }
 }

@@ -77,7 +77,12 @@ impl Client {
     pub fn new(servers: &[Ipv4Addr]) -> Client {
         Client {
             status: NtpStatus {
-                state: if servers.is_empty() { "off" } else { "unsynced" }.into(),
+                state: if servers.is_empty() {
+                    "off"
+                } else {
+                    "unsynced"
+                }
+                .into(),
                 servers: servers
                     .iter()
                     .map(|a| ServerStatus {
@@ -127,9 +132,8 @@ impl Client {
                     st.stratum = Some(s.stratum);
                     st.offset_ms = Some(s.offset_us as f64 / 1000.0);
                     st.delay_ms = Some(s.delay_us as f64 / 1000.0);
-                    let better = best.is_none_or(|(_, b)| {
-                        (s.delay_us, s.stratum) < (b.delay_us, b.stratum)
-                    });
+                    let better =
+                        best.is_none_or(|(_, b)| (s.delay_us, s.stratum) < (b.delay_us, b.stratum));
                     if better {
                         best = Some((*addr, *s));
                     }
@@ -191,7 +195,10 @@ mod tests {
         let mut c = Client::new(&[A, B]);
         let now = 20_000_000; // 20 s after the epoch
         let off = 1_795_874_753_000_000;
-        let adj = c.on_round(now, &[(A, ok(off, 900, 8)), (B, Err("no reply within 1 s".into()))]);
+        let adj = c.on_round(
+            now,
+            &[(A, ok(off, 900, 8)), (B, Err("no reply within 1 s".into()))],
+        );
         assert_eq!(adj, Adjust::Step(off));
         let st = c.status();
         assert_eq!(st.state, "synced");
@@ -200,19 +207,34 @@ mod tests {
         assert_eq!((st.syncs, st.steps), (1, 1));
         assert_eq!(st.servers[1].state, "error");
         assert_eq!(st.servers[1].error.as_deref(), Some("no reply within 1 s"));
-        let adj = c.on_round(1_795_874_837_000_000, &[(A, ok(-2_000, 900, 8)), (B, Err("x".into()))]);
+        let adj = c.on_round(
+            1_795_874_837_000_000,
+            &[(A, ok(-2_000, 900, 8)), (B, Err("x".into()))],
+        );
         assert_eq!(adj, Adjust::Slew(-2_000));
         assert_eq!(c.status().steps, 1);
-        assert_eq!(c.on_round(0, &[(A, ok(STEP_THRESHOLD_US, 1, 8))]), Adjust::Step(STEP_THRESHOLD_US));
-        assert_eq!(c.on_round(0, &[(A, ok(-STEP_THRESHOLD_US + 1, 1, 8))]), Adjust::Slew(-STEP_THRESHOLD_US + 1));
+        assert_eq!(
+            c.on_round(0, &[(A, ok(STEP_THRESHOLD_US, 1, 8))]),
+            Adjust::Step(STEP_THRESHOLD_US)
+        );
+        assert_eq!(
+            c.on_round(0, &[(A, ok(-STEP_THRESHOLD_US + 1, 1, 8))]),
+            Adjust::Slew(-STEP_THRESHOLD_US + 1)
+        );
     }
 
     #[test]
     fn the_lowest_delay_wins_then_the_lower_stratum() {
         let mut c = Client::new(&[A, B]);
-        assert_eq!(c.on_round(0, &[(A, ok(500, 5_000, 2)), (B, ok(700, 1_000, 3))]), Adjust::Slew(700));
+        assert_eq!(
+            c.on_round(0, &[(A, ok(500, 5_000, 2)), (B, ok(700, 1_000, 3))]),
+            Adjust::Slew(700)
+        );
         assert_eq!(c.status().server.as_deref(), Some("198.51.100.61"));
-        assert_eq!(c.on_round(0, &[(A, ok(500, 1_000, 2)), (B, ok(700, 1_000, 3))]), Adjust::Slew(500));
+        assert_eq!(
+            c.on_round(0, &[(A, ok(500, 1_000, 2)), (B, ok(700, 1_000, 3))]),
+            Adjust::Slew(500)
+        );
     }
 
     #[test]

@@ -255,7 +255,9 @@ mod tests {
         let mut z = CHRONY;
         z[40..48].fill(0);
         assert_eq!(Reply::decode(&z), Err(DecodeError::NoTime));
-        assert!(DecodeError::Kiss("DENY".into()).to_string().contains("refused"));
+        assert!(DecodeError::Kiss("DENY".into())
+            .to_string()
+            .contains("refused"));
     }
 
     #[test]

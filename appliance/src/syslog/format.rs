@@ -51,7 +51,11 @@ pub fn escape_param_value(v: &str, out: &mut String) {
 fn header_field(v: &str, max: usize, out: &mut String) {
     let start = out.len();
     for b in v.bytes().take(max) {
-        out.push(if (33..=126).contains(&b) { b as char } else { '_' });
+        out.push(if (33..=126).contains(&b) {
+            b as char
+        } else {
+            '_'
+        });
     }
     if out.len() == start {
         out.push('-');
@@ -95,7 +99,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// The whole RFC 5424 message (no trailing newline, no framing), at most [`MAX_MESSAGE`] octets.
 pub fn format(h: &Header<'_>, e: &Event) -> Vec<u8> {
     let mut s = String::with_capacity(256);
-    let _ = write!(s, "<{}>1 {} ", pri(h.facility, e.severity), timestamp(h.unix_us));
+    let _ = write!(
+        s,
+        "<{}>1 {} ",
+        pri(h.facility, e.severity),
+        timestamp(h.unix_us)
+    );
     header_field(h.hostname, 255, &mut s);
     s.push(' ');
     header_field(APP_NAME, 48, &mut s);
@@ -207,7 +216,10 @@ mod tests {
         let got = String::from_utf8(format(&h, &Event::config("apply", true, ""))).unwrap();
         let host = got.split(' ').nth(2).unwrap();
         assert_eq!(host.len(), 255);
-        assert!(got.ends_with("isSynced=\"1\"] configuration apply ok"), "{got}");
+        assert!(
+            got.ends_with("isSynced=\"1\"] configuration apply ok"),
+            "{got}"
+        );
         let h = Header {
             hostname: "a b\u{e9}",
             ..header(true)
@@ -226,24 +238,40 @@ mod tests {
     fn long_text_is_cut_to_the_limit_at_a_char_boundary() {
         let e = Event::fault("net", true, &"\u{e9}".repeat(3000));
         let got = format(&header(true), &e);
-        assert!(got.len() <= MAX_MESSAGE && got.len() >= MAX_MESSAGE - 1, "{}", got.len());
+        assert!(
+            got.len() <= MAX_MESSAGE && got.len() >= MAX_MESSAGE - 1,
+            "{}",
+            got.len()
+        );
         assert!(std::str::from_utf8(&got).is_ok());
     }
 
     #[test]
     fn octet_counting_frame() {
-        assert_eq!(octet_counted(b"<13>1 - - - - - -"), b"17 <13>1 - - - - - -".to_vec());
+        assert_eq!(
+            octet_counted(b"<13>1 - - - - - -"),
+            b"17 <13>1 - - - - - -".to_vec()
+        );
         assert_eq!(octet_counted(b""), b"0 ".to_vec());
     }
 
     #[test]
     fn timestamps() {
         assert_eq!(timestamp(T), "2026-11-28T14:06:13.123456Z");
-        assert_eq!(timestamp(CLOCK_SET_AFTER_UNIX_S * 1_000_000), "2020-01-01T00:00:00.000000Z");
+        assert_eq!(
+            timestamp(CLOCK_SET_AFTER_UNIX_S * 1_000_000),
+            "2020-01-01T00:00:00.000000Z"
+        );
         assert_eq!(timestamp(CLOCK_SET_AFTER_UNIX_S * 1_000_000 - 1), "-");
         // Leap day and end of year.
-        assert_eq!(timestamp(1_709_164_800_000_000), "2024-02-29T00:00:00.000000Z");
-        assert_eq!(timestamp(1_735_689_599_999_999), "2024-12-31T23:59:59.999999Z");
+        assert_eq!(
+            timestamp(1_709_164_800_000_000),
+            "2024-02-29T00:00:00.000000Z"
+        );
+        assert_eq!(
+            timestamp(1_735_689_599_999_999),
+            "2024-12-31T23:59:59.999999Z"
+        );
         assert_eq!(pri(16, Severity::Warning), 132);
         assert_eq!(pri(3, Severity::Error), 27);
     }

@@ -101,7 +101,11 @@ impl Event {
             text.push_str(detail);
         }
         Event {
-            severity: if ok { Severity::Notice } else { Severity::Error },
+            severity: if ok {
+                Severity::Notice
+            } else {
+                Severity::Error
+            },
             msgid: "CONFIG",
             params: vec![("action", action.into()), ("result", result.into())],
             text,

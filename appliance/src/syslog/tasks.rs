@@ -177,15 +177,7 @@ impl Syslog {
                     "ok"
                 };
                 CollectorStatus {
-                    target: format!(
-                        "{}://{}:{}",
-                        match c.conf.transport {
-                            SyslogTransport::Udp => "udp",
-                            SyslogTransport::Tcp => "tcp",
-                        },
-                        c.conf.address,
-                        c.conf.port
-                    ),
+                    target: c.conf.to_string(),
                     sent,
                     dropped: s.dropped.load(Ordering::Relaxed),
                     state: state.into(),
@@ -418,12 +410,20 @@ mod tests {
         assert!(st[1].dropped >= (QUEUE * 2) as u64, "{st:?}");
         assert_eq!(st[1].state, "error", "{st:?}");
         assert!(
-            st[1].error.as_deref().unwrap_or("").contains("cannot connect"),
+            st[1]
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("cannot connect"),
             "{st:?}"
         );
         assert!(st[0].dropped > 0, "{st:?}");
         assert!(
-            st[0].error.as_deref().unwrap_or("").contains("nothing listens"),
+            st[0]
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("nothing listens"),
             "{st:?}"
         );
     }
