@@ -67,8 +67,7 @@ fn received(path: &Path) -> Vec<(String, Message)> {
             let (input, raw) = l
                 .split_once(' ')
                 .unwrap_or_else(|| panic!("collector line without input name: {l:?}"));
-            let m = rfc5424::parse(raw)
-                .unwrap_or_else(|e| panic!("not RFC 5424 ({e}): {raw:?}"));
+            let m = rfc5424::parse(raw).unwrap_or_else(|e| panic!("not RFC 5424 ({e}): {raw:?}"));
             (input.to_string(), m)
         })
         .collect()
@@ -113,7 +112,10 @@ fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) ->
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -139,7 +141,13 @@ fn lab_syslog_and_ntp() {
         .lab
         .add_host(
             "obs",
-            &[("obs0", "brl", "eth0", &format!("{OBS}/24"), "02:00:00:00:00:50")],
+            &[(
+                "obs0",
+                "brl",
+                "eth0",
+                &format!("{OBS}/24"),
+                "02:00:00:00:00:50",
+            )],
         )
         .expect("observer host");
     let dir = lv.lab.dir.clone();
@@ -172,25 +180,47 @@ fn lab_syslog_and_ntp() {
     let rs_conf = rsyslog_conf.display().to_string();
     let rs_pid = rs_pid.display().to_string();
     lv.lab
-        .spawn(&ns, "rsyslogd", &["-n", "-f", &rs_conf, "-i", &rs_pid], "rsyslogd.log")
+        .spawn(
+            &ns,
+            "rsyslogd",
+            &["-n", "-f", &rs_conf, "-i", &rs_pid],
+            "rsyslogd.log",
+        )
         .expect("rsyslogd");
     let ch_conf = chrony_conf.display().to_string();
     lv.lab
-        .spawn(&ns, "chronyd", &["-d", "-x", "-u", "root", "-f", &ch_conf], "chronyd.log")
+        .spawn(
+            &ns,
+            "chronyd",
+            &["-d", "-x", "-u", "root", "-f", &ch_conf],
+            "chronyd.log",
+        )
         .expect("chronyd");
-    wait_for(Duration::from_secs(20), "rsyslog and chrony listening", || {
-        let u = lab::ns_run(&ns, "ss", &["-Hlnu"]).unwrap_or_default();
-        let t = lab::ns_run(&ns, "ss", &["-Hlnt"]).unwrap_or_default();
-        (u.contains(&format!("{OBS}:514"))
-            && u.contains(&format!("{OBS}:123"))
-            && t.contains(&format!("{OBS}:514")))
-        .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "rsyslog and chrony listening",
+        || {
+            let u = lab::ns_run(&ns, "ss", &["-Hlnu"]).unwrap_or_default();
+            let t = lab::ns_run(&ns, "ss", &["-Hlnt"]).unwrap_or_default();
+            (u.contains(&format!("{OBS}:514"))
+                && u.contains(&format!("{OBS}:123"))
+                && t.contains(&format!("{OBS}:514")))
+            .then_some(())
+        },
+    );
 
     // Before any NTP server: the guest clock is in 1970 and status says NTP is off.
-    let guest_now: i64 = lv.guest("date +%s").expect("date").trim().parse().expect("date +%s");
+    let guest_now: i64 = lv
+        .guest("date +%s")
+        .expect("date")
+        .trim()
+        .parse()
+        .expect("date +%s");
     eprintln!("observe: guest clock before sync: {guest_now}");
-    assert!(guest_now < 946_684_800, "the guest should boot at 1970, has {guest_now}");
+    assert!(
+        guest_now < 946_684_800,
+        "the guest should boot at 1970, has {guest_now}"
+    );
     assert_eq!(status(&mut lv)["ntp"]["state"], "off");
 
     // Phase 1: UDP and TCP to rsyslog; NTP from chrony plus an unreachable server.
@@ -204,15 +234,25 @@ fn lab_syslog_and_ntp() {
         (s["ntp"]["state"] == "synced").then_some(s)
     });
     let host = host_now();
-    let guest_now: i64 = lv.guest("date +%s").expect("date").trim().parse().expect("date +%s");
+    let guest_now: i64 = lv
+        .guest("date +%s")
+        .expect("date")
+        .trim()
+        .parse()
+        .expect("date +%s");
     eprintln!("observe: synced: {}", st["ntp"]);
     assert!(
         (guest_now - host).abs() <= CLOCK_SLACK_S,
         "guest clock {guest_now} vs host {host}"
     );
     assert_eq!(st["ntp"]["server"], OBS);
-    let last = st["ntp"]["last_sync_unix"].as_i64().expect("last_sync_unix");
-    assert!((last - host).abs() <= 120, "last sync {last} vs host {host}");
+    let last = st["ntp"]["last_sync_unix"]
+        .as_i64()
+        .expect("last_sync_unix");
+    assert!(
+        (last - host).abs() <= 120,
+        "last sync {last} vs host {host}"
+    );
     // The unreachable server is named with its reason; the sync is unaffected.
     let nobody = st["ntp"]["servers"]
         .as_array()
@@ -220,7 +260,10 @@ fn lab_syslog_and_ntp() {
         .expect("the unreachable NTP server in status");
     assert_eq!(nobody["state"], "error", "{nobody}");
     let why = nobody["error"].as_str().unwrap_or("");
-    assert!(why.contains("no reply") || why.contains("unreachable"), "{why}");
+    assert!(
+        why.contains("no reply") || why.contains("unreachable"),
+        "{why}"
+    );
     // The status screen's words.
     let text = lv.guest("appliance status").expect("status");
     assert!(text.contains(&format!("Time: synced to {OBS}")), "{text}");
@@ -228,10 +271,14 @@ fn lab_syslog_and_ntp() {
     let dmesg = lv.guest("dmesg | grep -a 'NTP: clock'").expect("dmesg");
     let year = unix_of_year(host);
     assert!(
-        dmesg.lines().any(|l| l.contains("clock stepped") && l.contains(&format!("{year}-"))),
+        dmesg
+            .lines()
+            .any(|l| l.contains("clock stepped") && l.contains(&format!("{year}-"))),
         "no wall-clock 'clock stepped' line in:\n{dmesg}"
     );
-    let early = lv.guest("dmesg | grep -a 'appliance daemon starting' | head -1").expect("dmesg");
+    let early = lv
+        .guest("dmesg | grep -a 'appliance daemon starting' | head -1")
+        .expect("dmesg");
     assert!(early.contains("1970-01-01T"), "{early}");
 
     // A server failure and recovery, in RFC 5424 at the collector, over UDP and TCP.
@@ -242,15 +289,21 @@ fn lab_syslog_and_ntp() {
         !k.dests.iter().any(|d| d.0 == s0ip && d.2 > 0)
     })
     .expect("server 0 out of the table");
-    lv.restore_server(0, Failure::Killed).expect("restart server 0");
-    lv.wait_balancing(Duration::from_secs(30)).expect("balancing again");
-    let msgs = wait_for(Duration::from_secs(30), "down and up at the collector", || {
-        let m = received(&log);
-        ["imudp", "imtcp"]
-            .iter()
-            .all(|i| health(&m, i, &s0, "down").is_some() && health(&m, i, &s0, "up").is_some())
-            .then_some(m)
-    });
+    lv.restore_server(0, Failure::Killed)
+        .expect("restart server 0");
+    lv.wait_balancing(Duration::from_secs(30))
+        .expect("balancing again");
+    let msgs = wait_for(
+        Duration::from_secs(30),
+        "down and up at the collector",
+        || {
+            let m = received(&log);
+            ["imudp", "imtcp"]
+                .iter()
+                .all(|i| health(&m, i, &s0, "down").is_some() && health(&m, i, &s0, "up").is_some())
+                .then_some(m)
+        },
+    );
     eprintln!("observe: the collector received {} messages", msgs.len());
     let host = host_now();
     for input in ["imudp", "imtcp"] {
@@ -258,30 +311,51 @@ fn lab_syslog_and_ntp() {
             let m = health(&msgs, input, &s0, state).expect("seen");
             eprintln!("observe: {input}: {m:?}");
             assert_eq!(m.pri, pri, "{m:?}");
-            assert_eq!((m.hostname.as_str(), m.app_name.as_str()), ("sip-lb", "appliance"));
+            assert_eq!(
+                (m.hostname.as_str(), m.app_name.as_str()),
+                ("sip-lb", "appliance")
+            );
             assert!(m.procid.parse::<u32>().is_ok(), "{m:?}");
             assert_eq!(m.param("slb@32473", "service"), Some("sip"));
-            assert!(!m.param("slb@32473", "reason").unwrap_or("").is_empty(), "{m:?}");
+            assert!(
+                !m.param("slb@32473", "reason").unwrap_or("").is_empty(),
+                "{m:?}"
+            );
             assert_eq!(m.param("timeQuality", "isSynced"), Some("1"), "{m:?}");
-            let t = m.timestamp.as_deref().and_then(unix_of).expect("a timestamp once synced");
-            assert!((t - host).abs() <= 120, "timestamp {t} vs host {host}: {m:?}");
+            let t = m
+                .timestamp
+                .as_deref()
+                .and_then(unix_of)
+                .expect("a timestamp once synced");
+            assert!(
+                (t - host).abs() <= 120,
+                "timestamp {t} vs host {host}: {m:?}"
+            );
             assert!(m.msg.contains(&s0), "{m:?}");
         }
     }
     // The apply that configured syslog was sent before the clock was set: NILVALUE, unsynced.
     let apply = msgs
         .iter()
-        .find(|(i, m)| i == "imudp" && m.msgid == "CONFIG" && m.param("slb@32473", "action") == Some("apply"))
+        .find(|(i, m)| {
+            i == "imudp" && m.msgid == "CONFIG" && m.param("slb@32473", "action") == Some("apply")
+        })
         .map(|(_, m)| m)
         .expect("the config apply event");
     assert_eq!(apply.param("slb@32473", "result"), Some("ok"));
     assert_eq!(apply.timestamp, None, "{apply:?}");
-    assert_eq!(apply.param("timeQuality", "isSynced"), Some("0"), "{apply:?}");
+    assert_eq!(
+        apply.param("timeQuality", "isSynced"),
+        Some("0"),
+        "{apply:?}"
+    );
 
     // Phase 2: the TCP collector is a host that does not exist.
     configure(
         &mut lv,
-        &format!("{{ address = \"{OBS}\" }}, {{ address = \"{NOBODY_SYSLOG}\", transport = \"tcp\" }}"),
+        &format!(
+            "{{ address = \"{OBS}\" }}, {{ address = \"{NOBODY_SYSLOG}\", transport = \"tcp\" }}"
+        ),
         &format!("\"{OBS}\", \"{NOBODY_NTP}\""),
     );
     let s1 = lv.lab.servers[1].sip().to_string();
@@ -292,29 +366,55 @@ fn lab_syslog_and_ntp() {
         !k.dests.iter().any(|d| d.0 == s1ip && d.2 > 0)
     })
     .expect("server 1 out while a collector hangs");
-    eprintln!("observe: server 1 out of the table {:.1} s after its kill (collector hanging)", t0.elapsed().as_secs_f64());
-    lv.restore_server(1, Failure::Killed).expect("restart server 1");
-    lv.wait_balancing(Duration::from_secs(30)).expect("balancing again");
-    let st = wait_for(Duration::from_secs(30), "the hanging collector reported", || {
-        let s = status(&mut lv);
-        let bad = s["syslog"].as_array()?.iter().find(|c| c["target"] == format!("tcp://{NOBODY_SYSLOG}:514"))?.clone();
-        (bad["state"] == "error" && bad["dropped"].as_u64()? >= 1).then_some(s)
-    });
+    eprintln!(
+        "observe: server 1 out of the table {:.1} s after its kill (collector hanging)",
+        t0.elapsed().as_secs_f64()
+    );
+    lv.restore_server(1, Failure::Killed)
+        .expect("restart server 1");
+    lv.wait_balancing(Duration::from_secs(30))
+        .expect("balancing again");
+    let st = wait_for(
+        Duration::from_secs(30),
+        "the hanging collector reported",
+        || {
+            let s = status(&mut lv);
+            let bad = s["syslog"]
+                .as_array()?
+                .iter()
+                .find(|c| c["target"] == format!("tcp://{NOBODY_SYSLOG}:514"))?
+                .clone();
+            (bad["state"] == "error" && bad["dropped"].as_u64()? >= 1).then_some(s)
+        },
+    );
     eprintln!("observe: syslog status: {}", st["syslog"]);
     let cols = st["syslog"].as_array().expect("syslog status");
-    let good = cols.iter().find(|c| c["target"] == format!("udp://{OBS}:514")).expect("udp collector");
+    let good = cols
+        .iter()
+        .find(|c| c["target"] == format!("udp://{OBS}:514"))
+        .expect("udp collector");
     assert_eq!(good["state"], "ok", "{good}");
     assert_eq!(good["dropped"], 0, "{good}");
-    let bad = cols.iter().find(|c| c["target"] == format!("tcp://{NOBODY_SYSLOG}:514")).expect("tcp collector");
+    let bad = cols
+        .iter()
+        .find(|c| c["target"] == format!("tcp://{NOBODY_SYSLOG}:514"))
+        .expect("tcp collector");
     let why = bad["error"].as_str().unwrap_or("");
-    assert!(why.contains("connect") && why.contains(NOBODY_SYSLOG), "{why}");
+    assert!(
+        why.contains("connect") && why.contains(NOBODY_SYSLOG),
+        "{why}"
+    );
     assert_eq!(st["ntp"]["state"], "synced", "{}", st["ntp"]);
     let text = lv.guest("appliance status").expect("status");
-    assert!(text.contains(&format!("Syslog tcp://{NOBODY_SYSLOG}:514:")), "{text}");
+    assert!(
+        text.contains(&format!("Syslog tcp://{NOBODY_SYSLOG}:514:")),
+        "{text}"
+    );
     // The reachable collector still got the second failure and recovery.
     wait_for(Duration::from_secs(30), "server 1 down/up over UDP", || {
         let m = received(&log);
-        (health(&m, "imudp", &s1, "down").is_some() && health(&m, "imudp", &s1, "up").is_some()).then_some(())
+        (health(&m, "imudp", &s1, "down").is_some() && health(&m, "imudp", &s1, "up").is_some())
+            .then_some(())
     });
 }
 

@@ -40,7 +40,9 @@ fn header_field<'a>(s: &mut &'a str, name: &str, max: usize) -> Result<&'a str, 
         .split_once(' ')
         .ok_or_else(|| format!("{name}: no space after it"))?;
     if f.is_empty() || f.len() > max || !f.bytes().all(|b| (33..=126).contains(&b)) {
-        return Err(format!("{name} {f:?}: 1-{max} printable US-ASCII characters"));
+        return Err(format!(
+            "{name} {f:?}: 1-{max} printable US-ASCII characters"
+        ));
     }
     *s = rest;
     Ok(f)
@@ -50,7 +52,8 @@ fn header_field<'a>(s: &mut &'a str, name: &str, max: usize) -> Result<&'a str, 
 /// at most 6 fraction digits).
 fn check_timestamp(t: &str) -> Result<(), String> {
     let b = t.as_bytes();
-    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
     let ok = b.len() >= 20
         && digits(0..4)
         && b[4] == b'-'
@@ -64,7 +67,9 @@ fn check_timestamp(t: &str) -> Result<(), String> {
         && b[16] == b':'
         && digits(17..19);
     if !ok {
-        return Err(format!("timestamp {t:?} is not RFC 3339 full-date T full-time"));
+        return Err(format!(
+            "timestamp {t:?} is not RFC 3339 full-date T full-time"
+        ));
     }
     let mut rest = &t[19..];
     if let Some(frac) = rest.strip_prefix('.') {
@@ -132,12 +137,12 @@ pub fn parse(line: &str) -> Result<Message, String> {
         p = r;
     } else {
         if !p.starts_with('[') {
-            return Err(format!("STRUCTURED-DATA must start with '[' or be '-': {p:?}"));
+            return Err(format!(
+                "STRUCTURED-DATA must start with '[' or be '-': {p:?}"
+            ));
         }
         while let Some(r) = p.strip_prefix('[') {
-            let end = r
-                .find([' ', ']'])
-                .ok_or("SD-ELEMENT not closed")?;
+            let end = r.find([' ', ']']).ok_or("SD-ELEMENT not closed")?;
             let id = &r[..end];
             sd_name(id, "SD-ID")?;
             let mut q = &r[end..];
@@ -170,7 +175,9 @@ pub fn parse(line: &str) -> Result<Message, String> {
                 params.push((name.to_string(), value));
                 q = &r3[close + 1..];
             }
-            p = q.strip_prefix(']').ok_or("SD-ELEMENT not closed with ']'")?;
+            p = q
+                .strip_prefix(']')
+                .ok_or("SD-ELEMENT not closed with ']'")?;
             if sd.insert(id.to_string(), params).is_some() {
                 return Err(format!("SD-ID {id} twice"));
             }
