@@ -197,6 +197,9 @@ pub struct VmOptions {
     pub hard_timeout: Duration,
     /// Connect QEMU's HMP monitor (for [`Vm::monitor`], e.g. `set_link`).
     pub monitor: bool,
+    /// Start the guest's CMOS clock here (e.g. `1970-01-01T00:00:00`) instead of the
+    /// host's time: a box without a set clock, for the NTP tests.
+    pub rtc_base: Option<String>,
 }
 
 impl VmOptions {
@@ -216,6 +219,7 @@ impl VmOptions {
             memory: "256M".into(),
             hard_timeout: VM_HARD_TIMEOUT,
             monitor: false,
+            rtc_base: None,
         }
     }
 }
@@ -545,6 +549,9 @@ impl Vm {
             if let Some(v) = val {
                 cmd.arg(flag).arg(v);
             }
+        }
+        if let Some(base) = &opts.rtc_base {
+            cmd.arg("--rtc-base").arg(base);
         }
         if !opts.extra_cmdline.is_empty() {
             cmd.arg("--append").arg(opts.extra_cmdline.join(" "));

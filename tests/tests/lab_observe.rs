@@ -134,7 +134,11 @@ fn lab_syslog_and_ntp() {
             return;
         }
     }
-    let mut lv = LabVm::boot(&LabOptions::default(), "uas.xml").expect("boot lab + appliance");
+    // A box whose clock was never set: the CMOS clock starts at the epoch.
+    let mut lv = LabVm::boot_with(&LabOptions::default(), "uas.xml", |vo| {
+        vo.rtc_base = Some("1970-01-01T00:00:00".into());
+    })
+    .expect("boot lab + appliance");
 
     // The collector / time host.
     let ns = lv

@@ -564,6 +564,10 @@ impl Live {
 
     /// Periodic: drift repair (table, sync daemons, VRRP runner), stats, LEDs.
     pub fn on_tick(&mut self, cfg: &Config) {
+        // Back to the running config's collectors and servers after a failed apply
+        // (a no-op when they already match).
+        self.syslog.reconfigure(cfg);
+        self.ntp.reconfigure(cfg);
         self.report_time();
         self.sync(cfg);
         self.sync_daemons(cfg);

@@ -291,4 +291,35 @@ mod tests {
         let s = sample(5_000_000, &reply, 5_002_000);
         assert!(s.offset_us > 1_700_000_000_000_000, "{s:?}");
     }
+
+    /// Mutated replies never panic; whatever decodes re-encodes to its first 48 bytes
+    /// (the fuzz target `ntp_reply` does this with coverage guidance).
+    #[test]
+    fn mutated_replies_never_panic_and_round_trip() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut b = CHRONY.to_vec();
+            let len = (next() % 64) as usize;
+            b.resize(len, 0);
+            for _ in 0..(next() % 4) {
+                if !b.is_empty() {
+                    let i = (next() as usize) % b.len();
+                    b[i] = next() as u8;
+                }
+            }
+            if let Ok(r) = Reply::decode(&b) {
+                accepted += 1;
+                assert_eq!(&r.encode()[..], &b[..LEN]);
+                assert!(sample(0, &r, 1).delay_us >= 0);
+            }
+        }
+        assert!(accepted > 0);
+    }
 }
