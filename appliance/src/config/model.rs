@@ -549,7 +549,7 @@ pub const NTP_PORT: u16 = 123;
 pub const NTP_DEFAULT_POLL_S: u32 = 64;
 
 /// How messages reach a syslog collector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SyslogTransport {
     /// One datagram per message (RFC 5426).
@@ -602,7 +602,7 @@ impl SyslogFacility {
 }
 
 /// One remote syslog collector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogCollector {
     /// Collector address (IPv4; the appliance has no resolver).

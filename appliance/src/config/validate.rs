@@ -987,10 +987,11 @@ fn remote_host_problem(c: &Config, what: &str, a: Ipv4Addr) -> Option<String> {
 }
 
 fn check_syslog(r: &mut Report, c: &Config) {
-    let mut seen: HashMap<(Ipv4Addr, u16), usize> = HashMap::new();
+    // UDP and TCP on the same port are different collectors (rsyslog listens on both).
+    let mut seen: HashMap<SyslogCollector, usize> = HashMap::new();
     for (i, col) in c.syslog.collectors.iter().enumerate() {
         let p = format!("syslog.collectors[{i}]");
-        let what = format!("syslog collector {}:{}", col.address, col.port);
+        let what = format!("syslog collector {col}");
         if let Some(why) = remote_host_problem(c, "syslog collector", col.address) {
             r.error(format!("{p}.address"), why);
         }
@@ -1000,7 +1001,7 @@ fn check_syslog(r: &mut Report, c: &Config) {
                 format!("{what}: port 0 is not a port; use the collector's port (default {SYSLOG_DEFAULT_PORT})"),
             );
         }
-        if let Some(first) = seen.insert((col.address, col.port), i) {
+        if let Some(first) = seen.insert(*col, i) {
             r.error(
                 format!("{p}.address"),
                 format!("{what} is listed twice (collectors[{first}] and [{i}]); remove one"),
@@ -1743,11 +1744,21 @@ mod tests {
         c.syslog.collectors[0].port = 0;
         one_error(
             &c,
-            &["syslog collector 198.51.100.50:0", "port 0", "default 514"],
+            &[
+                "syslog collector udp://198.51.100.50:0",
+                "port 0",
+                "default 514",
+            ],
         );
         c.syslog.collectors[0].port = 514;
         let _ = c.syslog.collectors.push(col([198, 51, 100, 50], 514));
-        one_error(&c, &["198.51.100.50:514 is listed twice", "remove one"]);
+        one_error(
+            &c,
+            &["udp://198.51.100.50:514 is listed twice", "remove one"],
+        );
+        c.syslog.collectors[1].transport = SyslogTransport::Tcp;
+        assert!(validate(&c).errors.is_empty(), "UDP and TCP 514 differ");
+        c.syslog.collectors[1].transport = SyslogTransport::Udp;
         c.syslog.collectors[1] = col([198, 51, 100, 1], 514);
         one_error(&c, &["syslog collector 198.51.100.1", "own address"]);
         c.syslog.collectors[1] = col([224, 0, 0, 1], 514);

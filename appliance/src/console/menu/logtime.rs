@@ -194,7 +194,7 @@ mod tests {
             "syslog.example", // not an address
             "198.51.100.1",   // the box's own LAN address
             "198.51.100.50",
-            "tcp://198.51.100.50", // same address, other transport and port 514: a duplicate
+            "udp://198.51.100.50:514", // the same collector again
             "tcp://198.51.100.51:6514",
             "kern", // not offered
             "local3",
@@ -211,7 +211,7 @@ mod tests {
         for msg in [
             "'syslog.example' is not a syslog collector",
             "syslog collector 198.51.100.1 is this appliance's own address",
-            "syslog collector 198.51.100.50:514 is listed twice",
+            "syslog collector udp://198.51.100.50:514 is listed twice",
             "'kern' is not a facility: enter daemon or local0 to local7",
             "NTP server 198.51.100.60 is listed twice",
             "4 servers given; enter at most 3 addresses",
