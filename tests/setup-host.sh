@@ -21,6 +21,8 @@ packages=(
     sip-tester tshark tcpdump iproute2 keepalived ipvsadm socat
     # benchmarks only (tests/bench): the L7 comparison, Kamailio's dispatcher
     kamailio
+    # observability lab peers: remote syslog collector and NTP server
+    rsyslog chrony
     # Buildroot tree checks (tests/buildroot): tomllib needs python3 >= 3.11
     python3 shellcheck flake8
     # metrics test (tests/tests/metrics_prometheus.rs): the scraper and its API client

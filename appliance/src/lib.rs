@@ -12,8 +12,10 @@ pub mod ipvs;
 pub mod leds;
 pub mod metrics;
 pub mod net;
+pub mod ntp;
 pub mod probe;
 pub mod store;
+pub mod syslog;
 #[cfg(test)]
 mod test_skip;
 pub mod vrrp;

@@ -30,6 +30,8 @@
 #   --timeout SECS        kill QEMU after SECS (default 3600; 0 = no bound, for
 #                         callers that enforce their own, like the test harness)
 #   --memory SIZE         guest RAM (default 256M)
+#   --rtc-base DATE       start the guest's CMOS clock at DATE (QEMU -rtc base=,
+#                         e.g. 1970-01-01T00:00:00) instead of the host's time
 #   --dry-run             print the QEMU command line and exit
 # Networking: no NIC at all unless taps are given. Never user-mode networking.
 set -euo pipefail
@@ -43,7 +45,7 @@ initrd=
 disk=$build/store.img
 boot_disk= extra_disks=() wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= monitor= noreboot=0
 wan_mac=52:54:00:00:00:01 lan_mac=52:54:00:00:00:02
-timeout=3600 memory=256M dryrun=0 build_first=0
+timeout=3600 memory=256M dryrun=0 build_first=0 rtc_base=
 
 die() { echo "run-qemu: ERROR: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] || die "$1 needs a value"; }
@@ -69,6 +71,7 @@ while [ $# -gt 0 ]; do
         --no-reboot) noreboot=1; shift ;;
         --timeout) need "$@"; timeout=$2; shift 2 ;;
         --memory) need "$@"; memory=$2; shift 2 ;;
+        --rtc-base) need "$@"; rtc_base=$2; shift 2 ;;
         --dry-run) dryrun=1; shift ;;
         -h|--help) sed -n '2,/^set -e/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
@@ -157,6 +160,7 @@ else
     fi
 fi
 [ "$noreboot" = 1 ] && args+=(-no-reboot)
+[ -n "$rtc_base" ] && args+=(-rtc "base=$rtc_base")
 
 if [ -n "$netns" ]; then
     args=(ip netns exec "$netns" "${args[@]}")

@@ -30,6 +30,7 @@ pub mod interop;
 pub mod keepalived;
 pub mod pair;
 pub mod pcap;
+pub mod rfc5424;
 pub mod rounds;
 
 use std::fs;

@@ -203,6 +203,9 @@ pub struct VmOptions {
     pub boot_disk: Option<PathBuf>,
     /// More raw disks, read-only, after the store (and boot) disk.
     pub extra_disks: Vec<PathBuf>,
+    /// Start the guest's CMOS clock here (e.g. `1970-01-01T00:00:00`) instead of the
+    /// host's time: a box without a set clock, for the NTP tests.
+    pub rtc_base: Option<String>,
 }
 
 impl VmOptions {
@@ -224,6 +227,7 @@ impl VmOptions {
             monitor: false,
             boot_disk: None,
             extra_disks: Vec::new(),
+            rtc_base: None,
         }
     }
 }
@@ -560,6 +564,9 @@ impl Vm {
             if let Some(v) = val {
                 cmd.arg(flag).arg(v);
             }
+        }
+        if let Some(base) = &opts.rtc_base {
+            cmd.arg("--rtc-base").arg(base);
         }
         if !opts.extra_cmdline.is_empty() && opts.boot_disk.is_none() {
             cmd.arg("--append").arg(opts.extra_cmdline.join(" "));

@@ -280,6 +280,9 @@ pub fn render(reply: &Reply, json: bool) -> String {
 
 fn status_text(s: &StatusInfo) -> String {
     let mut out = screens::header(s);
+    for l in screens::time_and_syslog_lines(s) {
+        let _ = writeln!(out, "{l}");
+    }
     let _ = writeln!(
         out,
         "uptime {} s; candidate {}{}; running {}",

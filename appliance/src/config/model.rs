@@ -77,6 +77,12 @@ pub struct Config {
     /// Management access: where management services (metrics) listen and who may connect.
     #[serde(default)]
     pub management: ManagementSettings,
+    /// Remote syslog collectors (none by default).
+    #[serde(default)]
+    pub syslog: SyslogSettings,
+    /// NTP servers that keep the clock right (none by default).
+    #[serde(default)]
+    pub ntp: NtpSettings,
 }
 
 /// Routing between WAN and LAN outside the virtual services.
@@ -640,6 +646,151 @@ impl Default for WatchdogSettings {
     }
 }
 
+/// Maximum number of remote syslog collectors.
+pub const MAX_SYSLOG_COLLECTORS: usize = 2;
+/// Default syslog collector port (UDP, RFC 5426; also the usual TCP port).
+pub const SYSLOG_DEFAULT_PORT: u16 = 514;
+/// Maximum number of NTP servers.
+pub const MAX_NTP_SERVERS: usize = 3;
+/// The NTP server port (RFC 5905).
+pub const NTP_PORT: u16 = 123;
+/// Default time between NTP polls once synced, seconds.
+pub const NTP_DEFAULT_POLL_S: u32 = 64;
+
+/// How messages reach a syslog collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    /// One datagram per message (RFC 5426).
+    #[default]
+    Udp,
+    /// A TCP stream with octet-counting framing (RFC 6587).
+    Tcp,
+}
+
+/// The syslog facility of every message the appliance sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFacility {
+    /// System daemons (3).
+    Daemon,
+    /// Local use 0 (16), the default.
+    #[default]
+    Local0,
+    /// Local use 1 (17).
+    Local1,
+    /// Local use 2 (18).
+    Local2,
+    /// Local use 3 (19).
+    Local3,
+    /// Local use 4 (20).
+    Local4,
+    /// Local use 5 (21).
+    Local5,
+    /// Local use 6 (22).
+    Local6,
+    /// Local use 7 (23).
+    Local7,
+}
+
+impl SyslogFacility {
+    /// The facility's numeric code (RFC 5424 table 1).
+    pub fn code(self) -> u8 {
+        match self {
+            SyslogFacility::Daemon => 3,
+            SyslogFacility::Local0 => 16,
+            SyslogFacility::Local1 => 17,
+            SyslogFacility::Local2 => 18,
+            SyslogFacility::Local3 => 19,
+            SyslogFacility::Local4 => 20,
+            SyslogFacility::Local5 => 21,
+            SyslogFacility::Local6 => 22,
+            SyslogFacility::Local7 => 23,
+        }
+    }
+}
+
+/// One remote syslog collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogCollector {
+    /// Collector address (IPv4; the appliance has no resolver).
+    pub address: Ipv4Addr,
+    /// Collector port.
+    #[serde(default = "default_syslog_port")]
+    pub port: u16,
+    /// UDP (default) or TCP.
+    #[serde(default)]
+    pub transport: SyslogTransport,
+}
+
+fn default_syslog_port() -> u16 {
+    SYSLOG_DEFAULT_PORT
+}
+
+impl fmt::Display for SyslogCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.transport {
+            SyslogTransport::Udp => "udp",
+            SyslogTransport::Tcp => "tcp",
+        };
+        write!(f, "{scheme}://{}:{}", self.address, self.port)
+    }
+}
+
+impl FromStr for SyslogCollector {
+    type Err = ParseValueError;
+    /// `a.b.c.d`, `a.b.c.d:port`, with an optional `udp://` or `tcp://` in front.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseValueError::Collector(s.to_owned());
+        let t = s.trim();
+        let (transport, rest) = if let Some(r) = t.strip_prefix("tcp://") {
+            (SyslogTransport::Tcp, r)
+        } else {
+            (SyslogTransport::Udp, t.strip_prefix("udp://").unwrap_or(t))
+        };
+        let (a, port) = match rest.split_once(':') {
+            Some((a, p)) => (a, p.parse::<u16>().map_err(|_| bad())?),
+            None => (rest, SYSLOG_DEFAULT_PORT),
+        };
+        Ok(SyslogCollector {
+            address: a.parse().map_err(|_| bad())?,
+            port,
+            transport,
+        })
+    }
+}
+
+/// Remote syslog: the daemon's events as RFC 5424 messages to up to two collectors.
+/// No collector = off. Rules live in `validate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyslogSettings {
+    /// Where messages go (empty = remote syslog off).
+    pub collectors: Vec<SyslogCollector, MAX_SYSLOG_COLLECTORS>,
+    /// Facility of every message.
+    pub facility: SyslogFacility,
+}
+
+/// NTP: the daemon's SNTP client sets the clock from these servers. No server = off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NtpSettings {
+    /// Server addresses (IPv4; the appliance has no resolver), port 123.
+    pub servers: Vec<Ipv4Addr, MAX_NTP_SERVERS>,
+    /// Seconds between polls once synced (unsynced, the client retries every few seconds).
+    pub poll_s: u32,
+}
+
+impl Default for NtpSettings {
+    fn default() -> Self {
+        NtpSettings {
+            servers: Vec::new(),
+            poll_s: NTP_DEFAULT_POLL_S,
+        }
+    }
+}
+
 /// Copy a str into a bounded string, truncating at a char boundary (for constants only).
 pub fn bounded<const N: usize>(s: &str) -> String<N> {
     let mut out = String::new();
@@ -721,6 +872,8 @@ impl Config {
             ha: HaSettings::default(),
             router: RouterSettings::default(),
             management: ManagementSettings::default(),
+            syslog: SyslogSettings::default(),
+            ntp: NtpSettings::default(),
         }
     }
 }
@@ -733,6 +886,9 @@ pub enum ParseValueError {
     /// Not `a.b.c.d/len`.
     #[error("'{0}' is not an IPv4 address with prefix, expected e.g. 192.0.2.1/24")]
     Net(std::string::String),
+    /// Not a syslog collector.
+    #[error("'{0}' is not a syslog collector, expected e.g. 192.0.2.5, 192.0.2.5:1514 or tcp://192.0.2.5:514")]
+    Collector(std::string::String),
     /// Not a status code or range.
     #[error(
         "'{0}' is not a SIP status code range, expected e.g. 200, 2xx or 200-299 (codes 100-699)"
@@ -979,6 +1135,32 @@ mod tests {
                 Ipv4Addr::new(203, 0, 113, 11)
             ]
         );
+    }
+
+    #[test]
+    fn syslog_collectors_parse_and_print() {
+        let c: SyslogCollector = "192.0.2.5".parse().unwrap();
+        assert_eq!(c.to_string(), "udp://192.0.2.5:514");
+        let c: SyslogCollector = " tcp://192.0.2.5:6514 ".parse().unwrap();
+        assert_eq!((c.transport, c.port), (SyslogTransport::Tcp, 6514));
+        assert_eq!(c.to_string().parse::<SyslogCollector>().unwrap(), c);
+        assert_eq!(
+            "udp://192.0.2.5:99"
+                .parse::<SyslogCollector>()
+                .unwrap()
+                .port,
+            99
+        );
+        for bad in [
+            "",
+            "host",
+            "192.0.2.5:x",
+            "192.0.2.5:70000",
+            "sctp://192.0.2.5",
+        ] {
+            let e = bad.parse::<SyslogCollector>().unwrap_err().to_string();
+            assert!(e.contains("tcp://192.0.2.5:514"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub const HA_ADVERT_CS_RANGE: std::ops::RangeInclusive<u16> = 1..=4095;
 pub const HA_ADVERT_CS_WARN_BELOW: u16 = 3;
 /// Accepted preemption delays, seconds.
 pub const HA_PREEMPT_DELAY_RANGE_S: std::ops::RangeInclusive<u32> = 0..=3600;
+/// Accepted NTP poll intervals once synced, seconds (NTP's minpoll 4 to maxpoll 10).
+pub const NTP_POLL_RANGE_S: std::ops::RangeInclusive<u32> = 16..=1024;
+
 /// Largest argon2 memory cost (KiB) accepted in `console.password_hash`: a hash carries its own
 /// cost, and every login attempt pays it (the built-in default is 19456 KiB).
 pub const PASSWORD_HASH_MAX_M_KIB: u32 = 65_536;
@@ -222,6 +225,8 @@ pub fn validate(c: &Config) -> Report {
         check_ha(&mut r, c, wan_ok, lan_ok);
     }
     check_management(&mut r, c, wan_ok, lan_ok);
+    check_syslog(&mut r, c);
+    check_ntp(&mut r, c);
     r
 }
 
@@ -1097,6 +1102,73 @@ fn check_leds(r: &mut Report, c: &Config) {
     }
 }
 
+/// Why `a` cannot be a remote host the appliance talks to (syslog collector, NTP server),
+/// or `None`. `what` names it in the message.
+fn remote_host_problem(c: &Config, what: &str, a: Ipv4Addr) -> Option<String> {
+    if !is_host_addr(a) {
+        return Some(format!(
+            "{what} {a} is not a unicast host address; use the address of the host that runs it"
+        ));
+    }
+    if a == c.wan.address.addr || a == c.lan.address.addr {
+        return Some(format!(
+            "{what} {a} is this appliance's own address; use the address of another host"
+        ));
+    }
+    None
+}
+
+fn check_syslog(r: &mut Report, c: &Config) {
+    // UDP and TCP on the same port are different collectors (rsyslog listens on both).
+    let mut seen: HashMap<SyslogCollector, usize> = HashMap::new();
+    for (i, col) in c.syslog.collectors.iter().enumerate() {
+        let p = format!("syslog.collectors[{i}]");
+        let what = format!("syslog collector {col}");
+        if let Some(why) = remote_host_problem(c, "syslog collector", col.address) {
+            r.error(format!("{p}.address"), why);
+        }
+        if col.port == 0 {
+            r.error(
+                format!("{p}.port"),
+                format!("{what}: port 0 is not a port; use the collector's port (default {SYSLOG_DEFAULT_PORT})"),
+            );
+        }
+        if let Some(first) = seen.insert(*col, i) {
+            r.error(
+                format!("{p}.address"),
+                format!("{what} is listed twice (collectors[{first}] and [{i}]); remove one"),
+            );
+        }
+    }
+}
+
+fn check_ntp(r: &mut Report, c: &Config) {
+    let n = &c.ntp;
+    let mut seen: HashMap<Ipv4Addr, usize> = HashMap::new();
+    for (i, &a) in n.servers.iter().enumerate() {
+        if let Some(why) = remote_host_problem(c, "NTP server", a) {
+            r.error(format!("ntp.servers[{i}]"), why);
+        }
+        if let Some(first) = seen.insert(a, i) {
+            r.error(
+                format!("ntp.servers[{i}]"),
+                format!("NTP server {a} is listed twice (servers[{first}] and [{i}]); remove one"),
+            );
+        }
+    }
+    if !NTP_POLL_RANGE_S.contains(&n.poll_s) {
+        r.error(
+            "ntp.poll_s",
+            format!(
+                "ntp.poll_s {} is out of range {}-{} seconds; use {NTP_DEFAULT_POLL_S} unless the server asks for less traffic",
+                n.poll_s,
+                NTP_POLL_RANGE_S.start(),
+                NTP_POLL_RANGE_S.end()
+            ),
+        );
+    }
+}
+
 fn check_console(r: &mut Report, cs: &ConsoleSettings) {
     let h = cs.password_hash.as_str();
     if let Some(why) = (!h.is_empty()).then(|| password_hash_problem(h)).flatten() {
@@ -1912,5 +1984,71 @@ metrics_port = 9101
         );
         let e = toml::from_str::<ManagementSettings>("metrics_enable = true").unwrap_err();
         assert!(e.to_string().contains("metrics_enable"), "{e}");
+    }
+
+    #[test]
+    fn syslog_collectors() {
+        let mut c = base();
+        let col = |a: [u8; 4], port: u16| SyslogCollector {
+            address: Ipv4Addr::from(a),
+            port,
+            transport: SyslogTransport::Udp,
+        };
+        let _ = c.syslog.collectors.push(col([198, 51, 100, 50], 514));
+        assert!(validate(&c).errors.is_empty(), "{:?}", validate(&c));
+        c.syslog.collectors[0].port = 0;
+        one_error(
+            &c,
+            &[
+                "syslog collector udp://198.51.100.50:0",
+                "port 0",
+                "default 514",
+            ],
+        );
+        c.syslog.collectors[0].port = 514;
+        let _ = c.syslog.collectors.push(col([198, 51, 100, 50], 514));
+        one_error(
+            &c,
+            &["udp://198.51.100.50:514 is listed twice", "remove one"],
+        );
+        c.syslog.collectors[1].transport = SyslogTransport::Tcp;
+        assert!(validate(&c).errors.is_empty(), "UDP and TCP 514 differ");
+        c.syslog.collectors[1].transport = SyslogTransport::Udp;
+        c.syslog.collectors[1] = col([198, 51, 100, 1], 514);
+        one_error(&c, &["syslog collector 198.51.100.1", "own address"]);
+        c.syslog.collectors[1] = col([224, 0, 0, 1], 514);
+        one_error(&c, &["syslog collector 224.0.0.1", "not a unicast host"]);
+        // TOML: port and transport default; an unknown transport is refused.
+        let t: SyslogSettings =
+            toml::from_str("collectors = [{ address = \"192.0.2.5\" }]").unwrap();
+        assert_eq!(t.collectors[0].port, 514);
+        assert_eq!(t.collectors[0].transport, SyslogTransport::Udp);
+        assert_eq!(t.facility, SyslogFacility::Local0);
+        assert!(toml::from_str::<SyslogSettings>(
+            "collectors = [{ address = \"192.0.2.5\", transport = \"sctp\" }]"
+        )
+        .is_err());
+        assert!(toml::from_str::<SyslogSettings>(
+            "collectors = [{ address = \"192.0.2.5\" }, { address = \"192.0.2.6\" }, { address = \"192.0.2.7\" }]"
+        )
+        .is_err(), "three collectors exceed the capacity");
+    }
+
+    #[test]
+    fn ntp_servers_and_poll() {
+        let mut c = base();
+        let _ = c.ntp.servers.push(Ipv4Addr::new(198, 51, 100, 60));
+        assert!(validate(&c).errors.is_empty());
+        let _ = c.ntp.servers.push(Ipv4Addr::new(198, 51, 100, 60));
+        one_error(&c, &["NTP server 198.51.100.60 is listed twice"]);
+        c.ntp.servers[1] = Ipv4Addr::new(203, 0, 113, 2);
+        one_error(&c, &["NTP server 203.0.113.2", "own address"]);
+        c.ntp.servers[1] = Ipv4Addr::UNSPECIFIED;
+        one_error(&c, &["NTP server 0.0.0.0", "not a unicast host"]);
+        c.ntp.servers.truncate(1);
+        c.ntp.poll_s = 8;
+        one_error(&c, &["ntp.poll_s 8 is out of range 16-1024", "use 64"]);
+        let t: NtpSettings = toml::from_str("servers = [\"192.0.2.9\"]").unwrap();
+        assert_eq!(t.poll_s, NTP_DEFAULT_POLL_S);
     }
 }

@@ -15,6 +15,7 @@ use crate::control::password;
 use crate::control::proto::{Reply, Request, ServerOp, ServerRow, StatusInfo, Validation, Which};
 
 mod ha;
+mod logtime;
 mod management;
 
 /// What a line read produced.
@@ -449,6 +450,7 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             "13" => self.import()?,
             "14" => self.ha()?,
             "15" => self.management()?,
+            "16" => self.logtime()?,
             "0" => return Ok(false),
             other => {
                 let shown: String = other.chars().take(20).collect();

@@ -14,7 +14,7 @@ pub const WIDTH: usize = 79;
 pub const MAIN_PROMPT: &str = "Enter an option: ";
 
 /// Main menu items (number, label).
-pub const MAIN_ITEMS: [(u8, &str); 16] = [
+pub const MAIN_ITEMS: [(u8, &str); 17] = [
     (1, "Status (live)"),
     (2, "Interfaces"),
     (3, "Virtual service settings"),
@@ -30,6 +30,7 @@ pub const MAIN_ITEMS: [(u8, &str); 16] = [
     (13, "Import keepalived.conf"),
     (14, "High availability"),
     (15, "Management access"),
+    (16, "Syslog and time (NTP)"),
     (0, "Logout / lock"),
 ];
 
@@ -266,9 +267,51 @@ fn ms(us: Option<u32>) -> String {
     us.map_or_else(|| "-".into(), |u| format!("{:.1}", f64::from(u) / 1000.0))
 }
 
+/// The clock's sync state and any syslog collector in trouble, one line each, fitted
+/// to the screen; nothing while NTP and remote syslog are off.
+pub fn time_and_syslog_lines(st: &StatusInfo) -> Vec<String> {
+    let mut out = Vec::new();
+    let n = &st.ntp;
+    match n.state.as_str() {
+        "synced" => {
+            let last = n
+                .last_sync_unix
+                .map(|t| crate::syslog::format::timestamp(t as i64 * 1_000_000))
+                .map(|t| t.split('.').next().unwrap_or("").replace('T', " ") + "Z")
+                .unwrap_or_else(|| "-".into());
+            out.push(format!(
+                "Time: synced to {}, offset {:+.1} ms, last sync {last}",
+                n.server.as_deref().unwrap_or("-"),
+                n.offset_ms.unwrap_or(0.0)
+            ));
+        }
+        "unsynced" => {
+            let why: Vec<String> = n
+                .servers
+                .iter()
+                .map(|s| match &s.error {
+                    Some(e) => format!("{}: {e}", s.address),
+                    None => format!("{}: {}", s.address, s.state),
+                })
+                .collect();
+            out.push(format!("Time: NOT SYNCED ({})", why.join("; ")));
+        }
+        _ => {}
+    }
+    for c in &st.syslog {
+        if let Some(e) = &c.error {
+            out.push(format!("Syslog {}: {} dropped; {e}", c.target, c.dropped));
+        }
+    }
+    out.iter().map(|l| fit(l)).collect()
+}
+
 /// The live status screen body.
 pub fn status_table(st: &StatusInfo, rows: &[ServerRow], refresh_s: u64) -> String {
     let mut out = header(st);
+    for l in time_and_syslog_lines(st) {
+        let _ = writeln!(out, "{l}");
+    }
     let _ = writeln!(
         out,
         "Live status, refreshed every {refresh_s} s. Press Enter to return."
@@ -543,5 +586,46 @@ mod tests {
         for l in s.lines() {
             assert!(l.chars().count() <= WIDTH, "too wide: {l:?}");
         }
+    }
+
+    #[test]
+    fn time_and_syslog_lines_show_sync_state_and_collector_errors() {
+        let mut st = StatusInfo::default();
+        assert!(time_and_syslog_lines(&st).is_empty(), "off: nothing shown");
+        st.ntp = crate::ntp::NtpStatus {
+            state: "synced".into(),
+            server: Some("198.51.100.60".into()),
+            offset_ms: Some(-0.25),
+            last_sync_unix: Some(1_795_874_773),
+            ..Default::default()
+        };
+        assert_eq!(
+            time_and_syslog_lines(&st),
+            vec!["Time: synced to 198.51.100.60, offset -0.2 ms, last sync 2026-11-28 14:06:13Z"]
+        );
+        st.ntp.state = "unsynced".into();
+        st.ntp.servers = vec![crate::ntp::client::ServerStatus {
+            address: "198.51.100.61".into(),
+            state: "error".into(),
+            error: Some("no reply within 1 s (server down, unreachable or filtered)".into()),
+            ..Default::default()
+        }];
+        st.syslog = vec![crate::syslog::tasks::CollectorStatus {
+            target: "udp://198.51.100.99:514".into(),
+            sent: 0,
+            dropped: 3,
+            state: "error".into(),
+            error: Some("host unreachable".into()),
+        }];
+        let l = time_and_syslog_lines(&st);
+        assert!(
+            l[0].starts_with("Time: NOT SYNCED (198.51.100.61: no reply within 1 s"),
+            "{l:?}"
+        );
+        assert!(l[0].chars().count() <= 80, "{l:?}");
+        assert_eq!(
+            l[1],
+            "Syslog udp://198.51.100.99:514: 3 dropped; host unreachable"
+        );
     }
 }

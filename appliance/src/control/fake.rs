@@ -264,6 +264,8 @@ fn status(st: &FakeState, now: Duration) -> StatusInfo {
         uptime_s: now.as_secs(),
         alerts: st.alerts.clone(),
         ha: None,
+        ntp: crate::ntp::NtpStatus::default(),
+        syslog: Vec::new(),
     }
 }
 

@@ -283,6 +283,12 @@ pub struct StatusInfo {
     /// High availability (None when HA is off).
     #[serde(default)]
     pub ha: Option<HaInfo>,
+    /// The clock: NTP sync state ("off", "unsynced", "synced"), server, offset, last sync.
+    #[serde(default)]
+    pub ntp: crate::ntp::NtpStatus,
+    /// Remote syslog collectors: sent and dropped counters, state, last error.
+    #[serde(default)]
+    pub syslog: Vec<crate::syslog::tasks::CollectorStatus>,
 }
 
 /// HA state for status and the console header.

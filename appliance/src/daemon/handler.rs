@@ -124,14 +124,16 @@ impl DaemonHandler {
         match store.save(config.clone()).await {
             Ok(generation) => {
                 let mut s = lock(&self.shared);
-                s.effects_mut().count_save(true);
+                s.effects_mut().saved_elsewhere(Ok(generation));
                 let message = s.saved_as(config, generation);
                 drop(s);
                 info!(%message, "operator change");
                 Response::Ok(Reply::Done { message })
             }
             Err(e) => {
-                lock(&self.shared).effects_mut().count_save(false);
+                lock(&self.shared)
+                    .effects_mut()
+                    .saved_elsewhere(Err(e.to_string()));
                 warn!(error = %e, "save failed");
                 Response::error(format!(
                     "save failed, flash still holds the previous config: {e}"
@@ -210,6 +212,8 @@ fn live(shared: &Shared, q: LiveQuery) -> Response {
                     uptime_s: now.as_secs(),
                     alerts,
                     ha: live.ha_info(&running),
+                    ntp: live.ntp_status(),
+                    syslog: live.syslog_status(),
                 })))
             }
             LiveQuery::Servers => Response::Ok(Reply::Servers(server_rows(&running, live))),

@@ -86,6 +86,12 @@ pub struct Live {
     pump: Option<ipvs::sync_pump::SyncPump>,
     /// Metrics: transitions to (up, down) per server, store saves and failures, start facts.
     counts: MetricCounts,
+    /// Remote syslog senders (the daemon's events as RFC 5424).
+    syslog: crate::syslog::Syslog,
+    /// The SNTP client.
+    ntp: crate::ntp::Ntp,
+    /// The clock's sync state last reported to syslog.
+    time_synced: bool,
 }
 
 /// What only the daemon counts, for the metrics endpoint.
@@ -141,6 +147,8 @@ impl Live {
                 }
             }
         };
+        let ntp = crate::ntp::Ntp::new();
+        let syslog = crate::syslog::Syslog::new(ntp.synced_flag());
         Live {
             store: store.map(SharedStore::new),
             applied: None,
@@ -165,16 +173,25 @@ impl Live {
             runner: None,
             pump: None,
             counts: MetricCounts::default(),
+            syslog,
+            ntp,
+            time_synced: false,
         }
     }
 
-    /// Count a save done outside [`Live`] (the handler saves off the event loop).
-    pub fn count_save(&mut self, ok: bool) {
-        if ok {
-            self.counts.saves += 1;
-        } else {
-            self.counts.save_failures += 1;
-        }
+    /// Count and report a save done outside [`Live`] (the handler saves off the event loop).
+    pub fn saved_elsewhere(&mut self, r: Result<u64, String>) {
+        let ev = match &r {
+            Ok(g) => {
+                self.counts.saves += 1;
+                crate::syslog::Event::config("save", true, &format!("generation {g}"))
+            }
+            Err(e) => {
+                self.counts.save_failures += 1;
+                crate::syslog::Event::config("save", false, e)
+            }
+        };
+        self.syslog.emit(&ev);
     }
 
     /// Start facts the metrics show: watchdog armed, daemon starts in the crash-loop window.
@@ -307,6 +324,11 @@ impl Live {
                 } else {
                     info!(from = %from, to = %to, reason = %reason, "HA transition");
                 }
+                self.syslog.emit(&crate::syslog::Event::ha_role(
+                    &from.to_string(),
+                    &to.to_string(),
+                    &reason.to_string(),
+                ));
                 self.ha.on_transition(from, to, &reason, Instant::now());
             }
             Notice::SplitBrain {
@@ -375,6 +397,11 @@ impl Live {
             out.push((reason, dead));
         }
         for (reason, active) in &out {
+            self.syslog.emit(&crate::syslog::Event::fault(
+                "ha",
+                *active,
+                &reason.to_string(),
+            ));
             if *active {
                 warn!(fault = %reason, "HA fault condition active");
             } else {
@@ -497,6 +524,8 @@ impl Live {
         self.applied = Some(cfg.clone());
         if let Err(e) = self.apply_system(cfg) {
             error!(error = %e, "network configuration failed at boot");
+            self.syslog
+                .emit(&crate::syslog::Event::fault("net", true, &e));
             self.net_fault = Some(e);
         }
         // Logged so a respawn can be checked: adopting an intact table changes nothing.
@@ -518,6 +547,9 @@ impl Live {
         if let Err(e) = nix::unistd::sethostname(cfg.hostname.as_str()) {
             warn!(error = %e, "cannot set hostname");
         }
+        // Observability first: a failing network apply is still reported remotely.
+        self.syslog.reconfigure(cfg);
+        self.ntp.reconfigure(cfg);
         let net = crate::net::apply(cfg).map_err(|e| e.to_string())?;
         if net.changes > 0 {
             info!(changes = net.changes, ops = ?net.ops, "network configured");
@@ -585,6 +617,8 @@ impl Live {
                     let msg = format!("IPVS unavailable: {e}");
                     if self.fault.as_deref() != Some(msg.as_str()) {
                         error!("{msg}");
+                        self.syslog
+                            .emit(&crate::syslog::Event::fault("ipvs", true, &msg));
                     }
                     self.fault = Some(msg);
                     return None;
@@ -601,8 +635,10 @@ impl Live {
         let rec = self.reconciler.as_mut()?;
         match rec.sync(cfg, &lookup) {
             Ok(report) => {
-                if self.fault.is_some() {
+                if let Some(old) = &self.fault {
                     info!("IPVS table verified again; fault cleared");
+                    self.syslog
+                        .emit(&crate::syslog::Event::fault("ipvs", false, old));
                 }
                 self.fault = None;
                 self.table = report.table.clone();
@@ -613,6 +649,8 @@ impl Live {
                 let msg = format!("IPVS table differs from the config: {e}");
                 if self.fault.as_deref() != Some(msg.as_str()) {
                     error!("{msg}");
+                    self.syslog
+                        .emit(&crate::syslog::Event::fault("ipvs", true, &msg));
                 }
                 self.fault = Some(msg);
                 // A dropped netlink socket is reopened on the next sync.
@@ -673,6 +711,14 @@ impl Live {
                 }
                 Health::Unknown => {}
             }
+            if ev.health != Health::Unknown {
+                self.syslog.emit(&crate::syslog::Event::server_health(
+                    &ev.service,
+                    ev.server,
+                    ev.health == Health::Up,
+                    &ev.reason,
+                ));
+            }
             self.health.insert(
                 key,
                 HealthEntry {
@@ -706,12 +752,43 @@ impl Live {
 
     /// Periodic: drift repair (table, sync daemons, VRRP runner), stats, LEDs.
     pub fn on_tick(&mut self, cfg: &Config) {
+        // Back to the running config's collectors and servers after a failed apply
+        // (a no-op when they already match).
+        self.syslog.reconfigure(cfg);
+        self.ntp.reconfigure(cfg);
+        self.report_time();
         self.sync(cfg);
         self.sync_daemons(cfg);
         // Restarts a runner that failed to start or was stopped by an apply that then
         // failed (the running config still has HA on).
         self.ha_reconcile(cfg);
         self.update_leds(cfg);
+    }
+
+    /// Send a TIME event when the clock's sync state changed since the last tick.
+    fn report_time(&mut self) {
+        let st = self.ntp.status();
+        let synced = st.state == "synced";
+        if synced == self.time_synced {
+            return;
+        }
+        self.time_synced = synced;
+        let ev = if synced {
+            crate::syslog::Event::time(st.server.as_deref(), st.offset_ms.unwrap_or(0.0))
+        } else {
+            crate::syslog::Event::time(None, 0.0)
+        };
+        self.syslog.emit(&ev);
+    }
+
+    /// Remote syslog collectors' status (counters for status and metrics).
+    pub fn syslog_status(&self) -> Vec<crate::syslog::tasks::CollectorStatus> {
+        self.syslog.status()
+    }
+
+    /// The clock's sync state.
+    pub fn ntp_status(&self) -> crate::ntp::NtpStatus {
+        self.ntp.status()
     }
 
     /// Pool summary over enabled servers.
@@ -787,6 +864,28 @@ impl Effects for Live {
     }
 
     fn apply(&mut self, c: &Config) -> Result<String, EffectError> {
+        let r = self.apply_config(c);
+        let ev = match &r {
+            Ok(m) => crate::syslog::Event::config("apply", true, m),
+            Err(e) => crate::syslog::Event::config("apply", false, &e.0),
+        };
+        self.syslog.emit(&ev);
+        r
+    }
+
+    fn save(&mut self, c: &Config) -> Result<u64, EffectError> {
+        let r = self.save_config(c);
+        let ev = match &r {
+            Ok(g) => crate::syslog::Event::config("save", true, &format!("generation {g}")),
+            Err(e) => crate::syslog::Event::config("save", false, &e.0),
+        };
+        self.syslog.emit(&ev);
+        r
+    }
+}
+
+impl Live {
+    fn apply_config(&mut self, c: &Config) -> Result<String, EffectError> {
         // All or nothing: what a failed step leaves behind is put back to the config
         // that ran before (the network, sysctls, the prober's servers, their health and
         // the IPVS table), and the error names the step and the rollback's outcome.
@@ -841,7 +940,8 @@ impl Effects for Live {
             }
         }
     }
-    fn save(&mut self, c: &Config) -> Result<u64, EffectError> {
+
+    fn save_config(&mut self, c: &Config) -> Result<u64, EffectError> {
         let store = self
             .store
             .as_ref()

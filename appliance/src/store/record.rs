@@ -116,6 +116,8 @@ impl From<ConfigV1> for Config {
             ha,
             router: Default::default(),
             management: Default::default(),
+            syslog: SyslogSettings::default(),
+            ntp: NtpSettings::default(),
         }
     }
 }
@@ -166,6 +168,8 @@ impl From<ConfigV2> for Config {
             ha: v.ha,
             router: Default::default(),
             management: Default::default(),
+            syslog: SyslogSettings::default(),
+            ntp: NtpSettings::default(),
         }
     }
 }
@@ -511,6 +515,22 @@ pub fn largest_config() -> Config {
             },
             metrics_enabled: true,
             metrics_port: u16::MAX,
+        },
+        syslog: SyslogSettings {
+            collectors: core::iter::repeat_n(
+                SyslogCollector {
+                    address: max_ip,
+                    port: u16::MAX,
+                    transport: SyslogTransport::Tcp,
+                },
+                MAX_SYSLOG_COLLECTORS,
+            )
+            .collect(),
+            facility: SyslogFacility::Local7,
+        },
+        ntp: NtpSettings {
+            servers: core::iter::repeat_n(max_ip, MAX_NTP_SERVERS).collect(),
+            poll_s: u32::MAX,
         },
     }
 }

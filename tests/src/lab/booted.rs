@@ -145,6 +145,15 @@ impl LabVm {
     /// running `uas_scenario` and waits until the VIP balances over all of
     /// them (kernel table, up to [`READY_TIMEOUT`]).
     pub fn boot(opts: &LabOptions, uas_scenario: &str) -> Result<LabVm> {
+        Self::boot_with(opts, uas_scenario, |_| {})
+    }
+
+    /// [`LabVm::boot`] with a last word on the VM's options (e.g. `rtc_base`).
+    pub fn boot_with(
+        opts: &LabOptions,
+        uas_scenario: &str,
+        tweak: impl FnOnce(&mut VmOptions),
+    ) -> Result<LabVm> {
         let t0 = Instant::now();
         let lab = Lab::new(opts)?;
         eprintln!(
@@ -162,6 +171,7 @@ impl LabVm {
         vo.lan_tap = Some(LAN_TAP.into());
         vo.netns = Some(lab.switch_ns.clone());
         vo.hard_timeout = Duration::from_secs(1500);
+        tweak(&mut vo);
         let vm = Vm::boot(vo)?;
         let mut lv = LabVm {
             vm,
