@@ -942,6 +942,7 @@ fn run_keepalived(args: &Args, r: &mut SideResult) -> Res<()> {
     let image = Image {
         kernel: PathBuf::from(k.trim()),
         initrd: PathBuf::from(i.trim()),
+        board: vm::Board::X86_64,
     };
     let (mut lv, shell, ready) = boot(image)?;
     r.shell_s = Some(shell);

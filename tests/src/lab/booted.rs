@@ -10,7 +10,7 @@
 use super::capture::Capture;
 use super::{Lab, LabError, LabOptions, Result, LAN_TAP, VIP};
 use crate::sipp;
-use crate::vm::{ensure_image, Vm, VmOptions};
+use crate::vm::{ensure_image_for, Board, Vm, VmOptions};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -113,7 +113,7 @@ pub fn now_us() -> u64 {
 /// The lab with a booted appliance. Field order matters: the VM is dropped
 /// (QEMU killed) before the lab's namespaces go.
 pub struct LabVm {
-    /// The VM (test shell on ttyS1, console on ttyS0).
+    /// The VM (test shell on ttyS1/hvc0, console on ttyS0/ttyAMA0).
     pub vm: Vm,
     /// The sipp server pid per server (None while stopped).
     pub uas: Vec<Option<u32>>,
@@ -145,8 +145,13 @@ impl LabVm {
     /// running `uas_scenario` and waits until the VIP balances over all of
     /// them (kernel table, up to [`READY_TIMEOUT`]).
     pub fn boot(opts: &LabOptions, uas_scenario: &str) -> Result<LabVm> {
+        Self::boot_on(Board::X86_64, opts, uas_scenario)
+    }
+
+    /// [`LabVm::boot`] with the image of `board`.
+    pub fn boot_on(board: Board, opts: &LabOptions, uas_scenario: &str) -> Result<LabVm> {
         let lab = Lab::new(opts)?;
-        let image = ensure_image()?;
+        let image = ensure_image_for(board)?;
         let hz = kernel_hz(&image.kernel)?;
         let mut vo = VmOptions::new(image);
         vo.wan_tap = Some(super::WAN_TAP.into());
