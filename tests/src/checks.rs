@@ -144,6 +144,9 @@ pub fn ipvs_programmed_with_pe_sip(vm: &mut Vm) -> Result<(), VmError> {
 /// then hostname and probe interval changed, applied and saved.
 pub fn first_boot_console(vm: &mut Vm) -> Result<(), VmError> {
     let mut c = ConsoleDriver::new(vm.console());
+    // Hashing and saving the password (argon2, then a flash write) takes a while
+    // under TCG on a busy host, more so on the emulated Cortex-A53.
+    c.timeout = Duration::from_secs(300);
     c.expect("No console password is set (first boot).")?;
     // Too short: clear message, asked again.
     c.answer(NEW_PASSWORD, "short")?;

@@ -187,6 +187,33 @@ fn build_image(board: Board) -> Result<Image, String> {
             board.qemu()
         ));
     }
+    // A prebuilt image (for side-by-side figures against an image built elsewhere):
+    // APPLIANCE_IMAGE_DIR holds the kernel, initramfs.cpio and kernel.config.
+    if let Ok(dir) = std::env::var("APPLIANCE_IMAGE_DIR") {
+        let dir = PathBuf::from(dir);
+        let kernel = dir.join(match board {
+            Board::X86_64 => "bzImage",
+            Board::Aarch64Virt => "Image",
+        });
+        let initrd = dir.join("initramfs.cpio");
+        if !kernel.is_file() || !initrd.is_file() {
+            return Err(format!(
+                "APPLIANCE_IMAGE_DIR={}: no {} and initramfs.cpio there",
+                dir.display(),
+                kernel.display()
+            ));
+        }
+        eprintln!(
+            "appliance-tests: NOT building: using the prebuilt {} image in {} (APPLIANCE_IMAGE_DIR)",
+            board.name(),
+            dir.display()
+        );
+        return Ok(Image {
+            kernel,
+            initrd,
+            board,
+        });
+    }
     let script = repo_root().join("tests/image/build-image.sh");
     let started = Instant::now();
     let out = Command::new("bash")

@@ -120,6 +120,11 @@ fn arm_image_boot_checks_and_sip_lab() {
         (w1 - w0) as f64 / 1e6
     );
 
+    // The serial console: first-boot password, a change (hostname, probe interval
+    // 300 ms) applied and saved. Early, as in daemon_boot.rs: the console is fresh.
+    checks::first_boot_console(&mut lv.vm).expect("console session");
+    checks::console_change_persisted(&mut lv.vm, "after save").expect("saved");
+
     // Spread and persistence of real calls: single-socket and socket-per-call
     // clients, rr equal within one call, no call split across servers.
     let servers = lv.lab.server_addrs();
@@ -208,10 +213,6 @@ fn arm_image_boot_checks_and_sip_lab() {
         f.calls_after_return > 0,
         "the server got no calls after it came back"
     );
-
-    // The serial console: first-boot password, a change applied and saved.
-    checks::first_boot_console(&mut lv.vm).expect("console session");
-    checks::console_change_persisted(&mut lv.vm, "after save").expect("saved");
 
     // Power cut: QEMU killed, started again on the same store disk.
     lv.vm.power_cut().expect("power cut");
