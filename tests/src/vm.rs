@@ -283,6 +283,8 @@ pub struct VmOptions {
     pub hard_timeout: Duration,
     /// Connect QEMU's HMP monitor (for [`Vm::monitor`], e.g. `set_link`).
     pub monitor: bool,
+    /// Bound for one [`Vm::shell`] command ([`SHELL_TIMEOUT`] by default).
+    pub shell_timeout: Duration,
 }
 
 impl VmOptions {
@@ -302,6 +304,7 @@ impl VmOptions {
             memory: "256M".into(),
             hard_timeout: VM_HARD_TIMEOUT,
             monitor: false,
+            shell_timeout: SHELL_TIMEOUT,
         }
     }
 }
@@ -772,6 +775,12 @@ impl Vm {
         &self.disk
     }
 
+    /// Change the bound of one [`Vm::shell`] command (kept across power cuts):
+    /// the emulated Cortex-A53 on a busy host needs more than [`SHELL_TIMEOUT`].
+    pub fn set_shell_timeout(&mut self, limit: Duration) {
+        self.opts.shell_timeout = limit;
+    }
+
     /// The options this VM was booted with.
     pub fn options(&self) -> &VmOptions {
         &self.opts
@@ -849,7 +858,7 @@ impl Vm {
     /// stderr interleaved, `\r` removed; exit status). Bounded by
     /// [`SHELL_TIMEOUT`]. Call [`Vm::wait_shell`] once after boot first.
     pub fn shell(&mut self, cmd: &str) -> Result<(String, i32), VmError> {
-        self.shell_timeout(cmd, SHELL_TIMEOUT)
+        self.shell_timeout(cmd, self.opts.shell_timeout)
     }
 
     /// [`Vm::shell`] with an explicit timeout. `cmd` is one shell line

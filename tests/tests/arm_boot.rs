@@ -71,6 +71,9 @@ fn arm_image_boot_checks_and_sip_lab() {
     // readiness as the kernel shows it.
     let mut lv = LabVm::boot_on(board, &LabOptions::default(), "uas.xml")
         .unwrap_or_else(|e| panic!("boot the {name} image in the lab: {e}"));
+    // Slow TCG (more so on a busy host): shell commands like the daemon's pid
+    // lookup (a loop over /proc) may take minutes.
+    lv.vm.set_shell_timeout(Duration::from_secs(300));
     let ready = guest::boot_to_ready(&mut lv.vm, READY_TIMEOUT).expect("daemon ready line");
     eprintln!(
         "BENCH board={name} boot_to_ready_ms={} (QEMU start to the daemon's ready line, lab taps)",
