@@ -71,6 +71,12 @@ fn arm_image_boot_checks_and_sip_lab() {
     // readiness as the kernel shows it.
     let mut lv = LabVm::boot_on(board, &LabOptions::default(), "uas.xml")
         .unwrap_or_else(|e| panic!("boot the {name} image in the lab: {e}"));
+    // The benchmarks' boot-to-ready (tests/bench): QEMU start to the VIP balancing
+    // over every server in the kernel table, on the host's clock.
+    eprintln!(
+        "BENCH board={name} boot_to_vip_balancing_ms={} (QEMU start to the VIP balancing over 3 servers)",
+        lv.vm.started().elapsed().as_millis()
+    );
     // Slow TCG (more so on a busy host): shell commands like the daemon's pid
     // lookup (a loop over /proc) may take minutes.
     lv.vm.set_shell_timeout(Duration::from_secs(300));
