@@ -2,7 +2,8 @@
 # The project's test command (README, .ci/run): installs what is missing, then runs
 #   1. the Buildroot tree's static check, then cargo fmt --check and clippy -D warnings,
 #   2. unit tests and host integration tests (network namespaces, sipp on loopback),
-#   3. the offline dev image build (kernel cached by config) and the QEMU boot + SIP lab tests.
+#   3. the offline dev image builds, x86_64 and aarch64 (kernels cached by config), and the
+#      QEMU boot + SIP lab tests.
 #
 # usage: tests/run.sh [--strict]   (--strict: a test that cannot run fails, as in CI=true)
 set -euo pipefail
@@ -45,6 +46,10 @@ cargo test --locked --no-fail-fast -p appliance
 
 stage "dev image (kernel is cached by its config)"
 bash tests/image/build-image.sh
+# The aarch64 image for tests/tests/arm_boot.rs: cross-built kernel (cached like
+# the x86_64 one; a cold build is the slow part), Debian rustc for the binary.
+stage "dev image, aarch64 (kernel is cached by its config)"
+BOARD=qemu-aarch64-virt bash tests/image/build-image.sh
 
 stage "QEMU boot and SIP lab tests"
 cargo test --locked --no-fail-fast -p appliance-tests -- --test-threads=2

@@ -27,7 +27,19 @@ packages=(
     python3 shellcheck flake8
     # metrics test (tests/tests/metrics_prometheus.rs): the scraper and its API client
     prometheus curl
+    # aarch64 dev image (BOARD=qemu-aarch64-virt, tests/tests/arm_boot.rs): cross gcc
+    # and static glibc, Debian's Rust (rustc-web 1.96 carries an aarch64 std through
+    # libstd-rust-web-dev:arm64; rustup cannot add targets offline), QEMU for arm.
+    # The x86_64 build keeps using the rustup toolchain: these do not replace it.
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross rustc-web cargo-web
+    libstd-rust-web-dev:arm64 qemu-system-arm
 )
+
+# BusyBox for the aarch64 image: busybox-static:arm64 cannot be installed next to
+# the host's busybox-static (both own /bin/busybox), so its .deb is unpacked into
+# the cache, where tests/image/boards.sh looks for it.
+arm_busybox_dir=${APPLIANCE_CACHE:-/var/cache/sip-lb-appliance}/busybox-arm64
+arm_busybox_ok() { [ -x "$arm_busybox_dir/bin/busybox" ]; }
 
 # rustfmt and clippy for tests/run.sh's format/lint step. rustup may be offline:
 # then say so; run.sh fails that step in CI and skips it loudly elsewhere.
@@ -48,23 +60,40 @@ for p in "${packages[@]}"; do
     [ "$status" = installed ] || missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-    [ "${1:-}" = --check ] && echo "setup-host: all ${#packages[@]} packages installed"
+if [ ${#missing[@]} -eq 0 ] && arm_busybox_ok; then
+    [ "${1:-}" = --check ] && echo "setup-host: all ${#packages[@]} packages installed, arm64 busybox unpacked"
     exit 0
 fi
 if [ "${1:-}" = --check ]; then
-    echo "setup-host: missing: ${missing[*]}"
+    [ ${#missing[@]} -eq 0 ] || echo "setup-host: missing: ${missing[*]}"
+    arm_busybox_ok || echo "setup-host: missing: busybox-static:arm64 in $arm_busybox_dir"
     exit 1
 fi
 if [ "$(id -u)" != 0 ]; then
-    echo "setup-host: ERROR: missing ${missing[*]}; run as root to install them" >&2
+    echo "setup-host: ERROR: missing ${missing[*]} (or the arm64 busybox); run as root to install them" >&2
     exit 1
 fi
 
-echo "setup-host: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    echo "setup-host: adding the arm64 architecture (multiarch) for the aarch64 image" >&2
+    dpkg --add-architecture arm64
+fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup-host: installing ${missing[*]}" >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! arm_busybox_ok; then
+    echo "setup-host: unpacking busybox-static:arm64 into $arm_busybox_dir" >&2
+    dl=$(mktemp -d)
+    trap 'rm -rf "$dl"' EXIT
+    (cd "$dl" && chmod 0777 . && apt-get download -qq busybox-static:arm64)
+    rm -rf "$arm_busybox_dir"
+    mkdir -p "$arm_busybox_dir"
+    dpkg-deb -x "$dl"/busybox-static_*_arm64.deb "$arm_busybox_dir"
+    arm_busybox_ok || { echo "setup-host: ERROR: no bin/busybox in busybox-static:arm64" >&2; exit 1; }
+fi
 echo "setup-host: done" >&2
 # Kamailio is only a benchmark peer run inside a guest: never a host service
 # (Debian enables and starts it on install).

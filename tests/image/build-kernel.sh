@@ -1,13 +1,16 @@
 #!/bin/bash
-# Build the appliance kernel (bzImage) offline from Debian's linux-source-6.1
-# package: `make tinyconfig` + board/common + board/<board> fragments, then
+# Build the appliance kernel offline from Debian's linux-source-6.1 package:
+# `make tinyconfig` + board/common + board/<board> fragments, then
 # `make olddefconfig`, verified by check-dotconfig.sh. The result is cached under
-#   ${APPLIANCE_CACHE:-/var/cache/sip-lb-appliance}/kernel/<key>/{bzImage,config}
+#   ${APPLIANCE_CACHE:-/var/cache/sip-lb-appliance}/kernel/<key>/{<image>,config}
 # where <key> = sha256(linux-source version, gcc version, fragments, this script),
 # so a second run with unchanged inputs returns at once.
 #
+# Boards: qemu-x86_64 (bzImage, host gcc) and qemu-aarch64-virt (arm64 Image,
+# cross-built with gcc-aarch64-linux-gnu).
+#
 # usage: build-kernel.sh            (BOARD=qemu-x86_64 by default)
-# Prints the path of the cached bzImage on stdout (last line); logs go to stderr.
+# Prints the path of the cached kernel image on stdout (last line); logs go to stderr.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,19 +25,27 @@ die() { log "ERROR: $*"; exit 1; }
 
 [ -r "$tarball" ] || die "$tarball missing: run tests/setup-host.sh (installs linux-source-6.1)"
 for f in "${fragments[@]}"; do [ -r "$f" ] || die "fragment $f missing"; done
+# shellcheck source=tests/image/boards.sh
+. "$here/boards.sh"
+load_board "$board" || die "set BOARD to a known board"
+arch=$kernel_arch cross=$cross_compile target=$kernel_target image=$kernel_image
+command -v "${cross}gcc" >/dev/null \
+    || die "${cross}gcc not found: run tests/setup-host.sh (BOARD=$board)"
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1) || die "linux-source-6.1 is not installed"
 
 key=$({
     echo "linux-source-6.1 $srcver"
-    gcc --version | head -n1
+    # Only the kernel facts of boards.sh: its QEMU or userland lines do not matter here.
+    echo "board $board arch $arch cross $cross target $target image $image"
+    "${cross}gcc" --version | head -n1
     for f in "${fragments[@]}"; do echo "== ${f#"$root"/}"; cat "$f"; done
     echo "== build-kernel.sh"; cat "${BASH_SOURCE[0]}"
 } | sha256sum | cut -d' ' -f1)
 out=$cache/kernel/$key
 
-if [ -s "$out/bzImage" ]; then
+if [ -s "$out/$target" ]; then
     log "cache hit: $out"
-    echo "$out/bzImage"
+    echo "$out/$target"
     exit 0
 fi
 
@@ -42,9 +53,9 @@ mkdir -p "$cache/kernel"
 # Several test processes may ask for the kernel at once: build it only once.
 exec 9>"$cache/kernel/.lock"
 flock 9
-if [ -s "$out/bzImage" ]; then
+if [ -s "$out/$target" ]; then
     log "cache hit after waiting for another build: $out"
-    echo "$out/bzImage"
+    echo "$out/$target"
     exit 0
 fi
 
@@ -60,7 +71,7 @@ fi
 
 obj=$cache/kernel/build-$board
 mkdir -p "$obj"
-kmake() { make -C "$src" O="$obj" ARCH=x86_64 "$@"; }
+kmake() { make -C "$src" O="$obj" ARCH="$arch" CROSS_COMPILE="$cross" "$@"; }
 
 start=$(date +%s)
 log "configuring in $obj (tinyconfig + fragments)"
@@ -70,10 +81,10 @@ kmake -s olddefconfig >&2
 "$here/check-dotconfig.sh" "$obj/.config" "${fragments[@]}" >&2 \
     || die "kernel config does not match the fragments (see MISMATCH lines above)"
 
-log "building bzImage with $(nproc) jobs (log: $obj/build.log); progress every 20 s"
+log "building $target ($arch) with $(nproc) jobs (log: $obj/build.log); progress every 20 s"
 # The build takes minutes on 2 cores: say how far it is (files compiled, elapsed, and a
 # percentage against the last build's count when one is known).
-count_file=$cache/kernel/compiled-files
+count_file=$cache/kernel/compiled-files-$board
 : >"$obj/build.log"
 (
     total=$(cat "$count_file" 2>/dev/null || echo 0)
@@ -86,7 +97,7 @@ count_file=$cache/kernel/compiled-files
 ) &
 progress=$!
 trap 'kill "$progress" 2>/dev/null || true' EXIT
-if ! kmake -j"$(nproc)" bzImage >>"$obj/build.log" 2>&1; then
+if ! kmake -j"$(nproc)" "$target" >>"$obj/build.log" 2>&1; then
     tail -n 40 "$obj/build.log" >&2
     die "kernel build failed; full log in $obj/build.log"
 fi
@@ -96,10 +107,10 @@ log "built in $(( $(date +%s) - start )) s"
 
 tmp=$(mktemp -d "$cache/kernel/.tmp.XXXXXX")
 chmod 0755 "$tmp"
-cp "$obj/arch/x86/boot/bzImage" "$tmp/bzImage"
+cp "$obj/$image" "$tmp/$target"
 cp "$obj/.config" "$tmp/config"
 echo "linux-source-6.1 $srcver board=$board built=$(date -u +%FT%TZ)" >"$tmp/info"
 rm -rf "$out"
 mv "$tmp" "$out"
-log "cached: $out ($(stat -c %s "$out/bzImage") bytes)"
-echo "$out/bzImage"
+log "cached: $out ($(stat -c %s "$out/$target") bytes)"
+echo "$out/$target"

@@ -5,11 +5,14 @@
 # harness (tests/src/vm.rs) runs this script with --serial0/--serial1 sockets.
 #
 # usage: run-qemu.sh [options]
+#   --board NAME          qemu-x86_64 (default, or $BOARD) or qemu-aarch64-virt
+#                         (qemu-system-aarch64 -M virt -cpu cortex-a53; console on
+#                         ttyAMA0, test shell on the virtio console hvc0)
 #   --build               build the image first (tests/image/build-image.sh)
-#   --kernel PATH         bzImage (default build/bzImage)
-#   --initrd PATH         initramfs (default build/initramfs.cpio[.gz])
+#   --kernel PATH         kernel (default build/bzImage; build/<board>/Image on aarch64)
+#   --initrd PATH         initramfs (default build[/<board>]/initramfs.cpio[.gz])
 #   --disk PATH           config store disk, raw; created 1 MiB of 0xFF
-#                         (erased flash) if missing (default build/store.img)
+#                         (erased flash) if missing (default build[/<board>]/store.img)
 #   --boot-disk PATH      boot the A/B boot disk (tests/image/build-disk.sh) through
 #                         GRUB instead of --kernel/--initrd; the kernel command line
 #                         then comes from the disk (build-disk.sh APPEND=...)
@@ -20,10 +23,10 @@
 #   --wan-mac MAC / --lan-mac MAC   (defaults 52:54:00:00:00:01 / :02)
 #   --netns NAME          run QEMU inside network namespace NAME (taps live there)
 #   --append ARGS         extra kernel command line arguments
-#   --testshell           root shell on ttyS1 (kernel flag appliance.testshell=1)
-#   --serial0 SPEC        chardev for ttyS0 instead of this terminal, e.g.
-#                         socket,path=/tmp/s0.sock,server=on,wait=off
-#   --serial1 SPEC        chardev for ttyS1 (default: none)
+#   --testshell           root shell on ttyS1/hvc0 (kernel flag appliance.testshell=1)
+#   --serial0 SPEC        chardev for the console (ttyS0/ttyAMA0) instead of this
+#                         terminal, e.g. socket,path=/tmp/s0.sock,server=on,wait=off
+#   --serial1 SPEC        chardev for the test shell port ttyS1/hvc0 (default: none)
 #   --monitor SPEC        chardev for the QEMU (HMP) monitor, e.g. a socket the
 #                         harness uses for `set_link wan off` (cable pulls)
 #   --no-reboot           exit QEMU when the guest reboots (or the watchdog fires)
@@ -38,11 +41,13 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-build=$root/build
+# shellcheck source=tests/image/boards.sh
+. "$here/boards.sh"
+board=${BOARD:-qemu-x86_64}
 
-kernel=$build/bzImage
+kernel=
 initrd=
-disk=$build/store.img
+disk=
 boot_disk= extra_disks=() wan_tap= lan_tap= netns= append= testshell=0 serial0= serial1= monitor= noreboot=0
 wan_mac=52:54:00:00:00:01 lan_mac=52:54:00:00:00:02
 timeout=3600 memory=256M dryrun=0 build_first=0 rtc_base=
@@ -52,6 +57,7 @@ need() { [ $# -ge 2 ] || die "$1 needs a value"; }
 
 while [ $# -gt 0 ]; do
     case $1 in
+        --board) need "$@"; board=$2; shift 2 ;;
         --build) build_first=1; shift ;;
         --kernel) need "$@"; kernel=$2; shift 2 ;;
         --initrd) need "$@"; initrd=$2; shift 2 ;;
@@ -78,11 +84,15 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-command -v qemu-system-x86_64 >/dev/null \
-    || die "qemu-system-x86_64 not found: run tests/setup-host.sh (installs qemu-system-x86)"
+load_board "$board" || die "--board: unknown board"
+if [ "$board" = qemu-x86_64 ]; then build=$root/build; else build=$root/build/$board; fi
+[ -n "$kernel" ] || kernel=$build/$kernel_target
+[ -n "$disk" ] || disk=$build/store.img
+command -v "$qemu" >/dev/null \
+    || die "$qemu not found: run tests/setup-host.sh (installs $qemu_pkg)"
 [[ $timeout =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, not '$timeout'"
 if [ "$build_first" = 1 ]; then
-    "$here/build-image.sh" >/dev/null || die "image build failed (see above)"
+    BOARD=$board "$here/build-image.sh" >/dev/null || die "image build failed (see above)"
 fi
 if [ -z "$initrd" ]; then
     for c in "$build/initramfs.cpio" "$build/initramfs.cpio.gz"; do
@@ -105,14 +115,14 @@ if [ ! -e "$disk" ]; then
     mv "$disk.tmp.$$" "$disk"
 fi
 
-cmdline="console=ttyS0,115200 panic=1 loglevel=4"
+cmdline="console=$console_tty,115200 panic=1 loglevel=4"
 [ "$testshell" = 1 ] && cmdline="$cmdline appliance.testshell=1"
 [ -n "$append" ] && cmdline="$cmdline $append"
 
 args=(
-    qemu-system-x86_64
+    "$qemu"
     -name sip-lb-appliance
-    -machine pc -accel tcg -cpu max -m "$memory"
+    "${qemu_machine[@]}" -m "$memory"
     -nodefaults -no-user-config -display none
     -drive "file=$disk,format=raw,if=none,id=store,cache=writeback"
     -device virtio-blk-pci,drive=store
@@ -139,7 +149,11 @@ else
     args+=(-chardev stdio,id=s0,mux=on,signal=off -serial chardev:s0 -mon chardev=s0)
 fi
 if [ -n "$serial1" ]; then
-    args+=(-chardev "$serial1,id=s1" -serial chardev:s1)
+    if [ "$test_serial" = virtio ]; then
+        args+=(-chardev "$serial1,id=s1" -device virtio-serial-pci -device virtconsole,chardev=s1)
+    else
+        args+=(-chardev "$serial1,id=s1" -serial chardev:s1)
+    fi
 fi
 if [ -n "$monitor" ]; then
     args+=(-chardev "$monitor,id=mon" -mon chardev=mon,mode=readline)

@@ -4,7 +4,9 @@
 
 pub mod vm;
 
-pub use vm::{ensure_image, Image, Pattern, Serial, Vm, VmError, VmOptions};
+pub use vm::{
+    ensure_image, ensure_image_for, Board, Image, Pattern, Serial, Vm, VmError, VmOptions,
+};
 
 pub mod lab;
 pub mod sipp;
@@ -16,3 +18,5 @@ pub mod guest;
 /// helper, shared by path so the rule lives in one file.
 #[path = "../../appliance/src/test_skip.rs"]
 pub mod skip;
+
+pub mod checks;

@@ -90,13 +90,59 @@ impl fmt::Debug for VmError {
 
 impl std::error::Error for VmError {}
 
+/// The dev image's boards (tests/image/boards.sh holds the facts the scripts use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Board {
+    /// `qemu-x86_64`: qemu-system-x86_64 -M pc, console ttyS0, test shell ttyS1.
+    X86_64,
+    /// `qemu-aarch64-virt`: qemu-system-aarch64 -M virt -cpu cortex-a53, console
+    /// ttyAMA0 (PL011), test shell on the virtio console hvc0.
+    Aarch64Virt,
+}
+
+impl Board {
+    /// The board directory name (`BOARD=` of the image scripts).
+    pub fn name(self) -> &'static str {
+        match self {
+            Board::X86_64 => "qemu-x86_64",
+            Board::Aarch64Virt => "qemu-aarch64-virt",
+        }
+    }
+
+    /// The QEMU system emulator binary.
+    pub fn qemu(self) -> &'static str {
+        match self {
+            Board::X86_64 => "qemu-system-x86_64",
+            Board::Aarch64Virt => "qemu-system-aarch64",
+        }
+    }
+
+    /// The guest's console tty (the operator menu).
+    pub fn console_tty(self) -> &'static str {
+        match self {
+            Board::X86_64 => "ttyS0",
+            Board::Aarch64Virt => "ttyAMA0",
+        }
+    }
+
+    /// The guest's test shell tty.
+    pub fn test_tty(self) -> &'static str {
+        match self {
+            Board::X86_64 => "ttyS1",
+            Board::Aarch64Virt => "hvc0",
+        }
+    }
+}
+
 /// Paths of a built image.
 #[derive(Clone, Debug)]
 pub struct Image {
-    /// Kernel (bzImage).
+    /// Kernel (bzImage on x86_64, Image on aarch64).
     pub kernel: PathBuf,
     /// Initramfs (cpio, maybe gzipped).
     pub initrd: PathBuf,
+    /// The board it was built for.
+    pub board: Board,
 }
 
 /// Repository root (the workspace containing this crate).
@@ -107,19 +153,28 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// Build the image once per test process (tests/image/build-image.sh, which
+/// Build the x86_64 image once per test process (tests/image/build-image.sh, which
 /// also serializes concurrent processes with a file lock) and return its
 /// paths. Fails, never skips, if QEMU is not installed.
 pub fn ensure_image() -> Result<Image, VmError> {
-    static IMAGE: OnceLock<Result<Image, String>> = OnceLock::new();
-    IMAGE
-        .get_or_init(build_image)
+    ensure_image_for(Board::X86_64)
+}
+
+/// [`ensure_image`] for any board.
+pub fn ensure_image_for(board: Board) -> Result<Image, VmError> {
+    static X86: OnceLock<Result<Image, String>> = OnceLock::new();
+    static ARM: OnceLock<Result<Image, String>> = OnceLock::new();
+    let cell = match board {
+        Board::X86_64 => &X86,
+        Board::Aarch64Virt => &ARM,
+    };
+    cell.get_or_init(|| build_image(board))
         .clone()
         .map_err(VmError::Image)
 }
 
-fn build_image() -> Result<Image, String> {
-    let qemu_ok = Command::new("qemu-system-x86_64")
+fn build_image(board: Board) -> Result<Image, String> {
+    let qemu_ok = Command::new(board.qemu())
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -127,14 +182,43 @@ fn build_image() -> Result<Image, String> {
         .map(|s| s.success())
         .unwrap_or(false);
     if !qemu_ok {
-        return Err(
-            "qemu-system-x86_64 is not installed or does not run; run tests/setup-host.sh".into(),
+        return Err(format!(
+            "{} is not installed or does not run; run tests/setup-host.sh",
+            board.qemu()
+        ));
+    }
+    // A prebuilt image (for side-by-side figures against an image built elsewhere):
+    // APPLIANCE_IMAGE_DIR holds the kernel, initramfs.cpio and kernel.config.
+    if let Ok(dir) = std::env::var("APPLIANCE_IMAGE_DIR") {
+        let dir = PathBuf::from(dir);
+        let kernel = dir.join(match board {
+            Board::X86_64 => "bzImage",
+            Board::Aarch64Virt => "Image",
+        });
+        let initrd = dir.join("initramfs.cpio");
+        if !kernel.is_file() || !initrd.is_file() {
+            return Err(format!(
+                "APPLIANCE_IMAGE_DIR={}: no {} and initramfs.cpio there",
+                dir.display(),
+                kernel.display()
+            ));
+        }
+        eprintln!(
+            "appliance-tests: NOT building: using the prebuilt {} image in {} (APPLIANCE_IMAGE_DIR)",
+            board.name(),
+            dir.display()
         );
+        return Ok(Image {
+            kernel,
+            initrd,
+            board,
+        });
     }
     let script = repo_root().join("tests/image/build-image.sh");
     let started = Instant::now();
     let out = Command::new("bash")
         .arg(&script)
+        .env("BOARD", board.name())
         .current_dir(repo_root())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -156,12 +240,14 @@ fn build_image() -> Result<Image, String> {
         ));
     };
     eprintln!(
-        "appliance-tests: image ready in {:.1} s: {kernel} {initrd}",
+        "appliance-tests: {} image ready in {:.1} s: {kernel} {initrd}",
+        board.name(),
         started.elapsed().as_secs_f64()
     );
     Ok(Image {
         kernel: PathBuf::from(kernel.trim()),
         initrd: PathBuf::from(initrd.trim()),
+        board,
     })
 }
 
@@ -206,6 +292,8 @@ pub struct VmOptions {
     /// Start the guest's CMOS clock here (e.g. `1970-01-01T00:00:00`) instead of the
     /// host's time: a box without a set clock, for the NTP tests.
     pub rtc_base: Option<String>,
+    /// Bound for one [`Vm::shell`] command ([`SHELL_TIMEOUT`] by default).
+    pub shell_timeout: Duration,
 }
 
 impl VmOptions {
@@ -228,6 +316,7 @@ impl VmOptions {
             boot_disk: None,
             extra_disks: Vec::new(),
             rtc_base: None,
+            shell_timeout: SHELL_TIMEOUT,
         }
     }
 }
@@ -523,7 +612,9 @@ impl Vm {
             .map_err(|e| VmError::Io(format!("dup log fd: {e}")))?;
 
         let mut cmd = Command::new("bash");
+        let board = opts.image.board;
         cmd.arg(repo_root().join("tests/image/run-qemu.sh"))
+            .args(["--board", board.name()])
             .args(["--timeout", "0"]); // we enforce our own hard timeout
         if let Some(b) = &opts.boot_disk {
             cmd.arg("--boot-disk").arg(b);
@@ -593,7 +684,7 @@ impl Vm {
         let accept = |l: &UnixListener, child: &mut Child, name: &str| {
             accept_from_qemu(l, child, name, &qemu_log)
         };
-        let s0 = match accept(&l0, &mut child, "ttyS0") {
+        let s0 = match accept(&l0, &mut child, board.console_tty()) {
             Ok(s) => s,
             Err(e) => {
                 let _ = child.kill();
@@ -601,7 +692,7 @@ impl Vm {
                 return Err(e);
             }
         };
-        let s1 = match accept(&l1, &mut child, "ttyS1") {
+        let s1 = match accept(&l1, &mut child, board.test_tty()) {
             Ok(s) => s,
             Err(e) => {
                 let _ = child.kill();
@@ -621,8 +712,8 @@ impl Vm {
         let watchdog = spawn_watchdog(child.id(), opts.hard_timeout);
         let failed = Arc::new(AtomicBool::new(false));
         let (console, test) = match (
-            Serial::new("ttyS0", s0, Arc::clone(&failed)),
-            Serial::new("ttyS1", s1, Arc::clone(&failed)),
+            Serial::new(board.console_tty(), s0, Arc::clone(&failed)),
+            Serial::new(board.test_tty(), s1, Arc::clone(&failed)),
         ) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
@@ -706,6 +797,12 @@ impl Vm {
         &self.disk
     }
 
+    /// Change the bound of one [`Vm::shell`] command (kept across power cuts):
+    /// the emulated Cortex-A53 on a busy host needs more than [`SHELL_TIMEOUT`].
+    pub fn set_shell_timeout(&mut self, limit: Duration) {
+        self.opts.shell_timeout = limit;
+    }
+
     /// The options this VM was booted with.
     pub fn options(&self) -> &VmOptions {
         &self.opts
@@ -765,10 +862,12 @@ impl Vm {
                     self.failed.store(true, Ordering::Relaxed);
                     return Err(VmError::Timeout {
                         what: format!(
-                            "test shell on ttyS1 (ttyS0 tail:\n{})",
+                            "test shell on {} ({} tail:\n{})",
+                            self.test.name(),
+                            self.console.name(),
                             tail(self.console.transcript().as_bytes())
                         ),
-                        port: "ttyS1".into(),
+                        port: self.test.name().into(),
                         transcript,
                     });
                 }
@@ -781,7 +880,7 @@ impl Vm {
     /// stderr interleaved, `\r` removed; exit status). Bounded by
     /// [`SHELL_TIMEOUT`]. Call [`Vm::wait_shell`] once after boot first.
     pub fn shell(&mut self, cmd: &str) -> Result<(String, i32), VmError> {
-        self.shell_timeout(cmd, SHELL_TIMEOUT)
+        self.shell_timeout(cmd, self.opts.shell_timeout)
     }
 
     /// [`Vm::shell`] with an explicit timeout. `cmd` is one shell line
@@ -867,7 +966,7 @@ impl Vm {
             if Instant::now() >= deadline {
                 return Err(VmError::Timeout {
                     what: "QEMU to exit".into(),
-                    port: "ttyS0".into(),
+                    port: self.console.name().into(),
                     transcript: tail(self.console.transcript().as_bytes()),
                 });
             }
@@ -878,6 +977,12 @@ impl Vm {
     /// Power-cut this VM (SIGKILL) and boot a new one with the same store
     /// disk and options. Transcripts start afresh.
     pub fn power_cycle(mut self) -> Result<Vm, VmError> {
+        self.power_cut()?;
+        Ok(self)
+    }
+
+    /// [`Vm::power_cycle`] in place, for a VM held in a struct (e.g. the lab's).
+    pub fn power_cut(&mut self) -> Result<(), VmError> {
         self.kill();
         let mut opts = self.opts.clone();
         opts.store_disk_path = Some(self.disk.clone());
@@ -885,7 +990,8 @@ impl Vm {
             .dir
             .take()
             .ok_or_else(|| VmError::Io("VM temp dir already released".into()))?;
-        Vm::start(opts, dir, self.boot_no + 1)
+        *self = Vm::start(opts, dir, self.boot_no + 1)?;
+        Ok(())
     }
 
     /// Orderly reboot through QEMU exit: wait (bounded) for the guest to shut

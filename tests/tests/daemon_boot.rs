@@ -10,173 +10,13 @@
 
 use std::time::{Duration, Instant};
 
-use appliance_tests::console::{ConsoleDriver, NEW_PASSWORD, PASSWORD, REPEAT_PASSWORD};
+use appliance_tests::checks::{self, has, NEW_HOST, PW};
+use appliance_tests::console::{ConsoleDriver, PASSWORD};
 use appliance_tests::guest::{self, fail};
 use appliance_tests::{ensure_image, Vm, VmError, VmOptions};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
-const PW: &str = "correct-horse-9";
-const NEW_HOST: &str = "edge-lb-7";
-
-fn has(what: &str, hay: &str, needle: &str) -> Result<(), VmError> {
-    if hay.contains(needle) {
-        Ok(())
-    } else {
-        Err(fail(format!("{what}: expected {needle:?} in:\n{hay}")))
-    }
-}
-
-/// Console session of the first boot: forced password (with bad input and
-/// Ctrl-C), a rejected hostname, Ctrl-C back to the menu, then hostname and
-/// probe interval changed, applied and saved.
-fn first_boot_console(vm: &mut Vm) -> Result<(), VmError> {
-    let mut c = ConsoleDriver::new(vm.console());
-    c.expect("No console password is set (first boot).")?;
-    // Too short: clear message, asked again.
-    c.answer(NEW_PASSWORD, "short")?;
-    c.expect("  ! ")?;
-    // Ctrl-C cannot skip the first password.
-    c.expect(NEW_PASSWORD)?;
-    c.ctrl_c()?;
-    c.expect("A password must be set before anything else.")?;
-    // Mismatched repeat.
-    c.answer(NEW_PASSWORD, PW)?;
-    c.answer(REPEAT_PASSWORD, "correct-horse-0")?;
-    c.expect("the two passwords differ; try again")?;
-    c.answer(NEW_PASSWORD, PW)?;
-    c.answer(REPEAT_PASSWORD, PW)?;
-    c.expect("password changed and saved to flash")?;
-    let h = c.main_menu()?;
-    if h.hostname != "sip-lb" || h.changes != "none" {
-        return Err(fail(format!("first menu header unexpected:\n{}", h.text)));
-    }
-
-    // A bad hostname re-prompts with a clear message; Ctrl-C returns to the menu
-    // and changes nothing.
-    c.choose("2")?;
-    c.answer("Interface option: ", "3")?;
-    assert_eq!(c.field("Hostname", "bad_host!")?, "sip-lb");
-    c.expect("'bad_host!' is not a hostname: use 1-63 letters, digits or '-'")?;
-    c.expect("Hostname [sip-lb]: ")?;
-    c.ctrl_c()?;
-    c.expect("^C")?;
-    let h = c.main_menu()?;
-    if h.hostname != "sip-lb" || h.changes != "none" {
-        return Err(fail(format!("Ctrl-C changed something:\n{}", h.text)));
-    }
-
-    // The ports found on the box, as pfSense's "Assign interfaces" shows them: the guest's
-    // two virtio NICs with their MACs, link and driver, and their current roles.
-    c.choose("2")?;
-    c.answer("Interface option: ", "4")?;
-    c.expect("Network ports on this box")?;
-    for want in [
-        " 1) eth0 ",
-        "52:54:00:00:00:01",
-        "link up",
-        "virtio_net",
-        "WAN",
-    ] {
-        c.expect(want)?;
-    }
-    for want in [" 2) eth1 ", "52:54:00:00:00:02", "virtio_net", "LAN"] {
-        c.expect(want)?;
-    }
-    c.expect("WAN port (number or name) [eth0]: ")?;
-    c.ctrl_c()?;
-    c.expect("^C")?;
-    let h = c.main_menu()?;
-    if h.changes != "none" {
-        return Err(fail(format!(
-            "leaving the port list changed something:\n{}",
-            h.text
-        )));
-    }
-
-    // Hostname: stage, apply, do not save yet.
-    c.choose("2")?;
-    c.answer("Interface option: ", "3")?;
-    c.field("Hostname", NEW_HOST)?;
-    c.expect(format!("hostname: sip-lb -> {NEW_HOST}"))?;
-    c.answer("Stage these changes in the candidate config (y/n): ", "y")?;
-    c.answer("Apply the candidate now (y/n): ", "y")?;
-    match c.expect_any(&["applied: ", "  ! "])? {
-        0 => {}
-        _ => {
-            c.expect("\n")?;
-            return Err(fail(
-                "apply of the hostname failed (see the console transcript)",
-            ));
-        }
-    }
-    c.answer("Save the running config to flash now (y/n): ", "n")?;
-    c.answer("Interface option: ", "0")?;
-    let h = c.main_menu()?;
-    if h.hostname != NEW_HOST || !h.changes.contains("UNSAVED") {
-        return Err(fail(format!(
-            "header after apply without save:\n{}",
-            h.text
-        )));
-    }
-
-    // Probe interval: a bad number re-prompts; then 300 ms, apply, save.
-    c.choose("5")?;
-    c.field("Probing enabled y/n", "")?;
-    let old_interval = c.field("Interval in ms", "5")?;
-    if old_interval.is_empty() || old_interval == "300" {
-        return Err(fail(format!(
-            "unexpected current probe interval [{old_interval}]"
-        )));
-    }
-    c.expect("'5' is not a valid interval: enter a whole number from 20 to 3600000")?;
-    c.field("Interval in ms", "300")?;
-    for label in [
-        "Timeout in ms",
-        "Rise (successes to mark up)",
-        "Fall (failures to mark down)",
-        "Accepted reply codes",
-        "From URI",
-        "To URI ('-' = the server)",
-        "User-Agent",
-        "On failure weight0|remove",
-    ] {
-        c.field(label, "")?;
-    }
-    c.expect(format!("interval ms: {old_interval} -> 300"))?;
-    c.answer("Stage these changes in the candidate config (y/n): ", "y")?;
-    c.answer("Apply the candidate now (y/n): ", "y")?;
-    c.expect("applied: ")?;
-    c.answer("Save the running config to flash now (y/n): ", "y")?;
-    c.expect("saved the running config to flash (generation ")?;
-    let h = c.main_menu()?;
-    if h.hostname != NEW_HOST || h.changes != "none" {
-        return Err(fail(format!("header after save:\n{}", h.text)));
-    }
-    Ok(())
-}
-
-/// The saved change is what the daemon runs and what flash holds.
-fn check_persisted(vm: &mut Vm, when: &str) -> Result<(), VmError> {
-    for cmd in [
-        "appliance show config",
-        "appliance show config saved",
-        "appliance config export",
-    ] {
-        let out = vm.shell_ok(&format!("{cmd} 2>&1"))?;
-        has(
-            &format!("{when}: {cmd}"),
-            &out,
-            &format!("hostname = \"{NEW_HOST}\""),
-        )?;
-        has(&format!("{when}: {cmd}"), &out, "interval_ms = 300")?;
-    }
-    let h = vm.shell_ok("hostname")?;
-    if h.trim() != NEW_HOST {
-        return Err(fail(format!("{when}: kernel hostname is {h:?}")));
-    }
-    Ok(())
-}
 
 /// Wait until the IPVS table stops changing (probes settled); returns it.
 fn settled_ip_vs(vm: &mut Vm) -> Result<String, VmError> {
@@ -210,12 +50,12 @@ fn console_change_persists_and_daemon_respawn_keeps_ipvs() -> Result<(), VmError
     has("first boot", &guest::ip_vs(&mut vm)?, "CB00710A:13C4")?;
 
     let t = Instant::now();
-    first_boot_console(&mut vm)?;
+    checks::first_boot_console(&mut vm)?;
     eprintln!(
         "console session (password, bad values, Ctrl-C, 2 changes) took {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    check_persisted(&mut vm, "after save")?;
+    checks::console_change_persisted(&mut vm, "after save")?;
 
     // Kill the daemon: init respawns it, the IPVS table stays as it was and the
     // new instance adopts it with no change.
@@ -247,13 +87,13 @@ fn console_change_persists_and_daemon_respawn_keeps_ipvs() -> Result<(), VmError
             "IPVS table changed across the respawn:\nbefore:\n{before}\nafter:\n{after}"
         )));
     }
-    check_persisted(&mut vm, "after respawn")?;
+    checks::console_change_persisted(&mut vm, "after respawn")?;
 
     // Power cut, boot again on the same disk.
     let mut vm = vm.power_cycle()?;
     let shell2 = vm.wait_shell(BOOT_TIMEOUT)?;
     let ready2 = guest::boot_to_ready(&mut vm, READY_TIMEOUT)?;
-    check_persisted(&mut vm, "after power cut")?;
+    checks::console_change_persisted(&mut vm, "after power cut")?;
     {
         let mut c = ConsoleDriver::new(vm.console());
         c.expect(format!("{NEW_HOST} (appliance "))?;

@@ -92,3 +92,57 @@ fn shipped_fragments_parse_cleanly() {
         }
     }
 }
+
+/// run-qemu.sh's command line for a board (`--dry-run`: QEMU is not started).
+fn dry_run(board: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (k, i) = (dir.path().join("kernel"), dir.path().join("initramfs.cpio"));
+    std::fs::write(&k, b"k").expect("write kernel");
+    std::fs::write(&i, b"i").expect("write initramfs");
+    let out = Command::new("bash")
+        .arg(script("run-qemu.sh"))
+        .args(["--dry-run", "--board", board, "--testshell"])
+        .arg("--kernel")
+        .arg(&k)
+        .arg("--initrd")
+        .arg(&i)
+        .arg("--disk")
+        .arg(dir.path().join("store.img"))
+        .args(["--serial1", "socket,path=/tmp/t1.sock"])
+        .output()
+        .expect("run run-qemu.sh");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn run_qemu_command_line_per_board() {
+    // Needs the board's QEMU binary on PATH (tests/setup-host.sh installs both).
+    let (code, x86) = dry_run("qemu-x86_64");
+    assert_eq!(code, 0, "{x86}");
+    for want in [
+        "qemu-system-x86_64 ",
+        "-machine pc ",
+        "console=ttyS0",
+        "-serial chardev:s1",
+        "-device i6300esb",
+    ] {
+        assert!(x86.contains(want), "x86_64: {want:?} missing in {x86}");
+    }
+    let (code, arm) = dry_run("qemu-aarch64-virt");
+    assert_eq!(code, 0, "{arm}");
+    for want in [
+        "qemu-system-aarch64 ",
+        "-machine virt ",
+        "-cpu cortex-a53 ",
+        "console=ttyAMA0",
+        "-device virtconsole",
+        "-device i6300esb",
+    ] {
+        assert!(arm.contains(want), "aarch64: {want:?} missing in {arm}");
+    }
+    let (code, bad) = dry_run("riscv-board");
+    assert_ne!(code, 0, "an unknown board must be refused: {bad}");
+    assert!(bad.contains("unknown BOARD 'riscv-board'"), "{bad}");
+}

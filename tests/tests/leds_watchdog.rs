@@ -11,30 +11,21 @@
 //! (tests/setup-host.sh); reports a skip without root or tools (a failure in CI).
 
 use std::error::Error;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use appliance_tests::checks::{has, WD_TIMEOUT_S};
 use appliance_tests::guest::{
     self, fail, Led, BOOTING, FAST, LED_ACTIVITY, LED_HA, LED_POOL, LED_STATUS, SLOW,
 };
 use appliance_tests::lab::booted::{Failure, LabVm};
 use appliance_tests::lab::{self, LabOptions};
-use appliance_tests::{ensure_image, Vm, VmError};
+use appliance_tests::{checks, ensure_image, Vm, VmError};
 
 type R = Result<(), Box<dyn Error>>;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 const LED_TIMEOUT: Duration = Duration::from_secs(60);
-/// factory.toml watchdog.timeout_s.
-const WD_TIMEOUT_S: u64 = 10;
-
-fn has(what: &str, hay: &str, needle: &str) -> Result<(), VmError> {
-    if hay.contains(needle) {
-        Ok(())
-    } else {
-        Err(fail(format!("{what}: expected {needle:?} in:\n{hay}")))
-    }
-}
 
 fn lab_ok() -> bool {
     match lab::check_host() {
@@ -136,40 +127,7 @@ fn leds_follow_pool_health_and_boot() -> R {
 
     // Freeze the daemon: the i6300esb resets the VM in place (QEMU keeps
     // running); the new boot logs the watchdog reset and balances again.
-    let boot_id = vm.shell_ok("cat /proc/sys/kernel/random/boot_id")?;
-    let pid = guest::daemon_pid(vm)?.ok_or_else(|| fail("no daemon running"))?;
-    let stopped = Instant::now();
-    vm.shell_ok(&format!("kill -STOP {pid}"))?;
-    let deadline = stopped + Duration::from_secs(120);
-    loop {
-        match vm.shell_timeout(
-            "cat /proc/sys/kernel/random/boot_id",
-            Duration::from_secs(2),
-        ) {
-            Ok((id, 0)) if id != boot_id => break,
-            Ok(_) => std::thread::sleep(Duration::from_millis(300)),
-            Err(VmError::Timeout { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if Instant::now() >= deadline {
-            return Err(fail("the VM did not reboot within 120 s of freezing the daemon").into());
-        }
-    }
-    eprintln!(
-        "FIGURE watchdog_freeze_to_new_boot_shell_s={:.1} (reset in place, timeout {WD_TIMEOUT_S} s, plus boot)",
-        stopped.elapsed().as_secs_f64()
-    );
-    guest::wait_dmesg_count(vm, guest::READY_LINE, 1, READY_TIMEOUT)?;
-    let reason = vm.shell_ok("dmesg | grep -F 'boot reason' || true")?;
-    eprintln!(
-        "daemon's boot reason after the watchdog reset: {}",
-        reason.trim()
-    );
-    has(
-        "boot reason after a watchdog reset",
-        &reason,
-        "WATCHDOG RESET",
-    )?;
+    checks::watchdog_resets_in_place(vm, READY_TIMEOUT)?;
     guest::wait_led(vm, LED_POOL, Led::On, LED_TIMEOUT)?;
     Ok(())
 }
@@ -327,24 +285,7 @@ fn watchdog_supervision_and_crash_loop() -> R {
     }
 
     // Freeze the daemon: nothing kicks the watchdog, the i6300esb resets the VM.
-    let pid = guest::daemon_pid(&mut vm)?.ok_or_else(|| fail("no daemon running"))?;
-    let limit = Duration::from_secs(WD_TIMEOUT_S);
-    let stopped = Instant::now();
-    vm.shell_ok(&format!("kill -STOP {pid}"))?;
-    let st = vm.wait_exit(limit + Duration::from_secs(20))?;
-    let took = stopped.elapsed();
-    eprintln!(
-        "FIGURE watchdog_reset_after_sigstop_s={:.1} (timeout {} s; QEMU exit: {st})",
-        took.as_secs_f64(),
-        WD_TIMEOUT_S
-    );
-    // The last kick was at most timeout/3 before the freeze; allow TCG slack.
-    if took > limit + Duration::from_secs(5) {
-        return Err(fail(format!(
-            "watchdog reset took {took:?}, configured timeout {limit:?}"
-        ))
-        .into());
-    }
+    checks::watchdog_resets_frozen_daemon(&mut vm)?;
     Ok(())
 }
 

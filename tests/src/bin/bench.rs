@@ -1765,6 +1765,7 @@ fn run_kamailio(args: &Args, r: &mut SideResult) -> Res<()> {
     let image = Image {
         kernel: PathBuf::from(k.trim()),
         initrd: PathBuf::from(i.trim()),
+        board: appliance_tests::Board::X86_64,
     };
     let (mut lv, shell, ready) = boot(image, Side::Kamailio)?;
     r.shell_s = Some(shell);
@@ -1867,6 +1868,7 @@ fn run_keepalived(args: &Args, r: &mut SideResult) -> Res<()> {
     let image = Image {
         kernel: PathBuf::from(k.trim()),
         initrd: PathBuf::from(i.trim()),
+        board: vm::Board::X86_64,
     };
     let (mut lv, shell, ready) = boot(image, Side::Keepalived)?;
     r.shell_s = Some(shell);

@@ -10,7 +10,7 @@
 use super::capture::Capture;
 use super::{Lab, LabError, LabOptions, Result, LAN_TAP, VIP};
 use crate::sipp;
-use crate::vm::{ensure_image, Vm, VmOptions};
+use crate::vm::{ensure_image_for, Board, Vm, VmOptions};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -113,7 +113,7 @@ pub fn now_us() -> u64 {
 /// The lab with a booted appliance. Field order matters: the VM is dropped
 /// (QEMU killed) before the lab's namespaces go.
 pub struct LabVm {
-    /// The VM (test shell on ttyS1, console on ttyS0).
+    /// The VM (test shell on ttyS1/hvc0, console on ttyS0/ttyAMA0).
     pub vm: Vm,
     /// The sipp server pid per server (None while stopped).
     pub uas: Vec<Option<u32>>,
@@ -145,11 +145,25 @@ impl LabVm {
     /// running `uas_scenario` and waits until the VIP balances over all of
     /// them (kernel table, up to [`READY_TIMEOUT`]).
     pub fn boot(opts: &LabOptions, uas_scenario: &str) -> Result<LabVm> {
-        Self::boot_with(opts, uas_scenario, |_| {})
+        Self::boot_full(Board::X86_64, opts, uas_scenario, |_| {})
+    }
+
+    /// [`LabVm::boot`] with the image of `board`.
+    pub fn boot_on(board: Board, opts: &LabOptions, uas_scenario: &str) -> Result<LabVm> {
+        Self::boot_full(board, opts, uas_scenario, |_| {})
     }
 
     /// [`LabVm::boot`] with a last word on the VM's options (e.g. `rtc_base`).
     pub fn boot_with(
+        opts: &LabOptions,
+        uas_scenario: &str,
+        tweak: impl FnOnce(&mut VmOptions),
+    ) -> Result<LabVm> {
+        Self::boot_full(Board::X86_64, opts, uas_scenario, tweak)
+    }
+
+    fn boot_full(
+        board: Board,
         opts: &LabOptions,
         uas_scenario: &str,
         tweak: impl FnOnce(&mut VmOptions),
@@ -160,7 +174,7 @@ impl LabVm {
             "lab: namespaces, bridges and taps ready after {:.1} s; checking the image...",
             t0.elapsed().as_secs_f64()
         );
-        let image = ensure_image()?;
+        let image = ensure_image_for(board)?;
         eprintln!(
             "lab: image ready after {:.1} s; booting the appliance in QEMU (TCG: about a minute)...",
             t0.elapsed().as_secs_f64()
