@@ -6,7 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use appliance::probe::packet::{classify, parse_reply, Expected, Verdict};
+use appliance::probe::packet::{classify, parse_reply, Expected, ReplyVerdict};
 use libfuzzer_sys::fuzz_target;
 
 const BRANCH: &str = "z9hG4bKabc123";
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let v = classify(data, SocketAddr::V4(peer), &exp);
     match &v {
-        Verdict::Final { code, .. } | Verdict::Provisional { code } => {
+        ReplyVerdict::Final { code, .. } | ReplyVerdict::Provisional { code } => {
             // Independent re-check of every field the verdict relied on.
             let r = parse_reply(data).expect("a matched reply parses");
             assert_eq!(r.code, *code);
@@ -34,12 +34,12 @@ fuzz_target!(|data: &[u8]| {
             let text = String::from_utf8_lossy(data);
             assert!(text.contains(BRANCH) && text.contains(CALL_ID));
         }
-        Verdict::Unmatched(_) | Verdict::Malformed(_) => {}
+        ReplyVerdict::Unmatched(_) | ReplyVerdict::Malformed(_) => {}
     }
     // The same bytes from any other address are never a reply to us.
     let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 5060));
     assert!(matches!(
         classify(data, other, &exp),
-        Verdict::Unmatched(appliance::probe::packet::Mismatch::WrongSource)
+        ReplyVerdict::Unmatched(appliance::probe::packet::Mismatch::WrongSource)
     ));
 });

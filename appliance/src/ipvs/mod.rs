@@ -29,7 +29,7 @@ pub use codec::{
     Stats, Timeouts,
 };
 pub use error::{IpvsError, KernelError};
-pub use model::{ActualService, DesiredService, Op};
+pub use model::{ActualService, DesiredService, TableOp};
 pub use transport::{Link, Transport};
 
 use crate::config::Config;
@@ -97,7 +97,7 @@ impl Ipvs {
     /// Keeps going after a failure so one bad server does not block the others, but skips
     /// the remaining operations of a service whose creation failed (they could only fail
     /// with "service does not exist" and bury the real cause).
-    pub fn apply_collect(&mut self, ops: &[Op]) -> Vec<String> {
+    pub fn apply_collect(&mut self, ops: &[TableOp]) -> Vec<String> {
         let mut failures = Vec::new();
         let mut dead = std::collections::BTreeSet::new();
         for op in ops {
@@ -109,7 +109,7 @@ impl Ipvs {
                 let why = error::explain(&req, &e);
                 tracing::warn!(op = %op, error = %why, "IPVS change failed");
                 failures.push(format!("{op} failed: {why}"));
-                if matches!(op, Op::AddService { .. }) {
+                if matches!(op, TableOp::AddService { .. }) {
                     dead.insert(op.service());
                 }
             } else {
@@ -120,7 +120,7 @@ impl Ipvs {
     }
 
     /// Apply operations; any failure is an error listing every failed change.
-    pub fn apply(&mut self, ops: &[Op]) -> Result<(), IpvsError> {
+    pub fn apply(&mut self, ops: &[TableOp]) -> Result<(), IpvsError> {
         let failures = self.apply_collect(ops);
         if failures.is_empty() {
             Ok(())
@@ -198,7 +198,7 @@ fn describe(req: &Request) -> String {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SyncReport {
     /// Operations applied (empty when the kernel already matched).
-    pub ops: Vec<Op>,
+    pub ops: Vec<TableOp>,
     /// Services in the verified table.
     pub services: usize,
     /// Destinations in the verified table.

@@ -56,7 +56,7 @@ pub struct ActualService {
 
 /// One change to the kernel table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum Op {
+pub enum TableOp {
     /// Create a service (NEW_SERVICE).
     AddService {
         /// Identity.
@@ -107,28 +107,30 @@ pub enum Op {
     },
 }
 
-impl Op {
+impl TableOp {
     /// The kernel request for this operation.
     pub fn to_request(&self) -> Request {
         match self {
-            Op::AddService { key, params } => Request::NewService(*key, params.clone()),
-            Op::EditService { key, params, .. } => Request::SetService(*key, params.clone()),
-            Op::DelService { key } => Request::DelService(*key),
-            Op::AddDest { svc, dest, params } => Request::NewDest(*svc, *dest, *params),
-            Op::EditDest {
+            TableOp::AddService { key, params } => Request::NewService(*key, params.clone()),
+            TableOp::EditService { key, params, .. } => Request::SetService(*key, params.clone()),
+            TableOp::DelService { key } => Request::DelService(*key),
+            TableOp::AddDest { svc, dest, params } => Request::NewDest(*svc, *dest, *params),
+            TableOp::EditDest {
                 svc, dest, params, ..
             } => Request::SetDest(*svc, *dest, *params),
-            Op::DelDest { svc, dest } => Request::DelDest(*svc, *dest),
+            TableOp::DelDest { svc, dest } => Request::DelDest(*svc, *dest),
         }
     }
 
     /// The service this operation touches.
     pub fn service(&self) -> ServiceKey {
         match self {
-            Op::AddService { key, .. } | Op::EditService { key, .. } | Op::DelService { key } => {
-                *key
-            }
-            Op::AddDest { svc, .. } | Op::EditDest { svc, .. } | Op::DelDest { svc, .. } => *svc,
+            TableOp::AddService { key, .. }
+            | TableOp::EditService { key, .. }
+            | TableOp::DelService { key } => *key,
+            TableOp::AddDest { svc, .. }
+            | TableOp::EditDest { svc, .. }
+            | TableOp::DelDest { svc, .. } => *svc,
         }
     }
 }
@@ -165,23 +167,25 @@ fn dest_text(p: &DestParams) -> String {
     s
 }
 
-impl fmt::Display for Op {
+impl fmt::Display for TableOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::AddService { key, params } => {
+            TableOp::AddService { key, params } => {
                 write!(f, "add service {key} ({})", params_text(params))
             }
-            Op::EditService { key, params, from } => write!(
+            TableOp::EditService { key, params, from } => write!(
                 f,
                 "change service {key} from ({}) to ({})",
                 params_text(from),
                 params_text(params)
             ),
-            Op::DelService { key } => write!(f, "remove service {key} (not in the configuration)"),
-            Op::AddDest { svc, dest, params } => {
+            TableOp::DelService { key } => {
+                write!(f, "remove service {key} (not in the configuration)")
+            }
+            TableOp::AddDest { svc, dest, params } => {
                 write!(f, "add server {dest} to {svc} ({})", dest_text(params))
             }
-            Op::EditDest {
+            TableOp::EditDest {
                 svc,
                 dest,
                 params,
@@ -192,7 +196,7 @@ impl fmt::Display for Op {
                 dest_text(from),
                 dest_text(params)
             ),
-            Op::DelDest { svc, dest } => write!(f, "remove server {dest} from {svc}"),
+            TableOp::DelDest { svc, dest } => write!(f, "remove server {dest} from {svc}"),
         }
     }
 }

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddrV4};
 
 use super::codec::{svc_flags, DestKey, DestParams, FwdMethod, ServiceKey, ServiceParams};
-use super::model::{ActualService, DesiredDest, DesiredService, Op, WeightRule};
+use super::model::{ActualService, DesiredDest, DesiredService, TableOp, WeightRule};
 use crate::config::{AdminState, Config, FailureAction, Forwarding, VirtualService};
 use crate::probe::Health;
 
@@ -130,31 +130,31 @@ fn dest_params(fwd: FwdMethod, weight: u32) -> DestParams {
 }
 
 /// Ordering phases; lower runs first.
-fn phase(op: &Op) -> u8 {
+fn phase(op: &TableOp) -> u8 {
     match op {
-        Op::AddService { .. } => 0,
-        Op::EditService { .. } => 1,
-        Op::AddDest { params, .. } if params.weight > 0 => 2,
-        Op::EditDest { params, from, .. } if params.weight > from.weight => 2,
-        Op::AddDest { .. } => 3,
-        Op::EditDest { .. } => 4,
-        Op::DelDest { .. } => 5,
-        Op::DelService { .. } => 6,
+        TableOp::AddService { .. } => 0,
+        TableOp::EditService { .. } => 1,
+        TableOp::AddDest { params, .. } if params.weight > 0 => 2,
+        TableOp::EditDest { params, from, .. } if params.weight > from.weight => 2,
+        TableOp::AddDest { .. } => 3,
+        TableOp::EditDest { .. } => 4,
+        TableOp::DelDest { .. } => 5,
+        TableOp::DelService { .. } => 6,
     }
 }
 
-fn sort_key(op: &Op) -> (u8, ServiceKey, Option<DestKey>) {
+fn sort_key(op: &TableOp) -> (u8, ServiceKey, Option<DestKey>) {
     let d = match op {
-        Op::AddDest { dest, .. } | Op::EditDest { dest, .. } | Op::DelDest { dest, .. } => {
-            Some(*dest)
-        }
+        TableOp::AddDest { dest, .. }
+        | TableOp::EditDest { dest, .. }
+        | TableOp::DelDest { dest, .. } => Some(*dest),
         _ => None,
     };
     (phase(op), op.service(), d)
 }
 
 /// The minimal ordered operations turning `actual` into `desired`.
-pub fn plan(desired: &[DesiredService], actual: &[ActualService]) -> Vec<Op> {
+pub fn plan(desired: &[DesiredService], actual: &[ActualService]) -> Vec<TableOp> {
     let mut ops = Vec::new();
     let actual_by_key: BTreeMap<ServiceKey, &ActualService> =
         actual.iter().map(|a| (a.key, a)).collect();
@@ -163,11 +163,11 @@ pub fn plan(desired: &[DesiredService], actual: &[ActualService]) -> Vec<Op> {
     for d in desired {
         let a = actual_by_key.get(&d.key).copied();
         match a {
-            None => ops.push(Op::AddService {
+            None => ops.push(TableOp::AddService {
                 key: d.key,
                 params: d.params.clone(),
             }),
-            Some(a) if a.params != d.params => ops.push(Op::EditService {
+            Some(a) if a.params != d.params => ops.push(TableOp::EditService {
                 key: d.key,
                 params: d.params.clone(),
                 from: a.params.clone(),
@@ -191,12 +191,12 @@ pub fn plan(desired: &[DesiredService], actual: &[ActualService]) -> Vec<Op> {
             let Some(want) = want else { continue };
             wanted.insert(dd.key);
             match have {
-                None => ops.push(Op::AddDest {
+                None => ops.push(TableOp::AddDest {
                     svc: d.key,
                     dest: dd.key,
                     params: want,
                 }),
-                Some(h) if *h != want => ops.push(Op::EditDest {
+                Some(h) if *h != want => ops.push(TableOp::EditDest {
                     svc: d.key,
                     dest: dd.key,
                     params: want,
@@ -207,7 +207,7 @@ pub fn plan(desired: &[DesiredService], actual: &[ActualService]) -> Vec<Op> {
         }
         for k in actual_dests.keys() {
             if !wanted.contains(k) {
-                ops.push(Op::DelDest {
+                ops.push(TableOp::DelDest {
                     svc: d.key,
                     dest: *k,
                 });
@@ -217,7 +217,7 @@ pub fn plan(desired: &[DesiredService], actual: &[ActualService]) -> Vec<Op> {
     for a in actual {
         if !desired_keys.contains(&a.key) {
             // Deleting the service removes its destinations with it.
-            ops.push(Op::DelService { key: a.key });
+            ops.push(TableOp::DelService { key: a.key });
         }
     }
     ops.sort_by_key(sort_key);

@@ -75,8 +75,8 @@ fn upper_case_pe_gets_the_lower_case_hint() {
     params.pe = Some("SIP".into());
     let key = ServiceKey::udp(vs.vip, vs.port);
     let ops = vec![
-        Op::AddService { key, params },
-        Op::AddDest {
+        TableOp::AddService { key, params },
+        TableOp::AddDest {
             svc: key,
             dest: DestKey {
                 addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 11)),

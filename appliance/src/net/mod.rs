@@ -19,7 +19,7 @@ use std::path::Path;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use plan::{Op, Problem};
+use plan::{NetOp, SystemProblem};
 
 pub use monitor::LinkEvent;
 
@@ -28,7 +28,7 @@ pub use monitor::LinkEvent;
 pub enum NetError {
     /// The config cannot be applied to this system; nothing was changed.
     #[error("network config rejected, nothing was changed:\n  - {}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  - "))]
-    Invalid(Vec<Problem>),
+    Invalid(Vec<SystemProblem>),
     /// An rtnetlink request failed.
     #[error("rtnetlink: {context}: {reason}")]
     Netlink {
@@ -134,7 +134,7 @@ fn roll_back(rt: &rtnl::Rtnl, before: &plan::NetState, want: &plan::Desired) -> 
             Ok(s) => s,
             Err(e) => return format!("rollback impossible, could not read state: {e}"),
         };
-        let ops: Vec<Op> = plan::plan(&back, &now);
+        let ops: Vec<NetOp> = plan::plan(&back, &now);
         if ops.is_empty() {
             return if failed.is_empty() {
                 "previous network config restored".into()
@@ -167,7 +167,7 @@ pub fn show() -> Result<plan::NetState, NetError> {
 }
 
 /// Validate `cfg` against the live system and list what [`apply`] would change.
-pub fn dry_run(cfg: &Config) -> Result<Vec<Op>, NetError> {
+pub fn dry_run(cfg: &Config) -> Result<Vec<NetOp>, NetError> {
     let st = show()?;
     let want = plan::desired(cfg, &st).map_err(NetError::Invalid)?;
     Ok(plan::plan(&want, &st))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::plan::Problem;
+use super::plan::SystemProblem;
 use super::*;
 use crate::config::{bounded, Config};
 
@@ -249,32 +249,32 @@ fn bad_configs_change_nothing() {
     // Changes the address too, so a partial apply would be visible.
     gateway.wan.address = "203.0.113.4/24".parse().unwrap();
 
-    type Case = (&'static str, Config, fn(&Problem) -> bool);
+    type Case = (&'static str, Config, fn(&SystemProblem) -> bool);
     let cases: [Case; 5] = [
         (
             "unknown interface",
             unknown,
-            |p| matches!(p, Problem::UnknownInterface { name, .. } if name == "eth7"),
+            |p| matches!(p, SystemProblem::UnknownInterface { name, .. } if name == "eth7"),
         ),
         (
             "address conflict",
             conflict,
-            |p| matches!(p, Problem::AddressConflict(m) if m.contains("dum0")),
+            |p| matches!(p, SystemProblem::AddressConflict(m) if m.contains("dum0")),
         ),
         (
             "subnet overlap",
             overlap,
-            |p| matches!(p, Problem::AddressConflict(m) if m.contains("overlaps")),
+            |p| matches!(p, SystemProblem::AddressConflict(m) if m.contains("overlaps")),
         ),
         (
             "prefix out of range",
             prefix,
-            |p| matches!(p, Problem::Config(m) if m.contains("prefix length /33")),
+            |p| matches!(p, SystemProblem::Config(m) if m.contains("prefix length /33")),
         ),
         (
             "gateway off-subnet",
             gateway,
-            |p| matches!(p, Problem::Config(m) if m.contains("198.51.100.254")),
+            |p| matches!(p, SystemProblem::Config(m) if m.contains("198.51.100.254")),
         ),
     ];
     for (what, cfg, check) in cases {
@@ -387,7 +387,7 @@ fn kernel_error_midway_is_reported_with_rollback() {
         let ops = plan::plan(&want, &before);
         // Execute the first op, then make the second one impossible.
         rt.apply(&ops[0]).unwrap();
-        let bogus = plan::Op::AddAddr(
+        let bogus = plan::NetOp::AddAddr(
             plan::Addr {
                 index: 999_999,
                 addr: "198.51.100.2".parse().unwrap(),

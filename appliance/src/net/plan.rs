@@ -1,7 +1,7 @@
 //! Pure network planner: the desired state derived from a [`Config`], validated against
 //! the current system state, and the ordered rtnetlink operations that reconcile the two.
 //!
-//! Nothing here does I/O; `rtnl.rs` dumps a [`NetState`] and executes [`Op`]s.
+//! Nothing here does I/O; `rtnl.rs` dumps a [`NetState`] and executes [`NetOp`]s.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -181,7 +181,7 @@ pub fn is_managed_rule(r: &Rule) -> bool {
 
 /// One rtnetlink change.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
+pub enum NetOp {
     /// Set the MTU (`from` kept for messages).
     SetMtu {
         /// Interface index.
@@ -216,21 +216,21 @@ pub enum Op {
     DelRule(Rule),
 }
 
-impl fmt::Display for Op {
+impl fmt::Display for NetOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::SetMtu {
+            NetOp::SetMtu {
                 name, mtu, from, ..
             } => write!(f, "set {name} mtu {from} -> {mtu}"),
-            Op::SetUp { name, up, .. } => {
+            NetOp::SetUp { name, up, .. } => {
                 write!(f, "set {name} {}", if *up { "up" } else { "down" })
             }
-            Op::AddAddr(a, n) => write!(f, "add address {}/{} on {n}", a.addr, a.prefix),
-            Op::DelAddr(a, n) => write!(f, "remove address {}/{} from {n}", a.addr, a.prefix),
-            Op::AddRoute(r) => write!(f, "add route {}", RouteFmt(r)),
-            Op::DelRoute(r) => write!(f, "remove route {}", RouteFmt(r)),
-            Op::AddRule(r) => write!(f, "add rule {}", RuleFmt(r)),
-            Op::DelRule(r) => write!(f, "remove rule {}", RuleFmt(r)),
+            NetOp::AddAddr(a, n) => write!(f, "add address {}/{} on {n}", a.addr, a.prefix),
+            NetOp::DelAddr(a, n) => write!(f, "remove address {}/{} from {n}", a.addr, a.prefix),
+            NetOp::AddRoute(r) => write!(f, "add route {}", RouteFmt(r)),
+            NetOp::DelRoute(r) => write!(f, "remove route {}", RouteFmt(r)),
+            NetOp::AddRule(r) => write!(f, "add rule {}", RuleFmt(r)),
+            NetOp::DelRule(r) => write!(f, "remove rule {}", RuleFmt(r)),
         }
     }
 }
@@ -274,7 +274,7 @@ impl fmt::Display for RuleFmt<'_> {
 
 /// Why a requested network config cannot be applied to this system.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Problem {
+pub enum SystemProblem {
     /// The named interface does not exist.
     #[error("{role} interface '{name}' does not exist on this system (available: {available})")]
     UnknownInterface {
@@ -311,7 +311,7 @@ pub enum Problem {
 ///
 /// Every problem is collected so the operator sees them all at once; nothing is changed
 /// by the caller unless this returns `Ok`.
-pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
+pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<SystemProblem>> {
     // The config's own rules live in `config::validate`, the one place; the planner adds
     // only what depends on the running system (links present, device MTU, addresses in use).
     let report = crate::config::validate(cfg);
@@ -319,7 +319,7 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
         return Err(report
             .errors
             .into_iter()
-            .map(|p| Problem::Config(p.message))
+            .map(|p| SystemProblem::Config(p.message))
             .collect());
     }
     let mut problems = Vec::new();
@@ -330,10 +330,10 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let find = |role: &'static str, name: &str, problems: &mut Vec<Problem>| {
+    let find = |role: &'static str, name: &str, problems: &mut Vec<SystemProblem>| {
         let l = cur.link(name);
         if l.is_none() {
-            problems.push(Problem::UnknownInterface {
+            problems.push(SystemProblem::UnknownInterface {
                 role,
                 name: name.to_owned(),
                 available: available(),
@@ -362,7 +362,7 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
             let max = l.max_mtu.filter(|m| *m > 0).unwrap_or(65535);
             let mtu = u32::from(ifc.mtu);
             if mtu < min || mtu > max {
-                problems.push(Problem::MtuOutOfRange {
+                problems.push(SystemProblem::MtuOutOfRange {
                     role,
                     name: l.name.clone(),
                     mtu,
@@ -397,7 +397,7 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
     for a in &cur.addrs {
         for (what, ip, target) in &wanted {
             if a.addr == *ip && a.index != *target && !ours.contains(&a.index) {
-                problems.push(Problem::AddressConflict(format!(
+                problems.push(SystemProblem::AddressConflict(format!(
                     "{what} {ip} is already configured on interface '{}'; remove it there first",
                     cur.name_of(a.index)
                 )));
@@ -415,7 +415,7 @@ pub fn desired(cfg: &Config, cur: &NetState) -> Result<Desired, Vec<Problem>> {
         }
         for (role, n) in [("WAN", &cfg.wan.address), ("LAN", &cfg.lan.address)] {
             if n.overlaps(&other) {
-                problems.push(Problem::AddressConflict(format!(
+                problems.push(SystemProblem::AddressConflict(format!(
                     "{role} subnet {} overlaps {}/{} on interface '{}'",
                     n.network(),
                     a.addr,
@@ -606,7 +606,7 @@ pub fn desired_from_state(snap: &NetState, managed: &Desired) -> Desired {
 /// Order: links (MTU, then up), stale rules, stale routes, new addresses, stale addresses,
 /// new routes, new rules. New addresses go in before old ones leave so that (with
 /// `promote_secondaries`) routes via a still-valid gateway survive an address change.
-pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
+pub fn plan(want: &Desired, cur: &NetState) -> Vec<NetOp> {
     let mut ops = Vec::new();
     for w in &want.links {
         let Some(l) = cur.links.iter().find(|l| l.index == w.index) else {
@@ -614,7 +614,7 @@ pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
         };
         if let Some(mtu) = w.mtu {
             if mtu != l.mtu {
-                ops.push(Op::SetMtu {
+                ops.push(NetOp::SetMtu {
                     index: l.index,
                     name: l.name.clone(),
                     mtu,
@@ -623,7 +623,7 @@ pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
             }
         }
         if w.up != l.up {
-            ops.push(Op::SetUp {
+            ops.push(NetOp::SetUp {
                 index: l.index,
                 name: l.name.clone(),
                 up: w.up,
@@ -638,7 +638,7 @@ pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
         if let Some(i) = rule_keys.iter().position(|k| *k == r.key()) {
             have_rules.push(rule_keys.remove(i));
         } else {
-            ops.push(Op::DelRule(*r));
+            ops.push(NetOp::DelRule(*r));
         }
     }
     let mut route_keys: Vec<RouteKey> = want.routes.iter().map(Route::key).collect();
@@ -647,7 +647,7 @@ pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
         if let Some(i) = route_keys.iter().position(|k| *k == r.key()) {
             have_routes.push(route_keys.remove(i));
         } else {
-            ops.push(Op::DelRoute(*r));
+            ops.push(NetOp::DelRoute(*r));
         }
     }
 
@@ -655,7 +655,7 @@ pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
     let want_addrs: BTreeSet<Addr> = want.addrs.iter().copied().collect();
     for a in &want.addrs {
         if !have_addrs.contains(a) && !want.vrrp_owned.contains(&a.addr) {
-            ops.push(Op::AddAddr(*a, cur.name_of(a.index)));
+            ops.push(NetOp::AddAddr(*a, cur.name_of(a.index)));
         }
     }
     for a in &cur.addrs {
@@ -663,21 +663,21 @@ pub fn plan(want: &Desired, cur: &NetState) -> Vec<Op> {
             && !want_addrs.contains(a)
             && !want.vrrp_owned.contains(&a.addr)
         {
-            ops.push(Op::DelAddr(*a, cur.name_of(a.index)));
+            ops.push(NetOp::DelAddr(*a, cur.name_of(a.index)));
         }
     }
     for r in &want.routes {
         if let Some(i) = have_routes.iter().position(|k| *k == r.key()) {
             have_routes.remove(i);
         } else {
-            ops.push(Op::AddRoute(*r));
+            ops.push(NetOp::AddRoute(*r));
         }
     }
     for r in &want.rules {
         if let Some(i) = have_rules.iter().position(|k| *k == r.key()) {
             have_rules.remove(i);
         } else {
-            ops.push(Op::AddRule(*r));
+            ops.push(NetOp::AddRule(*r));
         }
     }
     ops
@@ -707,21 +707,21 @@ mod tests {
         }
     }
 
-    fn apply_ops(st: &mut NetState, ops: &[Op]) {
+    fn apply_ops(st: &mut NetState, ops: &[NetOp]) {
         for op in ops {
             match op {
-                Op::SetMtu { index, mtu, .. } => {
+                NetOp::SetMtu { index, mtu, .. } => {
                     st.links.iter_mut().find(|l| l.index == *index).unwrap().mtu = *mtu
                 }
-                Op::SetUp { index, up, .. } => {
+                NetOp::SetUp { index, up, .. } => {
                     st.links.iter_mut().find(|l| l.index == *index).unwrap().up = *up
                 }
-                Op::AddAddr(a, _) => st.addrs.push(*a),
-                Op::DelAddr(a, _) => st.addrs.retain(|x| x != a),
-                Op::AddRoute(r) => st.routes.push(*r),
-                Op::DelRoute(r) => st.routes.retain(|x| x != r),
-                Op::AddRule(r) => st.rules.push(*r),
-                Op::DelRule(r) => st.rules.retain(|x| x != r),
+                NetOp::AddAddr(a, _) => st.addrs.push(*a),
+                NetOp::DelAddr(a, _) => st.addrs.retain(|x| x != a),
+                NetOp::AddRoute(r) => st.routes.push(*r),
+                NetOp::DelRoute(r) => st.routes.retain(|x| x != r),
+                NetOp::AddRule(r) => st.rules.push(*r),
+                NetOp::DelRule(r) => st.rules.retain(|x| x != r),
             }
         }
     }
@@ -734,7 +734,7 @@ mod tests {
         let ops = plan(&d, &st);
         // lo up, eth0 up, eth1 up, 3 addresses (WAN, VIP, LAN), default route.
         assert_eq!(ops.len(), 7, "{ops:#?}");
-        assert!(ops.contains(&Op::AddAddr(
+        assert!(ops.contains(&NetOp::AddAddr(
             Addr {
                 index: 2,
                 addr: Ipv4Addr::new(203, 0, 113, 10),
@@ -758,7 +758,7 @@ mod tests {
         assert!(e.iter().any(|p| p.to_string().contains("eth2")), "{e:?}");
         st.links.push(link(4, "eth2"));
         let ops = plan(&desired(&cfg, &st).unwrap(), &st);
-        assert!(ops.contains(&Op::AddAddr(
+        assert!(ops.contains(&NetOp::AddAddr(
             Addr {
                 index: 4,
                 addr: Ipv4Addr::new(192, 0, 2, 2),
@@ -768,7 +768,7 @@ mod tests {
         )));
         assert!(ops.iter().any(|o| matches!(
             o,
-            Op::SetUp {
+            NetOp::SetUp {
                 index: 4,
                 up: true,
                 ..
@@ -821,7 +821,7 @@ mod tests {
         let snap = system();
         let back = desired_from_state(&snap, &d);
         assert!(plan(&back, &st).iter().all(
-            |o| !matches!(o, Op::AddAddr(a, _) | Op::DelAddr(a, _) if a.addr == vip || a.addr == gw)
+            |o| !matches!(o, NetOp::AddAddr(a, _) | NetOp::DelAddr(a, _) if a.addr == vip || a.addr == gw)
         ));
         let mut held = st.clone();
         held.addrs.retain(|a| a.addr != vip);
@@ -853,12 +853,12 @@ mod tests {
         let mut cfg2 = cfg.clone();
         cfg2.wan.address.addr = Ipv4Addr::new(203, 0, 113, 3);
         let ops = plan(&desired(&cfg2, &st).unwrap(), &st);
-        let add = ops
-            .iter()
-            .position(|o| matches!(o, Op::AddAddr(a, _) if a.addr == Ipv4Addr::new(203,0,113,3)));
-        let del = ops
-            .iter()
-            .position(|o| matches!(o, Op::DelAddr(a, _) if a.addr == Ipv4Addr::new(203,0,113,2)));
+        let add = ops.iter().position(
+            |o| matches!(o, NetOp::AddAddr(a, _) if a.addr == Ipv4Addr::new(203,0,113,3)),
+        );
+        let del = ops.iter().position(
+            |o| matches!(o, NetOp::DelAddr(a, _) if a.addr == Ipv4Addr::new(203,0,113,2)),
+        );
         assert_eq!(ops.len(), 2, "{ops:#?}");
         assert!(add.unwrap() < del.unwrap());
     }
@@ -882,12 +882,12 @@ mod tests {
             protocol: 3,
         });
         let ops = plan(&desired(&cfg, &st).unwrap(), &st);
+        assert!(ops.iter().any(
+            |o| matches!(o, NetOp::DelRoute(r) if r.gateway == Some(Ipv4Addr::new(192,0,2,1)))
+        ));
         assert!(ops
             .iter()
-            .any(|o| matches!(o, Op::DelRoute(r) if r.gateway == Some(Ipv4Addr::new(192,0,2,1)))));
-        assert!(ops
-            .iter()
-            .any(|o| matches!(o, Op::DelAddr(a, _) if a.addr == Ipv4Addr::new(192,0,2,7))));
+            .any(|o| matches!(o, NetOp::DelAddr(a, _) if a.addr == Ipv4Addr::new(192,0,2,7))));
     }
 
     #[test]
@@ -897,7 +897,7 @@ mod tests {
         let mut st = system();
         let ops = plan(&desired(&cfg, &st).unwrap(), &st);
         let rule = ops.iter().find_map(|o| match o {
-            Op::AddRule(r) => Some(*r),
+            NetOp::AddRule(r) => Some(*r),
             _ => None,
         });
         let rule = rule.expect("rule added");
@@ -907,16 +907,16 @@ mod tests {
         );
         assert!(ops
             .iter()
-            .any(|o| matches!(o, Op::AddRoute(r) if r.table == 100)));
+            .any(|o| matches!(o, NetOp::AddRoute(r) if r.table == 100)));
         apply_ops(&mut st, &ops);
         cfg.policy_routing.enabled = false;
         let ops = plan(&desired(&cfg, &st).unwrap(), &st);
         assert_eq!(ops.len(), 2, "{ops:#?}");
-        assert!(matches!(ops[0], Op::DelRule(_)));
-        assert!(matches!(ops[1], Op::DelRoute(r) if r.table == 100));
+        assert!(matches!(ops[0], NetOp::DelRule(_)));
+        assert!(matches!(ops[1], NetOp::DelRoute(r) if r.table == 100));
     }
 
-    fn problems(cfg: &Config, st: &NetState) -> Vec<Problem> {
+    fn problems(cfg: &Config, st: &NetState) -> Vec<SystemProblem> {
         desired(cfg, st).expect_err("must be rejected")
     }
 
@@ -926,7 +926,7 @@ mod tests {
         let mut c = Config::builtin_default();
         c.wan.name = bounded("eth9");
         assert!(
-            matches!(&problems(&c, &st)[0], Problem::UnknownInterface { name, .. } if name == "eth9")
+            matches!(&problems(&c, &st)[0], SystemProblem::UnknownInterface { name, .. } if name == "eth9")
         );
 
         let mut c = Config::builtin_default();
@@ -936,7 +936,7 @@ mod tests {
             let p = problems(c, &st);
             assert!(
                 p.iter()
-                    .any(|p| matches!(p, Problem::Config(m) if m.contains(needle))),
+                    .any(|p| matches!(p, SystemProblem::Config(m) if m.contains(needle))),
                 "{needle}: {p:?}"
             );
         };
@@ -961,7 +961,7 @@ mod tests {
         let p = problems(&c, &st2);
         assert!(
             p.iter()
-                .any(|p| matches!(p, Problem::AddressConflict(m) if m.contains("dummy0"))),
+                .any(|p| matches!(p, SystemProblem::AddressConflict(m) if m.contains("dummy0"))),
             "{p:?}"
         );
 
@@ -978,7 +978,7 @@ mod tests {
         c.wan.mtu = 4000;
         assert!(matches!(
             problems(&c, &small)[0],
-            Problem::MtuOutOfRange { max: 1500, .. }
+            SystemProblem::MtuOutOfRange { max: 1500, .. }
         ));
 
         let mut c = Config::builtin_default();

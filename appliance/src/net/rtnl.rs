@@ -1,5 +1,5 @@
 //! Thin rtnetlink executor: dump links/addresses/routes/rules into a [`NetState`] and
-//! apply planner [`Op`]s, one acknowledged request each.
+//! apply planner [`NetOp`]s, one acknowledged request each.
 
 use std::net::Ipv4Addr;
 
@@ -24,7 +24,7 @@ use neli::{
     Size, ToBytes,
 };
 
-use super::plan::{Addr, Link, NetState, Op, Route, Rule};
+use super::plan::{Addr, Link, NetOp, NetState, Route, Rule};
 use super::NetError;
 
 /// An rtnetlink connection (bound to the network namespace of the creating thread).
@@ -208,14 +208,14 @@ impl Rtnl {
     }
 
     /// Execute one operation (acknowledged by the kernel).
-    pub fn apply(&self, op: &Op) -> Result<(), NetError> {
+    pub fn apply(&self, op: &NetOp) -> Result<(), NetError> {
         let what = op.to_string();
         let bad = |e: String| NetError::Netlink {
             context: what.clone(),
             reason: e,
         };
         match op {
-            Op::SetMtu { index, mtu, .. } => {
+            NetOp::SetMtu { index, mtu, .. } => {
                 let mut attrs = RtBuffer::new();
                 attrs.push(attr(Ifla::Mtu, *mtu)?);
                 let msg = IfinfomsgBuilder::default()
@@ -227,7 +227,7 @@ impl Rtnl {
                     .map_err(|e| bad(e.to_string()))?;
                 self.request(&what, Rtm::Newlink, NlmF::empty(), msg)
             }
-            Op::SetUp { index, up, .. } => {
+            NetOp::SetUp { index, up, .. } => {
                 let b = IfinfomsgBuilder::default()
                     .ifi_family(RtAddrFamily::Unspecified)
                     .ifi_index(*index as i32);
@@ -235,11 +235,11 @@ impl Rtnl {
                 let msg = b.build().map_err(|e| bad(e.to_string()))?;
                 self.request(&what, Rtm::Newlink, NlmF::empty(), msg)
             }
-            Op::AddAddr(a, _) | Op::DelAddr(a, _) => {
+            NetOp::AddAddr(a, _) | NetOp::DelAddr(a, _) => {
                 let mut attrs = RtBuffer::new();
                 attrs.push(attr(Ifa::Local, a.addr.octets())?);
                 attrs.push(attr(Ifa::Address, a.addr.octets())?);
-                if matches!(op, Op::AddAddr(..)) && a.prefix <= 30 {
+                if matches!(op, NetOp::AddAddr(..)) && a.prefix <= 30 {
                     let brd = crate::config::Ipv4Net {
                         addr: a.addr,
                         prefix: a.prefix,
@@ -256,14 +256,14 @@ impl Rtnl {
                     .rtattrs(attrs)
                     .build()
                     .map_err(|e| bad(e.to_string()))?;
-                if matches!(op, Op::AddAddr(..)) {
+                if matches!(op, NetOp::AddAddr(..)) {
                     self.request(&what, Rtm::Newaddr, NlmF::CREATE | NlmF::EXCL, msg)
                 } else {
                     self.request(&what, Rtm::Deladdr, NlmF::empty(), msg)
                 }
             }
-            Op::AddRoute(r) | Op::DelRoute(r) => {
-                let add = matches!(op, Op::AddRoute(_));
+            NetOp::AddRoute(r) | NetOp::DelRoute(r) => {
+                let add = matches!(op, NetOp::AddRoute(_));
                 let mut attrs = RtBuffer::new();
                 attrs.push(attr(Rta::Table, r.table)?);
                 if r.dst_len > 0 {
@@ -304,7 +304,7 @@ impl Rtnl {
                     self.request(&what, Rtm::Delroute, NlmF::empty(), msg)
                 }
             }
-            Op::AddRule(r) | Op::DelRule(r) => {
+            NetOp::AddRule(r) | NetOp::DelRule(r) => {
                 let mut attrs = RtBuffer::new();
                 attrs.push(attr(Frattr::Priority, r.priority)?);
                 attrs.push(attr(Frattr::Table, r.table)?);
@@ -334,7 +334,7 @@ impl Rtnl {
                     .rtattrs(attrs)
                     .build()
                     .map_err(|e| bad(e.to_string()))?;
-                if matches!(op, Op::AddRule(_)) {
+                if matches!(op, NetOp::AddRule(_)) {
                     self.request(&what, Rtm::Newrule, NlmF::CREATE | NlmF::EXCL, msg)
                 } else {
                     self.request(&what, Rtm::Delrule, NlmF::empty(), msg)

@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::plan::{Addr, NetState, Op};
+use super::plan::{Addr, NetOp, NetState};
 use super::rtnl::Rtnl;
 use super::NetError;
 
@@ -19,7 +19,7 @@ pub fn ops(
     ifname: &str,
     addrs: &[Ipv4Addr],
     add: bool,
-) -> Result<Vec<Op>, NetError> {
+) -> Result<Vec<NetOp>, NetError> {
     let link = st.link(ifname).ok_or_else(|| NetError::Netlink {
         context: format!("virtual addresses on {ifname}"),
         reason: format!(
@@ -40,7 +40,7 @@ pub fn ops(
             .collect();
         if add {
             if here.is_empty() {
-                out.push(Op::AddAddr(
+                out.push(NetOp::AddAddr(
                     Addr {
                         index: link.index,
                         addr: *ip,
@@ -50,7 +50,10 @@ pub fn ops(
                 ));
             }
         } else {
-            out.extend(here.into_iter().map(|a| Op::DelAddr(*a, link.name.clone())));
+            out.extend(
+                here.into_iter()
+                    .map(|a| NetOp::DelAddr(*a, link.name.clone())),
+            );
         }
     }
     Ok(out)
@@ -120,7 +123,7 @@ mod tests {
         let o = ops(&st(), "eth0", &v, true).expect("ops");
         assert_eq!(
             o,
-            vec![Op::AddAddr(
+            vec![NetOp::AddAddr(
                 Addr {
                     index: 2,
                     addr: v[1],
@@ -140,7 +143,7 @@ mod tests {
         let o = ops(&st(), "eth0", &v, false).expect("ops");
         assert_eq!(
             o,
-            vec![Op::DelAddr(
+            vec![NetOp::DelAddr(
                 Addr {
                     index: 2,
                     addr: v[0],

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use super::health::Policy;
-use super::packet::{self, Expected, Ids, PacketError, RequestParams, Verdict, RECV_BUF};
+use super::packet::{self, Expected, Ids, PacketError, ReplyVerdict, RequestParams, RECV_BUF};
 use crate::config::ProbeSettings;
 
 /// A final reply to a one-shot probe.
@@ -154,7 +154,7 @@ pub fn options_once_from(
         };
         let data = buf.get(..n).unwrap_or(&[]);
         match packet::classify(data, src, &exp) {
-            Verdict::Final { code, reason } => {
+            ReplyVerdict::Final { code, reason } => {
                 let rtt = start.elapsed();
                 let headers = packet::parse_reply(data)
                     .map(|r| r.headers)
@@ -171,8 +171,8 @@ pub fn options_once_from(
                     headers,
                 });
             }
-            Verdict::Provisional { code } => provisional.push(code),
-            Verdict::Unmatched(_) | Verdict::Malformed(_) => ignored += 1,
+            ReplyVerdict::Provisional { code } => provisional.push(code),
+            ReplyVerdict::Unmatched(_) | ReplyVerdict::Malformed(_) => ignored += 1,
         }
     }
 }

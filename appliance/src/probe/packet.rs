@@ -486,7 +486,7 @@ pub enum Mismatch {
 
 /// What one received datagram means for the current probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum ReplyVerdict {
     /// A final (>= 200) reply to our probe.
     Final {
         /// Status code.
@@ -507,37 +507,37 @@ pub enum Verdict {
 
 /// Classify a datagram received from `src` against the probe in flight.
 ///
-/// Only `Verdict::Final` can ever make a server look alive, and only when the source
+/// Only `ReplyVerdict::Final` can ever make a server look alive, and only when the source
 /// address/port, top Via branch, Call-ID, CSeq number and method all match.
-pub fn classify(datagram: &[u8], src: SocketAddr, expected: &Expected) -> Verdict {
+pub fn classify(datagram: &[u8], src: SocketAddr, expected: &Expected) -> ReplyVerdict {
     if src != SocketAddr::V4(expected.peer) {
-        return Verdict::Unmatched(Mismatch::WrongSource);
+        return ReplyVerdict::Unmatched(Mismatch::WrongSource);
     }
     let reply = match parse_reply(datagram) {
         Ok(r) => r,
-        Err(e) => return Verdict::Malformed(e),
+        Err(e) => return ReplyVerdict::Malformed(e),
     };
     match_reply(&reply, expected)
 }
 
 /// Match an already parsed reply (source address is checked by [`classify`]).
-pub fn match_reply(reply: &Reply, expected: &Expected) -> Verdict {
+pub fn match_reply(reply: &Reply, expected: &Expected) -> ReplyVerdict {
     if reply.top_via.branch.as_deref() != Some(expected.branch.as_str()) {
-        return Verdict::Unmatched(Mismatch::WrongBranch);
+        return ReplyVerdict::Unmatched(Mismatch::WrongBranch);
     }
     if reply.call_id != expected.call_id {
-        return Verdict::Unmatched(Mismatch::WrongCallId);
+        return ReplyVerdict::Unmatched(Mismatch::WrongCallId);
     }
     if reply.cseq != expected.cseq {
-        return Verdict::Unmatched(Mismatch::WrongCSeq);
+        return ReplyVerdict::Unmatched(Mismatch::WrongCSeq);
     }
     if reply.cseq_method != "OPTIONS" {
-        return Verdict::Unmatched(Mismatch::WrongMethod);
+        return ReplyVerdict::Unmatched(Mismatch::WrongMethod);
     }
     if reply.code < 200 {
-        Verdict::Provisional { code: reply.code }
+        ReplyVerdict::Provisional { code: reply.code }
     } else {
-        Verdict::Final {
+        ReplyVerdict::Final {
             code: reply.code,
             reason: reply.reason.clone(),
         }
@@ -771,19 +771,19 @@ mod tests {
             .to_string()
     }
 
-    fn verdict(text: &str) -> Verdict {
+    fn verdict(text: &str) -> ReplyVerdict {
         classify(text.as_bytes(), SocketAddr::V4(peer()), &expected())
     }
 
-    fn is_alive(v: &Verdict) -> bool {
-        matches!(v, Verdict::Final { code, .. } if (200..300).contains(code))
+    fn is_alive(v: &ReplyVerdict) -> bool {
+        matches!(v, ReplyVerdict::Final { code, .. } if (200..300).contains(code))
     }
 
     #[test]
     fn plain_200_matches() {
         assert_eq!(
             verdict(&ok_reply()),
-            Verdict::Final {
+            ReplyVerdict::Final {
                 code: 200,
                 reason: "OK".into()
             }
@@ -814,7 +814,7 @@ mod tests {
         let v = verdict(r);
         assert_eq!(
             v,
-            Verdict::Final {
+            ReplyVerdict::Final {
                 code: 200,
                 reason: "Okay then".into()
             }
@@ -835,7 +835,7 @@ mod tests {
             "Via: SIP/2.0/UDP 198.51.100.1:40000;branch=z9hG4bKabc123;rport=40000\r\n",
             "Via: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKother, SIP/2.0/UDP 198.51.100.1:40000;branch=z9hG4bKabc123\r\n",
         );
-        assert_eq!(verdict(&r), Verdict::Unmatched(Mismatch::WrongBranch));
+        assert_eq!(verdict(&r), ReplyVerdict::Unmatched(Mismatch::WrongBranch));
         // Ours on top, extra Via lines below (with an IPv6 host): fine.
         let r = ok_reply().replace(
             "From:",
@@ -854,35 +854,50 @@ mod tests {
         assert_eq!(p.top_via.port, Some(5070));
         assert!(is_alive(&verdict(&r)));
         let bad = ok_reply().replace("198.51.100.1:40000;branch", "[2001:db8::zz]:5070;branch");
-        assert!(matches!(verdict(&bad), Verdict::Malformed(_)));
+        assert!(matches!(verdict(&bad), ReplyVerdict::Malformed(_)));
     }
 
     #[test]
     fn stale_and_spoofed_replies_never_match() {
         let stale = ok_reply().replace("CSeq: 7", "CSeq: 6");
-        assert_eq!(verdict(&stale), Verdict::Unmatched(Mismatch::WrongCSeq));
+        assert_eq!(
+            verdict(&stale),
+            ReplyVerdict::Unmatched(Mismatch::WrongCSeq)
+        );
         let spoof = ok_reply().replace("z9hG4bKabc123", "z9hG4bKabc124");
-        assert_eq!(verdict(&spoof), Verdict::Unmatched(Mismatch::WrongBranch));
+        assert_eq!(
+            verdict(&spoof),
+            ReplyVerdict::Unmatched(Mismatch::WrongBranch)
+        );
         let case = ok_reply().replace("z9hG4bKabc123", "Z9HG4BKABC123");
-        assert_eq!(verdict(&case), Verdict::Unmatched(Mismatch::WrongBranch));
+        assert_eq!(
+            verdict(&case),
+            ReplyVerdict::Unmatched(Mismatch::WrongBranch)
+        );
         let cid = ok_reply().replace("Call-ID: cid-1", "Call-ID: cid-2");
-        assert_eq!(verdict(&cid), Verdict::Unmatched(Mismatch::WrongCallId));
+        assert_eq!(
+            verdict(&cid),
+            ReplyVerdict::Unmatched(Mismatch::WrongCallId)
+        );
         let method = ok_reply().replace("7 OPTIONS", "7 INVITE");
-        assert_eq!(verdict(&method), Verdict::Unmatched(Mismatch::WrongMethod));
+        assert_eq!(
+            verdict(&method),
+            ReplyVerdict::Unmatched(Mismatch::WrongMethod)
+        );
         let nobranch = ok_reply().replace(";branch=z9hG4bKabc123", "");
         assert_eq!(
             verdict(&nobranch),
-            Verdict::Unmatched(Mismatch::WrongBranch)
+            ReplyVerdict::Unmatched(Mismatch::WrongBranch)
         );
         let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 5060));
         assert_eq!(
             classify(ok_reply().as_bytes(), other, &expected()),
-            Verdict::Unmatched(Mismatch::WrongSource)
+            ReplyVerdict::Unmatched(Mismatch::WrongSource)
         );
         let other_port = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 11), 5061));
         assert_eq!(
             classify(ok_reply().as_bytes(), other_port, &expected()),
-            Verdict::Unmatched(Mismatch::WrongSource)
+            ReplyVerdict::Unmatched(Mismatch::WrongSource)
         );
     }
 
@@ -894,19 +909,19 @@ mod tests {
         );
         assert_eq!(
             verdict(&r),
-            Verdict::Malformed(ParseError::Duplicate("CSeq"))
+            ReplyVerdict::Malformed(ParseError::Duplicate("CSeq"))
         );
         let r = ok_reply().replace("Call-ID:", "i: other\r\nCall-ID:");
         assert_eq!(
             verdict(&r),
-            Verdict::Malformed(ParseError::Duplicate("Call-ID"))
+            ReplyVerdict::Malformed(ParseError::Duplicate("Call-ID"))
         );
     }
 
     #[test]
     fn provisional_does_not_complete() {
         let r = ok_reply().replace("200 OK", "100 Trying");
-        assert_eq!(verdict(&r), Verdict::Provisional { code: 100 });
+        assert_eq!(verdict(&r), ReplyVerdict::Provisional { code: 100 });
     }
 
     #[test]
@@ -980,13 +995,13 @@ mod tests {
         ];
         for (text, why) in cases {
             let v = verdict(&text);
-            assert!(matches!(v, Verdict::Malformed(_)), "{why}: {v:?}");
+            assert!(matches!(v, ReplyVerdict::Malformed(_)), "{why}: {v:?}");
         }
         let mut garbage = ok_reply().into_bytes();
         garbage[30] = 0xff;
         assert!(matches!(
             classify(&garbage, SocketAddr::V4(peer()), &expected()),
-            Verdict::Malformed(ParseError::NotUtf8)
+            ReplyVerdict::Malformed(ParseError::NotUtf8)
         ));
         let huge = vec![b'a'; RECV_BUF];
         assert_eq!(parse_reply(&huge), Err(ParseError::Oversized));
@@ -1117,7 +1132,7 @@ mod tests {
     /// every matching field is exactly the expected one.
     fn check_oracle(data: &[u8]) {
         let v = classify(data, SocketAddr::V4(peer()), &expected());
-        if let Verdict::Final { code, .. } | Verdict::Provisional { code } = v {
+        if let ReplyVerdict::Final { code, .. } | ReplyVerdict::Provisional { code } = v {
             let r = parse_reply(data).expect("matched reply parses");
             assert_eq!(r.code, code);
             assert_eq!(r.top_via.branch.as_deref(), Some("z9hG4bKabc123"));
@@ -1127,7 +1142,7 @@ mod tests {
         let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 5060));
         assert_eq!(
             classify(data, other, &expected()),
-            Verdict::Unmatched(Mismatch::WrongSource)
+            ReplyVerdict::Unmatched(Mismatch::WrongSource)
         );
     }
 
@@ -1201,7 +1216,7 @@ mod tests {
             total += 1;
             if matches!(
                 classify(&d, SocketAddr::V4(peer()), &expected()),
-                Verdict::Final { .. }
+                ReplyVerdict::Final { .. }
             ) {
                 alive += 1;
             }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::health::{Action, Counters, Outcome, Policy, Rtt, ServerFsm, Transition};
 use super::icmp::{self, IcmpVerdict, SentProbe};
-use super::packet::{self, Expected, Ids, RequestParams, Verdict, RECV_BUF};
+use super::packet::{self, Expected, Ids, ReplyVerdict, RequestParams, RECV_BUF};
 use super::{Health, HealthEvent};
 use crate::config::{AdminState, Config, Name, ProbeSettings};
 
@@ -589,22 +589,22 @@ async fn server_task(
                                 packet::classify(buf.get(..n).unwrap_or(&[]), src, exp)
                             }
                             // Nothing in flight: whatever this is, it is late.
-                            _ => Verdict::Unmatched(packet::Mismatch::WrongCSeq),
+                            _ => ReplyVerdict::Unmatched(packet::Mismatch::WrongCSeq),
                         };
                         match verdict {
-                            Verdict::Final { code, reason } => {
+                            ReplyVerdict::Final { code, reason } => {
                                 fsm.on_outcome(at, Outcome::Reply { code, reason })
                             }
-                            Verdict::Provisional { .. } => {
+                            ReplyVerdict::Provisional { .. } => {
                                 fsm.on_provisional();
                                 None
                             }
-                            Verdict::Unmatched(why) => {
+                            ReplyVerdict::Unmatched(why) => {
                                 tracing::debug!(server = %server, %src, %why, "probe: reply ignored");
                                 fsm.on_unmatched();
                                 None
                             }
-                            Verdict::Malformed(why) => {
+                            ReplyVerdict::Malformed(why) => {
                                 tracing::debug!(server = %server, %src, %why, "probe: malformed reply");
                                 fsm.on_malformed();
                                 None

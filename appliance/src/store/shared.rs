@@ -104,7 +104,7 @@ mod tests {
     use super::*;
     use crate::store::backend::FileBackend;
     use crate::store::sim::{SimMedium, SlowDisk};
-    use crate::watchdog::{Liveness, Verdict};
+    use crate::watchdog::{Liveness, LivenessVerdict};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -170,7 +170,7 @@ mod tests {
                 saw_busy |= shared.busy();
                 assert_eq!(
                     live.check(),
-                    Verdict::Alive,
+                    LivenessVerdict::Alive,
                     "after {:?}",
                     started.elapsed()
                 );

@@ -58,7 +58,7 @@ pub struct HungTask {
 
 /// Result of a liveness check.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum LivenessVerdict {
     /// Every registered task beat recently.
     Alive,
     /// These tasks are hung.
@@ -137,7 +137,7 @@ impl Liveness {
     }
 
     /// Which tasks (if any) are hung now.
-    pub fn check(&self) -> Verdict {
+    pub fn check(&self) -> LivenessVerdict {
         let now = self.clock.now();
         let hung: Vec<HungTask> = self
             .lock()
@@ -153,9 +153,9 @@ impl Liveness {
             })
             .collect();
         if hung.is_empty() {
-            Verdict::Alive
+            LivenessVerdict::Alive
         } else {
-            Verdict::Hung(hung)
+            LivenessVerdict::Hung(hung)
         }
     }
 
@@ -186,10 +186,10 @@ pub struct Kicker {
 
 impl Kicker {
     /// Decide for one tick.
-    pub fn decide(&mut self, v: &Verdict) -> Decision {
+    pub fn decide(&mut self, v: &LivenessVerdict) -> Decision {
         match (self.latched, v) {
-            (false, Verdict::Alive) => Decision::Kick,
-            (false, Verdict::Hung(h)) => {
+            (false, LivenessVerdict::Alive) => Decision::Kick,
+            (false, LivenessVerdict::Hung(h)) => {
                 self.latched = true;
                 Decision::Withhold {
                     newly_hung: Some(h.clone()),
@@ -275,6 +275,6 @@ mod tests {
         done.retire();
         assert_eq!(live.names(), ["reconciler"]);
         clock.advance(2001);
-        assert!(matches!(live.check(), Verdict::Hung(h) if h[0].name == "reconciler"));
+        assert!(matches!(live.check(), LivenessVerdict::Hung(h) if h[0].name == "reconciler"));
     }
 }

@@ -18,7 +18,7 @@ use nix::errno::Errno;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-pub use liveness::{Beat, Clock, Decision, HungTask, Kicker, Liveness, Verdict};
+pub use liveness::{Beat, Clock, Decision, HungTask, Kicker, Liveness, LivenessVerdict};
 
 /// Watchdog errors.
 #[derive(Debug, thiserror::Error)]

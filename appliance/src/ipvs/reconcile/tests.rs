@@ -28,21 +28,21 @@ fn nat(w: u32) -> DestParams {
 }
 
 /// Apply ops to an in-memory table the way the kernel would (test double).
-fn simulate(actual: &[ActualService], ops: &[Op]) -> Vec<ActualService> {
+fn simulate(actual: &[ActualService], ops: &[TableOp]) -> Vec<ActualService> {
     let mut t: Vec<ActualService> = actual.to_vec();
     for op in ops {
         match op {
-            Op::AddService { key, params } => t.push(ActualService {
+            TableOp::AddService { key, params } => t.push(ActualService {
                 key: *key,
                 params: params.clone(),
                 stats: Stats::default(),
                 dests: vec![],
             }),
-            Op::EditService { key, params, .. } => {
+            TableOp::EditService { key, params, .. } => {
                 t.iter_mut().find(|s| s.key == *key).expect("svc").params = params.clone()
             }
-            Op::DelService { key } => t.retain(|s| s.key != *key),
-            Op::AddDest { svc, dest, params } => {
+            TableOp::DelService { key } => t.retain(|s| s.key != *key),
+            TableOp::AddDest { svc, dest, params } => {
                 let s = t.iter_mut().find(|s| s.key == *svc).expect("svc");
                 s.dests.push(DestEntry {
                     key: *dest,
@@ -53,7 +53,7 @@ fn simulate(actual: &[ActualService], ops: &[Op]) -> Vec<ActualService> {
                     stats: Stats::default(),
                 });
             }
-            Op::EditDest {
+            TableOp::EditDest {
                 svc, dest, params, ..
             } => {
                 let s = t.iter_mut().find(|s| s.key == *svc).expect("svc");
@@ -63,7 +63,7 @@ fn simulate(actual: &[ActualService], ops: &[Op]) -> Vec<ActualService> {
                     .expect("dest")
                     .params = *params;
             }
-            Op::DelDest { svc, dest } => {
+            TableOp::DelDest { svc, dest } => {
                 let s = t.iter_mut().find(|s| s.key == *svc).expect("svc");
                 s.dests.retain(|d| d.key != *dest);
             }
@@ -125,21 +125,21 @@ fn empty_kernel_gets_service_then_servers() {
     let d = desired(&Config::builtin_default(), &all_up);
     let ops = plan(&d, &[]);
     let want = vec![
-        Op::AddService {
+        TableOp::AddService {
             key: svc(),
             params: d[0].params.clone(),
         },
-        Op::AddDest {
+        TableOp::AddDest {
             svc: svc(),
             dest: rs(11),
             params: nat(1),
         },
-        Op::AddDest {
+        TableOp::AddDest {
             svc: svc(),
             dest: rs(12),
             params: nat(1),
         },
-        Op::AddDest {
+        TableOp::AddDest {
             svc: svc(),
             dest: rs(13),
             params: nat(1),
@@ -168,11 +168,11 @@ fn drift_is_repaired() {
     let base = programmed(&cfg);
     let d = desired(&cfg, &all_up);
     type Edit = fn(&mut Vec<ActualService>);
-    let cases: Vec<(&str, Edit, Vec<Op>)> = vec![
+    let cases: Vec<(&str, Edit, Vec<TableOp>)> = vec![
         (
             "weight changed by hand",
             |t| set_weight(t, rs(11), 7),
-            vec![Op::EditDest {
+            vec![TableOp::EditDest {
                 svc: svc(),
                 dest: rs(11),
                 params: nat(1),
@@ -182,7 +182,7 @@ fn drift_is_repaired() {
         (
             "destination removed by hand",
             |t| t[0].dests.retain(|d| d.key != rs(13)),
-            vec![Op::AddDest {
+            vec![TableOp::AddDest {
                 svc: svc(),
                 dest: rs(13),
                 params: nat(1),
@@ -195,7 +195,7 @@ fn drift_is_repaired() {
                 e.key = rs(99);
                 t[0].dests.push(e);
             },
-            vec![Op::DelDest {
+            vec![TableOp::DelDest {
                 svc: svc(),
                 dest: rs(99),
             }],
@@ -203,7 +203,7 @@ fn drift_is_repaired() {
         (
             "forwarding switched to DR by hand",
             |t| t[0].dests[0].params.fwd = FwdMethod::Route,
-            vec![Op::EditDest {
+            vec![TableOp::EditDest {
                 svc: svc(),
                 dest: rs(11),
                 params: nat(1),
@@ -213,7 +213,7 @@ fn drift_is_repaired() {
         (
             "pe removed by hand (the upper-case SIP trap leaves none)",
             |t| t[0].params.pe = None,
-            vec![Op::EditService {
+            vec![TableOp::EditService {
                 key: svc(),
                 params: service_params(&Config::builtin_default().services[0]),
                 from: {
@@ -230,7 +230,7 @@ fn drift_is_repaired() {
                 s.key = ServiceKey::udp(Ipv4Addr::new(203, 0, 113, 99), 5060);
                 t.push(s);
             },
-            vec![Op::DelService {
+            vec![TableOp::DelService {
                 key: ServiceKey::udp(Ipv4Addr::new(203, 0, 113, 99), 5060),
             }],
         ),
@@ -260,7 +260,7 @@ fn health_and_admin_state_table() {
     assert_eq!(cfg.services[0].probe.on_failure, FailureAction::Remove);
     assert_eq!(
         plan(&desired(&cfg, &down12), &base),
-        vec![Op::DelDest {
+        vec![TableOp::DelDest {
             svc: svc(),
             dest: rs(12),
         }]
@@ -269,7 +269,7 @@ fn health_and_admin_state_table() {
     removed[0].dests.retain(|d| d.key != rs(12));
     assert_eq!(
         plan(&desired(&cfg, &all_up), &removed),
-        vec![Op::AddDest {
+        vec![TableOp::AddDest {
             svc: svc(),
             dest: rs(12),
             params: nat(1),
@@ -282,7 +282,7 @@ fn health_and_admin_state_table() {
     cfg.services[0].probe.on_failure = FailureAction::Weight0;
     assert_eq!(
         plan(&desired(&cfg, &down12), &base),
-        vec![Op::EditDest {
+        vec![TableOp::EditDest {
             svc: svc(),
             dest: rs(12),
             params: nat(0),
@@ -293,7 +293,7 @@ fn health_and_admin_state_table() {
     set_weight(&mut quiesced, rs(12), 0);
     assert_eq!(
         plan(&desired(&cfg, &all_up), &quiesced),
-        vec![Op::EditDest {
+        vec![TableOp::EditDest {
             svc: svc(),
             dest: rs(12),
             params: nat(1),
@@ -303,7 +303,7 @@ fn health_and_admin_state_table() {
     // Unknown + weight0 + absent: weight 0.
     assert_eq!(
         plan(&desired(&cfg, &unknown), &removed),
-        vec![Op::AddDest {
+        vec![TableOp::AddDest {
             svc: svc(),
             dest: rs(12),
             params: nat(0),
@@ -315,13 +315,13 @@ fn health_and_admin_state_table() {
     assert_eq!(
         plan(&desired(&cfg, &all_up), &base),
         vec![
-            Op::EditDest {
+            TableOp::EditDest {
                 svc: svc(),
                 dest: rs(11),
                 params: nat(0),
                 from: nat(1),
             },
-            Op::DelDest {
+            TableOp::DelDest {
                 svc: svc(),
                 dest: rs(13),
             },
@@ -355,13 +355,13 @@ fn drain_and_failure_are_different_kernel_treatments() {
     assert_eq!(
         plan(&desired(&cfg, &down(12)), &base),
         vec![
-            Op::EditDest {
+            TableOp::EditDest {
                 svc: svc(),
                 dest: rs(11),
                 params: nat(0),
                 from: nat(1),
             },
-            Op::DelDest {
+            TableOp::DelDest {
                 svc: svc(),
                 dest: rs(12),
             },
@@ -369,7 +369,7 @@ fn drain_and_failure_are_different_kernel_treatments() {
     );
     assert_eq!(
         plan(&desired(&cfg, &down(11)), &base),
-        vec![Op::DelDest {
+        vec![TableOp::DelDest {
             svc: svc(),
             dest: rs(11),
         }]
@@ -394,24 +394,24 @@ fn raises_and_adds_come_before_lowering_and_removal() {
     };
     let ops = plan(&desired(&cfg, &h), &table);
     let want = vec![
-        Op::EditDest {
+        TableOp::EditDest {
             svc: svc(),
             dest: rs(12),
             params: nat(1),
             from: nat(0),
         },
-        Op::AddDest {
+        TableOp::AddDest {
             svc: svc(),
             dest: rs(14),
             params: nat(1),
         },
-        Op::EditDest {
+        TableOp::EditDest {
             svc: svc(),
             dest: rs(11),
             params: nat(0),
             from: nat(1),
         },
-        Op::DelDest {
+        TableOp::DelDest {
             svc: svc(),
             dest: rs(13),
         },
@@ -436,7 +436,7 @@ fn service_setting_changes_are_edited_in_place() {
     let ops = plan(&desired(&cfg, &all_up), &table);
     assert_eq!(ops.len(), 1);
     match &ops[0] {
-        Op::EditService { params, from, .. } => {
+        TableOp::EditService { params, from, .. } => {
             assert_eq!(params.sched, "wrr");
             assert_eq!(params.timeout, 120);
             assert_eq!(from.sched, "rr");
@@ -451,8 +451,8 @@ fn vip_change_adds_new_service_before_removing_old() {
     let table = programmed(&cfg);
     cfg.services[0].vip = Ipv4Addr::new(203, 0, 113, 11);
     let ops = plan(&desired(&cfg, &all_up), &table);
-    assert!(matches!(ops.first(), Some(Op::AddService { .. })));
-    assert_eq!(ops.last(), Some(&Op::DelService { key: svc() }));
+    assert!(matches!(ops.first(), Some(TableOp::AddService { .. })));
+    assert_eq!(ops.last(), Some(&TableOp::DelService { key: svc() }));
     assert_eq!(ops.len(), 1 + 3 + 1);
 }
 
@@ -463,7 +463,7 @@ fn direct_routing_option() {
     cfg.services[0].forwarding = Forwarding::Dr;
     let ops = plan(&desired(&cfg, &all_up), &table);
     assert_eq!(ops.len(), 3);
-    assert!(ops.iter().all(|o| matches!(o, Op::EditDest { params, .. } if params.fwd == FwdMethod::Route && params.weight == 1)));
+    assert!(ops.iter().all(|o| matches!(o, TableOp::EditDest { params, .. } if params.fwd == FwdMethod::Route && params.weight == 1)));
 }
 
 /// A full 8 × 64 table (the config's capacity).
@@ -495,7 +495,9 @@ fn full_table_from_empty_and_one_server_change() {
     let d = desired(&cfg, &all_up);
     let ops = plan(&d, &[]);
     assert_eq!(ops.len(), 8 + 8 * 64);
-    assert!(ops[..8].iter().all(|o| matches!(o, Op::AddService { .. })));
+    assert!(ops[..8]
+        .iter()
+        .all(|o| matches!(o, TableOp::AddService { .. })));
     let table = simulate(&[], &ops);
     assert_eq!(plan(&d, &table), vec![]);
     let mut cfg2 = cfg.clone();
