@@ -25,10 +25,12 @@ use appliance_tests::lab::capture::Capture;
 use appliance_tests::lab::ha;
 use appliance_tests::lab::ha_rounds::{round, Event, HaLoad, RoundFigures, Timing};
 use appliance_tests::lab::pair::{factory_toml, BoxId, BoxSpec, HaPair, VRID};
-use appliance_tests::lab::{self};
+use appliance_tests::lab::{self, pcap, VIP};
 use appliance_tests::sipp::{Transport, Uac, UacOptions};
 use appliance_tests::vm::{ensure_image, repo_root, Image};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -490,11 +492,130 @@ fn run_variant(a: &Args, variant: Variant, lifetime: Duration, md: &mut String) 
             let _ = writeln!(md, "Soak could not complete: {e}\n");
         }
     }
+    if let Err(e) = sync_delay(&mut pair, variant, md) {
+        let _ = writeln!(md, "Sync delay could not be measured: {e}\n");
+    }
     if !a.rates.is_empty() && a.rounds > 0 {
         if let Err(e) = failovers(&mut pair, a, variant, md) {
             let _ = writeln!(md, "Failover rounds stopped: {e}\n");
         }
     }
+}
+
+/// IPVS sync daemon port (kernel default).
+const SYNC_PORT: u16 = 8848;
+
+/// (capture time, UDP payload) of every IPv4/UDP datagram to `port` in a pcap file.
+fn udp_to(data: &[u8], port: u16) -> Vec<(u64, Vec<u8>)> {
+    let Ok((link, recs)) = pcap::records(data) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for r in recs {
+        let Some((_, _, et, l3)) = pcap::link_header(r.data, link) else {
+            continue;
+        };
+        let Some(ip) = r.data.get(l3..) else { continue };
+        if et != 0x0800 || ip.len() < 20 || ip[9] != 17 {
+            continue;
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let Some(udp) = ip.get(ihl..) else { continue };
+        if udp.len() < 8 || u16::from_be_bytes([udp[2], udp[3]]) != port {
+            continue;
+        }
+        out.push((r.ts_us, udp[8..].to_vec()));
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Sync delay: `calls` calls at `rate`/s through the master; for each, its INVITE on the
+/// client's wire → the first IPVS sync datagram carrying its Call-ID on the backup's LAN
+/// port (the template reaching the backup). Calls never seen in a sync datagram within
+/// the kernel's flush time are counted apart.
+fn sync_delay(pair: &mut HaPair, variant: Variant, md: &mut String) -> Result<(), String> {
+    let master = if pair.holds(BoxId::A).map_err(|e| e.to_string())?.0 {
+        BoxId::A
+    } else {
+        BoxId::B
+    };
+    let backup_tap = pair.spec(master.other()).lan_tap.clone();
+    let sw = pair.lab.switch_ns.clone();
+    let (calls, rate) = (20u32, 2u32);
+    let mut sip = Capture::start(
+        &pair.lab.client_ns.clone(),
+        "eth0",
+        pair.lab.path("syncd-sip.pcap"),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut sync = Capture::start_filtered(
+        &sw,
+        &backup_tap,
+        pair.lab.path("syncd-lan.pcap"),
+        &["udp", "port", "8848"],
+    )
+    .map_err(|e| e.to_string())?;
+    let mut o = UacOptions::basic(
+        &pair.lab,
+        SocketAddrV4::new(VIP, lab::SIP_PORT),
+        calls,
+        rate,
+    );
+    o.port = 7000;
+    let st = Uac::run(&pair.lab, &o, "syncd").map_err(|e| e.to_string())?;
+    // The kernel flushes a part-full sync buffer within 3 s: wait that out.
+    std::thread::sleep(Duration::from_secs(4));
+    sip.finish();
+    sync.finish();
+    let mut invites: BTreeMap<String, u64> = BTreeMap::new();
+    for p in sip.packets().map_err(|e| e.to_string())? {
+        if p.is_request("INVITE") && *p.dst.ip() == VIP {
+            invites.entry(p.call_id.clone()).or_insert(p.ts_us);
+        }
+    }
+    let data = std::fs::read(&sync.file).map_err(|e| e.to_string())?;
+    let msgs = udp_to(&data, SYNC_PORT);
+    let mut delays = Vec::new();
+    let mut missing = 0usize;
+    for (cid, t) in &invites {
+        match msgs
+            .iter()
+            .find(|(ts, p)| *ts + 1_000 >= *t && contains(p, cid.as_bytes()))
+        {
+            Some((ts, _)) => delays.push((*ts as f64 - *t as f64) / 1000.0),
+            None => missing += 1,
+        }
+    }
+    let line = format!(
+        "FIGURE ha_sync_delay variant={} calls={} sipp_failed={} sync_datagrams={} with_call_id={} never_synced={missing} p50_ms={:.0} p90_ms={:.0} max_ms={:.0}",
+        variant.name(),
+        invites.len(),
+        st.failed,
+        msgs.len(),
+        delays.len(),
+        pct(&delays, 0.5),
+        pct(&delays, 0.9),
+        delays.iter().copied().fold(f64::NAN, f64::max),
+    );
+    eprintln!("{line}");
+    let _ = writeln!(
+        md,
+        "### Sync delay, {} pair ({calls} calls at {rate}/s, INVITE → first sync datagram with its Call-ID on the backup's LAN port)\n\n\
+         | calls seen | synced | never synced (4 s after the last call) | p50 ms | p90 ms | max ms | sync datagrams |\n|---|---|---|---|---|---|---|\n\
+         | {} | {} | {missing} | {:.0} | {:.0} | {:.0} | {} |\n",
+        variant.name(),
+        invites.len(),
+        delays.len(),
+        pct(&delays, 0.5),
+        pct(&delays, 0.9),
+        delays.iter().copied().fold(f64::NAN, f64::max),
+        msgs.len(),
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
