@@ -396,7 +396,7 @@ fn failovers(pair: &mut HaPair, a: &Args, variant: Variant, md: &mut String) -> 
 
 /// keepalived's advert_int (seconds) for an interval in centiseconds.
 fn ka_advert(cs: u16) -> String {
-    if cs % 100 == 0 {
+    if cs.is_multiple_of(100) {
         (cs / 100).to_string()
     } else {
         format!("{:.2}", f64::from(cs) / 100.0)
