@@ -12,6 +12,11 @@
 //!    new calls failed, and the in-progress calls that switched server (their share of
 //!    the calls in progress at the failure, and those set up within 2 s of it).
 //!
+//! `--variant keepalived` runs the same on a keepalived 2.2 pair instead (Debian's
+//! keepalived with a vrrp_sync_group, `lvs_sync_daemon` and the same IPVS service, built by
+//! tests/bench/build-keepalived-image.sh with PAIR_DIR), `--variant both` the appliance pair
+//! first, then the keepalived pair, with the same rounds (one pair booted at a time).
+//!
 //! Prints `FIGURE` lines and a markdown summary; `--out FILE` also writes the summary.
 //! Run through `bash tests/bench/ha-soak.sh` or `tests/bench/ha.sh` (root).
 
@@ -19,10 +24,13 @@ use appliance_tests::lab::booted::{now_us, BOOT_TIMEOUT};
 use appliance_tests::lab::capture::Capture;
 use appliance_tests::lab::ha;
 use appliance_tests::lab::ha_rounds::{round, Event, HaLoad, RoundFigures, Timing};
-use appliance_tests::lab::pair::{BoxId, HaPair, VRID};
-use appliance_tests::lab::{self};
+use appliance_tests::lab::pair::{factory_toml, BoxId, BoxSpec, HaPair, VRID};
+use appliance_tests::lab::{self, pcap, VIP};
 use appliance_tests::sipp::{Transport, Uac, UacOptions};
+use appliance_tests::vm::{ensure_image, repo_root, Image};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -34,10 +42,29 @@ struct Args {
     soak_rate: u32,
     rates: Vec<u32>,
     rounds: usize,
+    variants: Vec<Variant>,
     out: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: ha_bench [--advert-cs N] [--soak-secs S] [--soak-rate R] [--rates R,R,...] [--rounds N] [--out FILE]";
+/// Which pair is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// Two appliance images (the dev image).
+    Appliance,
+    /// Two keepalived 2.2 images (VRRP + lvs_sync_daemon + checker).
+    Keepalived,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Appliance => "appliance",
+            Variant::Keepalived => "keepalived",
+        }
+    }
+}
+
+const USAGE: &str = "usage: ha_bench [--advert-cs N] [--soak-secs S] [--soak-rate R] [--rates R,R,...] [--rounds N] [--variant appliance|keepalived|both] [--out FILE]";
 
 fn parse(argv: &[String]) -> Result<Args, String> {
     let mut a = Args {
@@ -46,6 +73,7 @@ fn parse(argv: &[String]) -> Result<Args, String> {
         soak_rate: 2,
         rates: vec![2, 20],
         rounds: 1,
+        variants: vec![Variant::Appliance],
         out: None,
     };
     let mut it = argv.iter();
@@ -70,6 +98,18 @@ fn parse(argv: &[String]) -> Result<Args, String> {
                     .filter(|s| !s.is_empty())
                     .map(|s| num(s.to_string()).map(|n| n.clamp(1, 100) as u32))
                     .collect::<Result<_, _>>()?
+            }
+            "--variant" => {
+                a.variants = match v()?.as_str() {
+                    "appliance" => vec![Variant::Appliance],
+                    "keepalived" => vec![Variant::Keepalived],
+                    "both" => vec![Variant::Appliance, Variant::Keepalived],
+                    o => {
+                        return Err(format!(
+                            "--variant: '{o}' is not appliance, keepalived or both"
+                        ))
+                    }
+                }
             }
             "--out" => a.out = Some(PathBuf::from(v()?)),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -246,13 +286,17 @@ fn soak(pair: &mut HaPair, a: &Args, md: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-fn failovers(pair: &mut HaPair, a: &Args, md: &mut String) -> Result<(), String> {
+fn failovers(pair: &mut HaPair, a: &Args, variant: Variant, md: &mut String) -> Result<(), String> {
     let mut master = if pair.holds(BoxId::A).map_err(|e| e.to_string())?.0 {
         BoxId::A
     } else {
         BoxId::B
     };
-    let timing = Timing::default();
+    let mut timing = Timing::default();
+    // Slow adverts: the takeover alone takes 3.6 × the interval.
+    timing.post = timing
+        .post
+        .max(Duration::from_millis(u64::from(a.advert_cs) * 10 * 6));
     let mut all: Vec<(u32, RoundFigures)> = Vec::new();
     let mut port = 6000u16;
     for &rate in &a.rates {
@@ -277,7 +321,12 @@ fn failovers(pair: &mut HaPair, a: &Args, md: &mut String) -> Result<(), String>
                 &timing,
             )
             .map_err(|e| format!("{name}: {e}"))?;
-            eprintln!("{} rate={rate} advert_cs={}", f.figure_line(), a.advert_cs);
+            eprintln!(
+                "{} rate={rate} advert_cs={} variant={}",
+                f.figure_line(),
+                a.advert_cs,
+                variant.name()
+            );
             for p in f.problems(pair) {
                 eprintln!("ha_bench: {name}: note: {p}");
             }
@@ -292,10 +341,12 @@ fn failovers(pair: &mut HaPair, a: &Args, md: &mut String) -> Result<(), String>
     }
     let _ = writeln!(
         md,
-        "### Power-off failover, advert {} cs ({} round(s) per rate)\n\n\
+        "### Power-off failover, {} pair, advert {} cs ({} round(s) per rate)\n\n\
          | calls/s | takeover ms (first advert of the new master) | first client packet through the new master, ms | LAN gap ms | in progress at the failure | of them completed | switched server | switched % | switched, set up < 2 s before | new calls failed | sipp failed |\n\
          |---|---|---|---|---|---|---|---|---|---|---|",
-        a.advert_cs, a.rounds
+        variant.name(),
+        a.advert_cs,
+        a.rounds
     );
     for &rate in &a.rates {
         let rs: Vec<&RoundFigures> = all
@@ -343,6 +394,230 @@ fn failovers(pair: &mut HaPair, a: &Args, md: &mut String) -> Result<(), String>
     Ok(())
 }
 
+/// keepalived's advert_int (seconds) for an interval in centiseconds.
+fn ka_advert(cs: u16) -> String {
+    if cs.is_multiple_of(100) {
+        (cs / 100).to_string()
+    } else {
+        format!("{:.2}", f64::from(cs) / 100.0)
+    }
+}
+
+/// Builds the keepalived pair image: the dev image plus keepalived, each box's network
+/// config (the lab pair's per-box config, its `[ha]` section leaving the VIP and the LAN
+/// gateway to keepalived) and keepalived.conf.
+fn keepalived_image(advert_cs: u16) -> Result<Image, String> {
+    let dev = ensure_image().map_err(|e| e.to_string())?;
+    let factory = factory_toml().map_err(|e| e.to_string())?;
+    let dir = repo_root().join("build/kabench-pair");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (id, f) in [(BoxId::A, "a.toml"), (BoxId::B, "b.toml")] {
+        let text = BoxSpec::of(id)
+            .config_toml(&factory, advert_cs)
+            .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(f), text).map_err(|e| format!("{f}: {e}"))?;
+    }
+    let out_dir = dev
+        .kernel
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| repo_root().join("build"));
+    let script = repo_root().join("tests/bench/build-keepalived-image.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("OUT_DIR", &out_dir)
+        .env("SKIP_DEV_BUILD", "1")
+        .env("PAIR_DIR", &dir)
+        .env("PAIR_ADVERT", ka_advert(advert_cs))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    match (out.status.success(), lines.next(), lines.next()) {
+        (true, Some(k), Some(i)) => Ok(Image {
+            kernel: PathBuf::from(k.trim()),
+            initrd: PathBuf::from(i.trim()),
+        }),
+        _ => Err(format!(
+            "{} failed ({}); its log is above",
+            script.display(),
+            out.status
+        )),
+    }
+}
+
+/// Boots one variant's pair and runs the soak and the failover rounds on it.
+fn run_variant(a: &Args, variant: Variant, lifetime: Duration, md: &mut String) {
+    let _ = writeln!(md, "## {} pair\n", variant.name());
+    let image = match variant {
+        Variant::Appliance => None,
+        Variant::Keepalived => match keepalived_image(a.advert_cs) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                eprintln!("ha_bench: no keepalived pair image: {e}");
+                let _ = writeln!(md, "The keepalived pair image could not be built: {e}\n");
+                return;
+            }
+        },
+    };
+    let t = Instant::now();
+    let mut pair = match HaPair::boot_image(
+        3,
+        "uas.xml",
+        &[BoxId::A, BoxId::B],
+        a.advert_cs,
+        lifetime,
+        image,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ha_bench: the {} pair did not boot: {e}", variant.name());
+            let _ = writeln!(md, "The {} pair did not boot: {e}\n", variant.name());
+            return;
+        }
+    };
+    eprintln!(
+        "ha_bench: {} pair up in {:.0} s (advert {} cs)",
+        variant.name(),
+        t.elapsed().as_secs_f64(),
+        a.advert_cs
+    );
+    // Let the first election settle before measuring (3 intervals + skew, at least 5 s).
+    std::thread::sleep(
+        Duration::from_secs(5).max(Duration::from_millis(u64::from(a.advert_cs) * 10 * 4)),
+    );
+    if a.soak_secs > 0 {
+        if let Err(e) = soak(&mut pair, a, md) {
+            let _ = writeln!(md, "Soak could not complete: {e}\n");
+        }
+    }
+    if let Err(e) = sync_delay(&mut pair, variant, md) {
+        let _ = writeln!(md, "Sync delay could not be measured: {e}\n");
+    }
+    if !a.rates.is_empty() && a.rounds > 0 {
+        if let Err(e) = failovers(&mut pair, a, variant, md) {
+            let _ = writeln!(md, "Failover rounds stopped: {e}\n");
+        }
+    }
+}
+
+/// IPVS sync daemon port (kernel default).
+const SYNC_PORT: u16 = 8848;
+
+/// (capture time, UDP payload) of every IPv4/UDP datagram to `port` in a pcap file.
+fn udp_to(data: &[u8], port: u16) -> Vec<(u64, Vec<u8>)> {
+    let Ok((link, recs)) = pcap::records(data) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for r in recs {
+        let Some((_, _, et, l3)) = pcap::link_header(r.data, link) else {
+            continue;
+        };
+        let Some(ip) = r.data.get(l3..) else { continue };
+        if et != 0x0800 || ip.len() < 20 || ip[9] != 17 {
+            continue;
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let Some(udp) = ip.get(ihl..) else { continue };
+        if udp.len() < 8 || u16::from_be_bytes([udp[2], udp[3]]) != port {
+            continue;
+        }
+        out.push((r.ts_us, udp[8..].to_vec()));
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Sync delay: `calls` calls at `rate`/s through the master; for each, its INVITE on the
+/// client's wire → the first IPVS sync datagram carrying its Call-ID on the backup's LAN
+/// port (the template reaching the backup). Calls never seen in a sync datagram within
+/// the kernel's flush time are counted apart.
+fn sync_delay(pair: &mut HaPair, variant: Variant, md: &mut String) -> Result<(), String> {
+    let master = if pair.holds(BoxId::A).map_err(|e| e.to_string())?.0 {
+        BoxId::A
+    } else {
+        BoxId::B
+    };
+    let backup_tap = pair.spec(master.other()).lan_tap.clone();
+    let sw = pair.lab.switch_ns.clone();
+    let (calls, rate) = (20u32, 2u32);
+    let mut sip = Capture::start(
+        &pair.lab.client_ns.clone(),
+        "eth0",
+        pair.lab.path("syncd-sip.pcap"),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut sync = Capture::start_filtered(
+        &sw,
+        &backup_tap,
+        pair.lab.path("syncd-lan.pcap"),
+        &["udp", "port", "8848"],
+    )
+    .map_err(|e| e.to_string())?;
+    let mut o = UacOptions::basic(
+        &pair.lab,
+        SocketAddrV4::new(VIP, lab::SIP_PORT),
+        calls,
+        rate,
+    );
+    o.port = 7000;
+    let st = Uac::run(&pair.lab, &o, "syncd").map_err(|e| e.to_string())?;
+    // The kernel flushes a part-full sync buffer within 3 s: wait that out.
+    std::thread::sleep(Duration::from_secs(4));
+    sip.finish();
+    sync.finish();
+    let mut invites: BTreeMap<String, u64> = BTreeMap::new();
+    for p in sip.packets().map_err(|e| e.to_string())? {
+        if p.is_request("INVITE") && *p.dst.ip() == VIP {
+            invites.entry(p.call_id.clone()).or_insert(p.ts_us);
+        }
+    }
+    let data = std::fs::read(&sync.file).map_err(|e| e.to_string())?;
+    let msgs = udp_to(&data, SYNC_PORT);
+    let mut delays = Vec::new();
+    let mut missing = 0usize;
+    for (cid, t) in &invites {
+        match msgs
+            .iter()
+            .find(|(ts, p)| *ts + 1_000 >= *t && contains(p, cid.as_bytes()))
+        {
+            Some((ts, _)) => delays.push((*ts as f64 - *t as f64) / 1000.0),
+            None => missing += 1,
+        }
+    }
+    let line = format!(
+        "FIGURE ha_sync_delay variant={} calls={} sipp_failed={} sync_datagrams={} with_call_id={} never_synced={missing} p50_ms={:.0} p90_ms={:.0} max_ms={:.0}",
+        variant.name(),
+        invites.len(),
+        st.failed,
+        msgs.len(),
+        delays.len(),
+        pct(&delays, 0.5),
+        pct(&delays, 0.9),
+        delays.iter().copied().fold(f64::NAN, f64::max),
+    );
+    eprintln!("{line}");
+    let _ = writeln!(
+        md,
+        "### Sync delay, {} pair ({calls} calls at {rate}/s, INVITE → first sync datagram with its Call-ID on the backup's LAN port)\n\n\
+         | calls seen | synced | never synced (4 s after the last call) | p50 ms | p90 ms | max ms | sync datagrams |\n|---|---|---|---|---|---|---|\n\
+         | {} | {} | {missing} | {:.0} | {:.0} | {:.0} | {} |\n",
+        variant.name(),
+        invites.len(),
+        delays.len(),
+        pct(&delays, 0.5),
+        pct(&delays, 0.9),
+        delays.iter().copied().fold(f64::NAN, f64::max),
+        msgs.len(),
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let a = match parse(&argv) {
@@ -367,31 +642,8 @@ fn main() -> ExitCode {
         argv.join(" "),
         loadavg()
     );
-    let t = Instant::now();
-    let mut pair =
-        match HaPair::boot_with(3, "uas.xml", &[BoxId::A, BoxId::B], a.advert_cs, lifetime) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("ha_bench: the pair did not boot: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-    eprintln!(
-        "ha_bench: pair up in {:.0} s (advert {} cs)",
-        t.elapsed().as_secs_f64(),
-        a.advert_cs
-    );
-    // Let the first election settle before measuring.
-    std::thread::sleep(Duration::from_secs(5));
-    if a.soak_secs > 0 {
-        if let Err(e) = soak(&mut pair, &a, &mut md) {
-            let _ = writeln!(md, "Soak could not complete: {e}\n");
-        }
-    }
-    if !a.rates.is_empty() && a.rounds > 0 {
-        if let Err(e) = failovers(&mut pair, &a, &mut md) {
-            let _ = writeln!(md, "Failover rounds stopped: {e}\n");
-        }
+    for &variant in &a.variants {
+        run_variant(&a, variant, lifetime, &mut md);
     }
     let _ = writeln!(md, "Host load average at the end: {}.", loadavg());
     println!("{md}");

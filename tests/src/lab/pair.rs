@@ -332,12 +332,31 @@ impl HaPair {
         advert_cs: u16,
         vm_lifetime: Duration,
     ) -> Result<HaPair> {
+        Self::boot_image(servers, uas_scenario, which, advert_cs, vm_lifetime, None)
+    }
+
+    /// Like [`HaPair::boot_with`] on another image (benchmarks: the keepalived
+    /// pair variant of tests/bench/build-keepalived-image.sh), each box booted
+    /// with `kabench.box=a|b` on its kernel command line to pick its files.
+    /// `None`: the dev image, no extra command line.
+    pub fn boot_image(
+        servers: usize,
+        uas_scenario: &str,
+        which: &[BoxId],
+        advert_cs: u16,
+        vm_lifetime: Duration,
+        variant: Option<Image>,
+    ) -> Result<HaPair> {
         let lab = Lab::new(&LabOptions {
             servers,
             client_addrs: 4,
             appliance: Appliance::Nothing,
         })?;
-        let image = ensure_image()?;
+        let tag_boxes = variant.is_some();
+        let image = match variant {
+            Some(i) => i,
+            None => ensure_image()?,
+        };
         let bin = image_appliance_bin(&image);
         let factory = factory_toml()?;
         let mut boxes = Vec::new();
@@ -367,6 +386,12 @@ impl HaPair {
             vo.store_disk_path = Some(disk.clone());
             vo.hard_timeout = vm_lifetime;
             vo.monitor = true;
+            if tag_boxes {
+                vo.extra_cmdline.push(format!(
+                    "kabench.box={}",
+                    spec.hostname.trim_start_matches("sip-lb-")
+                ));
+            }
             boxes.push(HaBox {
                 spec,
                 vm: None,
