@@ -438,6 +438,7 @@ fn keepalived_image(advert_cs: u16) -> Result<Image, String> {
         (true, Some(k), Some(i)) => Ok(Image {
             kernel: PathBuf::from(k.trim()),
             initrd: PathBuf::from(i.trim()),
+            board: appliance_tests::Board::X86_64,
         }),
         _ => Err(format!(
             "{} failed ({}); its log is above",
