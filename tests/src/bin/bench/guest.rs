@@ -51,18 +51,33 @@ pub(super) fn guest_ticks(lv: &mut LabVm, pids: &[u32]) -> Res<u64> {
 
 /// VmRSS in KiB, summed over guest processes.
 pub(super) fn guest_rss_kib(lv: &mut LabVm, pids: &[u32]) -> Res<u64> {
+    guest_kib_sum(lv, pids, "VmRSS", |p| {
+        format!("grep VmRSS /proc/{p}/status")
+    })
+}
+
+/// Summed proportional set size (smaps_rollup) of guest processes, KiB.
+pub(super) fn guest_pss_kib(lv: &mut LabVm, pids: &[u32]) -> Res<u64> {
+    guest_kib_sum(lv, pids, "Pss", |p| {
+        format!("grep '^Pss:' /proc/{p}/smaps_rollup")
+    })
+}
+
+/// The second field (kB) of one `/proc` line per process, summed over `pids`.
+fn guest_kib_sum(
+    lv: &mut LabVm,
+    pids: &[u32],
+    what: &str,
+    cmd: impl Fn(u32) -> String,
+) -> Res<u64> {
     let mut total = 0;
-    for p in pids {
-        let s = guest(
-            lv,
-            &format!("grep VmRSS /proc/{p}/status"),
-            Duration::from_secs(30),
-        )?;
+    for &p in pids {
+        let s = guest(lv, &cmd(p), Duration::from_secs(30))?;
         total += s
             .split_whitespace()
             .nth(1)
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or(format!("VmRSS of {p}: {s}"))?;
+            .ok_or(format!("{what} of {p}: {s}"))?;
     }
     Ok(total)
 }

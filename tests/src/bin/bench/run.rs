@@ -270,24 +270,6 @@ pub(super) fn tap_ab(lv: &mut LabVm, args: &Args, rate: u32, reps: usize) -> Res
     Ok(())
 }
 
-/// Summed proportional set size (smaps_rollup) of guest processes, KiB.
-pub(super) fn guest_pss_kib(lv: &mut LabVm, pids: &[u32]) -> Res<u64> {
-    let mut total = 0;
-    for p in pids {
-        let s = guest(
-            lv,
-            &format!("grep '^Pss:' /proc/{p}/smaps_rollup"),
-            Duration::from_secs(30),
-        )?;
-        total += s
-            .split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or(format!("Pss of {p}: {s}"))?;
-    }
-    Ok(total)
-}
-
 pub(super) fn run_kamailio(args: &Args, r: &mut SideResult) -> Res<()> {
     let script = vm::repo_root().join("tests/bench/build-kamailio-image.sh");
     let out = Command::new("bash")
