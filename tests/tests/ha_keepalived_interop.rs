@@ -90,6 +90,21 @@ fn ha_keepalived_interop() {
     }
     // Box A only; keepalived plays box B.
     let mut pair = HaPair::boot_boxes(3, "uas.xml", &[BoxId::A]).expect("boot box A");
+    // Adverts run under SCHED_RR so a busy box does not make its peer take over: read the
+    // policy (field 41, 2 = SCHED_RR) and rt_priority (field 40) of the thread named `vrrp`.
+    let sched = pair
+        .guest(
+            BoxId::A,
+            "for i in $(seq 20); do o=$(for t in /proc/[0-9]*/task/*; do \
+               [ \"$(cat $t/comm 2>/dev/null)\" = vrrp ] && cut -d' ' -f40,41 $t/stat; done); \
+             [ -n \"$o\" ] && break; sleep 1; done; echo \"$o\"",
+        )
+        .expect("read the VRRP thread's scheduling");
+    assert_eq!(
+        sched.trim(),
+        "10 2",
+        "the VRRP thread should run under SCHED_RR at real-time priority 10 (fields 40 and 41 of its stat)"
+    );
     let mut k = peer(&mut pair.lab);
     let mut subject = ApplianceSubject { pair, id: BoxId::A };
     let r = interop::run(&mut subject, &mut k, &params()).expect("interop sequence");

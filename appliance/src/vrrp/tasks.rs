@@ -321,6 +321,27 @@ async fn reader(member: usize, io: std::sync::Arc<MemberIo>, tx: mpsc::Unbounded
     }
 }
 
+/// Real-time round-robin priority of the VRRP thread (1 is the lowest real-time level).
+const VRRP_RT_PRIORITY: i32 = 10;
+
+/// Put the calling thread (the VRRP thread) under `SCHED_RR`. A late advert makes the peer
+/// take over while this box is alive (a spurious failover that can break calls), so adverts
+/// must not wait behind forwarding, probing or a save; keepalived does the same
+/// (`vrrp_rt_priority`). The kernel's real-time throttling still leaves time to the rest.
+fn raise_priority() {
+    let param = nix::libc::sched_param {
+        sched_priority: VRRP_RT_PRIORITY,
+    };
+    // SAFETY: pid 0 is the calling thread and `param` outlives the call.
+    let rc = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_RR, &param) };
+    if rc != 0 {
+        warn!(
+            error = %std::io::Error::last_os_error(),
+            "VRRP thread runs at normal priority: adverts may be late when the box is busy"
+        );
+    }
+}
+
 /// The running VRRP group, from the daemon's side.
 pub struct Runner {
     control: mpsc::UnboundedSender<Control>,
@@ -343,6 +364,7 @@ impl Runner {
         let thread = std::thread::Builder::new()
             .name("vrrp".into())
             .spawn(move || {
+                raise_priority();
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
