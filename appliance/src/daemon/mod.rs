@@ -567,10 +567,13 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         }
         if trial_watchdog && fw_trial.as_ref().is_some_and(|t| t.marked) {
             if let Some(k) = kicker.take() {
-                match k.stop().await {
-                    Ok(()) => info!("slot marked good: watchdog disarmed (off in config)"),
-                    Err(e) => warn!(error = %e, "watchdog magic close failed"),
-                }
+                // Off the loop: the loop never waits.
+                tokio::spawn(async move {
+                    match k.stop().await {
+                        Ok(()) => info!("slot marked good: watchdog disarmed (off in config)"),
+                        Err(e) => warn!(error = %e, "watchdog magic close failed"),
+                    }
+                });
             }
         }
     }
