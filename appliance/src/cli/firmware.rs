@@ -27,7 +27,10 @@ const USAGE: &str = "usage: appliance firmware <command>
 
 on the box (options: --board-file PATH, --disk PATH, --booted A|B for a disk image on a host):
   status                       both slots: versions, states, which one booted, last event
-  install FILE [--force]       verify, write the other slot, read back, boot it next on trial
+  install FILE [--force] [--no-activate]
+                               verify, write the other slot, read back, boot it next on trial
+                               (--no-activate: stage it; the running slot keeps booting)
+  activate                     boot the staged slot next, on trial
   rollback                     boot the other (good) slot next
   mark-good                    the running slot is healthy: keep booting it
   verify FILE [--force] [--keyring PATH] [--board NAME]
@@ -47,7 +50,7 @@ on a build host:
 /// `appliance firmware ...`: its words go to the firmware tool's own parser (see its usage).
 #[derive(argh::FromArgs, Debug, PartialEq)]
 #[argh(subcommand, name = "firmware", help_triggers("-h", "--help"))]
-/// A/B firmware slots and signed bundles: status, install FILE, rollback, mark-good, verify, keygen, bundle, grub-cfg, make-disk (`appliance firmware help` lists their options).
+/// A/B firmware slots and signed bundles: status, install FILE, activate, rollback, mark-good, verify, keygen, bundle, grub-cfg, make-disk (`appliance firmware help` lists their options).
 pub struct Args {
     /// the firmware command and its options.
     #[argh(positional, greedy)]
@@ -71,6 +74,7 @@ pub fn cli(args: &[String]) -> ExitCode {
         "status" => status_cmd(args),
         "install" => install_cmd(args),
         "rollback" => rollback_cmd(args),
+        "activate" => activate_cmd(args),
         "mark-good" => mark_good_cmd(args),
         "grub-cfg" => grub_cfg_cmd(args),
         "make-disk" => make_disk_cmd(args),
@@ -336,6 +340,7 @@ fn lock() -> Result<crate::store::lock::StoreLock, String> {
 
 fn install_cmd(mut args: Vec<String>) -> Result<(), String> {
     let force = take_flag(&mut args, "--force");
+    let no_activate = take_flag(&mut args, "--no-activate");
     let (board, layout) = layout_from(&mut args)?;
     let booted = booted_from(&mut args)?;
     let keyring_path = take_opt(&mut args, "--keyring")?.unwrap_or_else(|| KEYRING_PATH.into());
@@ -437,6 +442,25 @@ fn install_cmd(mut args: Vec<String>) -> Result<(), String> {
             ));
         }
     }
+    if no_activate {
+        slots::stage_install(
+            &mut env,
+            target,
+            &v.manifest.version,
+            sectors["kernel"],
+            sectors["rootfs"],
+        )
+        .map_err(|e| e.to_string())?;
+        disk.write_env(&env)?;
+        tracing::info!(slot = %target, version = %v.manifest.version, "firmware staged; the running slot keeps booting");
+        println!(
+            "staged {} in slot {target} in {:.1} s ({} bytes, read back and verified); slot {booted} keeps booting until `appliance firmware activate`",
+            v.manifest.version,
+            t0.elapsed().as_secs_f64(),
+            v.manifest.payload_len()
+        );
+        return Ok(());
+    }
     slots::finish_install(
         &mut env,
         target,
@@ -467,6 +491,21 @@ fn rollback_cmd(mut args: Vec<String>) -> Result<(), String> {
     disk.write_env(&env)?;
     let note = Slots::from_env(&env).note;
     tracing::info!(slot = %to, "firmware rollback requested");
+    println!("{note}: reboot to run it");
+    Ok(())
+}
+
+fn activate_cmd(mut args: Vec<String>) -> Result<(), String> {
+    let (_, layout) = layout_from(&mut args)?;
+    let booted = booted_from(&mut args)?;
+    no_more(&args)?;
+    let _lock = lock()?;
+    let disk = Disk::open(layout)?;
+    let mut env = disk.read_env()?;
+    let to = slots::activate(&mut env, booted).map_err(|e| e.to_string())?;
+    disk.write_env(&env)?;
+    let note = Slots::from_env(&env).note;
+    tracing::info!(slot = %to, "staged firmware activated");
     println!("{note}: reboot to run it");
     Ok(())
 }

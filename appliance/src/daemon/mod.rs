@@ -365,8 +365,16 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     let st = startup_config(&opts, &board, store.as_mut());
     info!(origin = %st.origin, hostname = %st.config.hostname, "configuration loaded");
 
+    // A/B firmware: the booted slot and whether it is on trial (read before the watchdog).
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut fw_trial = crate::firmware::trial::Trial::start(board.firmware.as_ref(), &cmdline);
+    // On a trial boot rcS armed the watchdog already; take it over even when the config has
+    // it off, so a daemon that hangs still sends the box back to the old slot. It is
+    // disarmed again once the slot is marked good.
+    let trial_watchdog =
+        !st.config.watchdog.enabled && fw_trial.as_ref().is_some_and(|t| t.on_trial);
     // Opening the device arms it: only do so when the config wants a watchdog.
-    let wd = if board.watchdog.is_empty() || !st.config.watchdog.enabled {
+    let wd = if board.watchdog.is_empty() || !(st.config.watchdog.enabled || trial_watchdog) {
         if !st.config.watchdog.enabled {
             info!("hardware watchdog disabled in config");
         }
@@ -401,8 +409,6 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
 
     // A/B firmware: record a bootloader fallback, and on a trial boot that already crash-loops,
     // reboot at once so the bootloader falls back to the other slot.
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let mut fw_trial = crate::firmware::trial::Trial::start(board.firmware.as_ref(), &cmdline);
     if let Some(why) = fw_trial.as_ref().and_then(|t| t.fallback.clone()) {
         alerts.push(why);
     }
@@ -471,7 +477,7 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     let main_beat = live_tasks.register("main loop", Duration::from_secs(5));
     let prober_hb = lock(&shared).effects().prober_heartbeat();
     let prober_beat = live_tasks.register("prober", Duration::from_secs(5));
-    let kicker = wd.map(|w| {
+    let mut kicker = wd.map(|w| {
         let period = Duration::from_secs(u64::from(w.timeout_s().max(3) / 3));
         crate::watchdog::spawn_kicker(w, live_tasks.clone(), period)
     });
@@ -558,6 +564,17 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
         }
         if reboot {
             let _ = handler::power("reboot");
+        }
+        if trial_watchdog && fw_trial.as_ref().is_some_and(|t| t.marked) {
+            if let Some(k) = kicker.take() {
+                // Off the loop: the loop never waits.
+                tokio::spawn(async move {
+                    match k.stop().await {
+                        Ok(()) => info!("slot marked good: watchdog disarmed (off in config)"),
+                        Err(e) => warn!(error = %e, "watchdog magic close failed"),
+                    }
+                });
+            }
         }
     }
 

@@ -131,7 +131,7 @@ impl Layout {
         ] {
             s.push_str(&format!(
                 "if [ \"$slot\" = {x} ]; then\n  echo \"booting slot {x} (${x}_VERSION)\"\n  \
-                 linux (hd0,msdos{p})0+${x}_KSEC console=ttyS0,115200 panic=1 loglevel=4 appliance.slot={x} $EXTRA_ARGS\n  \
+                 linux (hd0,msdos{p})0+${x}_KSEC console=ttyS0,115200 panic=1 loglevel=4 appliance.slot={x} appliance.trial=${x}_TRIAL $EXTRA_ARGS\n  \
                  initrd (hd0,msdos{p}){rstart}+${x}_RSEC\n  boot\nfi\n"
             ));
         }
@@ -396,6 +396,11 @@ mod tests {
         assert!(c.contains("linux (hd0,msdos2)0+$A_KSEC"), "{c}");
         assert!(c.contains("save_env --file $envblk A_LEFT B_LEFT"));
         assert!(c.contains("set envblk=(hd0,msdos1)/grubenv"));
+        // rcS arms the watchdog early on a trial boot.
+        assert!(
+            c.contains("appliance.slot=B appliance.trial=$B_TRIAL "),
+            "{c}"
+        );
         assert!(c.contains("appliance.slot=B"));
     }
 

@@ -68,6 +68,8 @@ pub struct SlotInfo {
     pub left: u8,
     /// Installed and not yet marked good.
     pub trial: bool,
+    /// Written and verified by `install --no-activate`; boots only after `activate`.
+    pub staged: bool,
     /// Firmware version written to it ("" = none / being written).
     pub version: String,
     /// Kernel length in sectors.
@@ -81,6 +83,7 @@ impl SlotInfo {
     pub fn state(&self) -> &'static str {
         match (self.ok, self.trial, self.left) {
             (false, _, _) if self.version.is_empty() => "empty",
+            (false, _, _) if self.staged => "staged (not bootable until activated)",
             (false, _, _) => "bad",
             (true, true, _) => "on trial (not yet marked good)",
             (true, false, 0) => "good, no boot attempts left",
@@ -113,6 +116,7 @@ impl Slots {
             ok: env.get(&s.var("OK")) == Some("1"),
             left: num(env, &s.var("LEFT")).min(u64::from(u8::MAX)) as u8,
             trial: env.get(&s.var("TRIAL")) == Some("1"),
+            staged: env.get(&s.var("STAGED")) == Some("1"),
             version: env.get(&s.var("VERSION")).unwrap_or("").to_owned(),
             kernel_sectors: num(env, &s.var("KSEC")),
             rootfs_sectors: num(env, &s.var("RSEC")),
@@ -142,6 +146,10 @@ impl Slots {
 fn set_slot(env: &mut Env, s: Slot, ok: bool, left: u8) -> Result<(), EnvError> {
     env.set(&s.var("OK"), if ok { "1" } else { "0" })?;
     env.set(&s.var("TRIAL"), "0")?;
+    // Only a slot that has been staged carries the flag; every other change clears it.
+    if env.get(&s.var("STAGED")).is_some() {
+        env.set(&s.var("STAGED"), "0")?;
+    }
     env.set(&s.var("LEFT"), &left.to_string())
 }
 
@@ -165,16 +173,80 @@ pub fn finish_install(
     kernel_sectors: u64,
     rootfs_sectors: u64,
 ) -> Result<(), EnvError> {
-    env.set(&target.var("VERSION"), version)?;
-    env.set(&target.var("KSEC"), &kernel_sectors.to_string())?;
-    env.set(&target.var("RSEC"), &rootfs_sectors.to_string())?;
-    set_slot(env, target, true, TRIAL_TRIES)?;
-    env.set(&target.var("TRIAL"), "1")?;
-    set_order(env, target)?;
+    record_image(env, target, version, kernel_sectors, rootfs_sectors)?;
+    boot_on_trial(env, target)?;
     env.set(
         "NOTE",
         &format!("installed {version} into slot {target}; it boots next, on trial"),
     )
+}
+
+/// After `target` was written and read back by `install --no-activate`: keep it unbootable
+/// (a power cut or reboot still starts the running slot) until [`activate`].
+pub fn stage_install(
+    env: &mut Env,
+    target: Slot,
+    version: &str,
+    kernel_sectors: u64,
+    rootfs_sectors: u64,
+) -> Result<(), EnvError> {
+    record_image(env, target, version, kernel_sectors, rootfs_sectors)?;
+    set_slot(env, target, false, 0)?;
+    env.set(&target.var("STAGED"), "1")?;
+    set_order(env, target.other())?;
+    env.set(
+        "NOTE",
+        &format!(
+            "staged {version} in slot {target}; slot {} still boots until it is activated",
+            target.other()
+        ),
+    )
+}
+
+fn record_image(
+    env: &mut Env,
+    target: Slot,
+    version: &str,
+    kernel_sectors: u64,
+    rootfs_sectors: u64,
+) -> Result<(), EnvError> {
+    env.set(&target.var("VERSION"), version)?;
+    env.set(&target.var("KSEC"), &kernel_sectors.to_string())?;
+    env.set(&target.var("RSEC"), &rootfs_sectors.to_string())
+}
+
+fn boot_on_trial(env: &mut Env, target: Slot) -> Result<(), EnvError> {
+    set_slot(env, target, true, TRIAL_TRIES)?;
+    env.set(&target.var("TRIAL"), "1")?;
+    set_order(env, target)
+}
+
+/// Why a staged slot cannot be activated.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ActivateError {
+    /// The other slot holds no staged firmware.
+    #[error("slot {0} holds no staged firmware ({1}): stage one first with `appliance firmware install FILE --no-activate`")]
+    NothingStaged(Slot, &'static str),
+    /// Environment problem.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+}
+
+/// Boot the firmware staged in the other slot next, once, on trial.
+pub fn activate(env: &mut Env, booted: Slot) -> Result<Slot, ActivateError> {
+    let target = booted.other();
+    let s = Slots::from_env(env);
+    let info = s.get(target);
+    if !info.staged || info.version.is_empty() {
+        return Err(ActivateError::NothingStaged(target, info.state()));
+    }
+    let version = info.version.clone();
+    boot_on_trial(env, target)?;
+    env.set(
+        "NOTE",
+        &format!("activated {version} in slot {target}; it boots next, on trial"),
+    )?;
+    Ok(target)
 }
 
 /// The running slot is healthy: keep booting it.
@@ -238,9 +310,11 @@ pub fn after_boot(env: &mut Env, booted: Slot) -> Result<Option<String>, EnvErro
         return Ok(None);
     }
     let failed = s.primary;
-    let v = s.get(failed).version.clone();
+    let f = s.get(failed);
+    let tries = if f.trial { TRIAL_TRIES } else { GOOD_TRIES };
     let reason = format!(
-        "rolled back to slot {booted} ({}): slot {failed} ({v}) was not marked good within its boot attempts",
+        "slot {failed} ({}) did not become healthy in {tries} boot attempt(s) (never marked good); rolled back to slot {booted} ({})",
+        f.version,
         s.get(booted).version
     );
     set_slot(env, failed, false, 0)?;
@@ -352,7 +426,11 @@ mod tests {
         let (s, why) = boot(&mut env);
         assert_eq!(s, Slot::A);
         let why = why.expect("a reason");
-        assert!(why.contains("slot B (0.2.0) was not marked good"), "{why}");
+        assert!(
+            why.contains("slot B (0.2.0) did not become healthy in 1 boot attempt(s)"),
+            "{why}"
+        );
+        assert!(why.contains("rolled back to slot A (0.1.0)"), "{why}");
         let st = Slots::from_env(&env);
         assert_eq!(st.primary, Slot::A);
         assert_eq!(st.b.state(), "bad");
@@ -399,6 +477,86 @@ mod tests {
         assert_eq!(rollback(&mut env, Slot::B).unwrap(), Slot::A);
         assert!(Slots::from_env(&env).note.contains("rollback requested"));
         assert_eq!(boot(&mut env), (Slot::A, None));
+    }
+
+    #[test]
+    fn staged_slot_survives_power_cuts_unbooted_until_activated() {
+        let mut env = fresh();
+        assert_eq!(boot(&mut env), (Slot::A, None));
+        mark_good(&mut env, Slot::A).unwrap();
+        assert!(matches!(
+            activate(&mut env, Slot::A),
+            Err(ActivateError::NothingStaged(Slot::B, "empty"))
+        ));
+        begin_install(&mut env, Slot::B).unwrap();
+        stage_install(&mut env, Slot::B, "0.2.0", 10, 20).unwrap();
+        // Power cut after staging: the block on disk is all that is left.
+        let mut env = Env::decode(&env.encode().unwrap()).unwrap();
+        let s = Slots::from_env(&env);
+        assert_eq!(s.primary, Slot::A);
+        assert_eq!(s.b.state(), "staged (not bootable until activated)");
+        assert_eq!((s.b.version.as_str(), s.b.kernel_sectors), ("0.2.0", 10));
+        assert!(s.note.contains("staged 0.2.0 in slot B"), "{}", s.note);
+        for _ in 0..3 {
+            assert_eq!(boot(&mut env), (Slot::A, None));
+            mark_good(&mut env, Slot::A).unwrap();
+        }
+        assert!(
+            matches!(
+                rollback(&mut env, Slot::A),
+                Err(RollbackError::NothingThere(Slot::B, _))
+            ),
+            "a staged slot is not a rollback target"
+        );
+        assert_eq!(activate(&mut env, Slot::A).unwrap(), Slot::B);
+        let s = Slots::from_env(&env);
+        assert_eq!(s.b.state(), "on trial (not yet marked good)");
+        assert!(!s.b.staged);
+        assert!(s.note.contains("activated 0.2.0 in slot B"), "{}", s.note);
+        assert!(
+            matches!(
+                activate(&mut env, Slot::A),
+                Err(ActivateError::NothingStaged(..))
+            ),
+            "activating twice is refused"
+        );
+        assert_eq!(boot(&mut env), (Slot::B, None));
+        assert!(mark_good(&mut env, Slot::B).unwrap());
+        assert_eq!(boot(&mut env), (Slot::B, None));
+    }
+
+    #[test]
+    fn staging_over_a_staged_slot_and_reinstalling_clear_the_flag() {
+        let mut env = fresh();
+        stage_install(&mut env, Slot::B, "0.2.0", 1, 1).unwrap();
+        begin_install(&mut env, Slot::B).unwrap();
+        let s = Slots::from_env(&env);
+        assert!(!s.b.staged);
+        assert_eq!(s.b.state(), "empty", "a slot being written is never staged");
+        finish_install(&mut env, Slot::B, "0.3.0", 1, 1).unwrap();
+        assert!(!Slots::from_env(&env).b.staged);
+        assert!(matches!(
+            activate(&mut env, Slot::A),
+            Err(ActivateError::NothingStaged(Slot::B, _))
+        ));
+    }
+
+    #[test]
+    fn a_good_slot_that_fails_all_its_attempts_names_them() {
+        let mut env = fresh();
+        finish_install(&mut env, Slot::B, "0.2.0", 1, 1).unwrap();
+        boot(&mut env);
+        mark_good(&mut env, Slot::B).unwrap();
+        for _ in 0..GOOD_TRIES {
+            assert_eq!(grub_pick(&mut env).unwrap(), Some(Slot::B));
+        }
+        let (s, why) = boot(&mut env);
+        assert_eq!(s, Slot::A);
+        let why = why.unwrap();
+        assert!(
+            why.contains("slot B (0.2.0) did not become healthy in 3 boot attempt(s)"),
+            "{why}"
+        );
     }
 
     #[test]

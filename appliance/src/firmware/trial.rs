@@ -261,7 +261,10 @@ mod tests {
         assert!(Trial::start(None, "appliance.slot=A").is_none());
         let mut t = Trial::start(Some(&l), "console=ttyS0 appliance.slot=A").unwrap();
         let why = t.fallback.clone().unwrap();
-        assert!(why.contains("slot B (0.2.0) was not marked good"), "{why}");
+        assert!(
+            why.contains("slot B (0.2.0) did not become healthy"),
+            "{why}"
+        );
         assert!(!t.on_trial);
         assert!(!t.act(&Decision::MarkGood));
         assert!(t.marked);
