@@ -20,3 +20,5 @@ pub mod guest;
 pub mod skip;
 
 pub mod checks;
+
+pub mod firmware;

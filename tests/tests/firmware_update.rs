@@ -9,10 +9,10 @@
 //! Needs qemu-system-x86_64, grub-pc-bin, grub-common, dosfstools, mtools (tests/setup-host.sh).
 
 use std::error::Error;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use appliance_tests::firmware::{as_disk, boot_disk, host_tool, host_tools, run, versioned_rootfs};
 use appliance_tests::guest::{self, fail};
 use appliance_tests::vm::repo_root;
 use appliance_tests::{ensure_image, Vm, VmOptions};
@@ -22,65 +22,14 @@ type R = Result<(), Box<dyn Error>>;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const NEW_VERSION: &str = "0.2.0";
 
-fn run(cmd: &mut Command) -> Result<String, Box<dyn Error>> {
-    let out = cmd.output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn host_tools_ok() -> bool {
-    for (tool, pkg) in [
-        ("/usr/lib/grub/i386-pc/boot.img", "grub-pc-bin"),
-        ("/usr/bin/grub-mkimage", "grub-common"),
-        ("/usr/sbin/mkfs.fat", "dosfstools"),
-        ("/usr/bin/mcopy", "mtools"),
-        ("/usr/bin/cpio", "cpio"),
-    ] {
-        if !Path::new(tool).exists() {
-            appliance_tests::skip::skip(&format!(
-                "{tool} missing: run tests/setup-host.sh (installs {pkg})"
-            ));
-            return false;
+    match host_tools() {
+        Ok(()) => true,
+        Err(why) => {
+            appliance_tests::skip::skip(&why);
+            false
         }
     }
-    true
-}
-
-/// The dev initramfs plus an appended archive that sets the firmware version file.
-fn versioned_rootfs(initrd: &Path, dir: &Path, version: &str) -> Result<PathBuf, Box<dyn Error>> {
-    let stage = dir.join("version-stage");
-    std::fs::create_dir_all(stage.join("etc/appliance"))?;
-    std::fs::write(
-        stage.join("etc/appliance/firmware-version"),
-        format!("{version}\n"),
-    )?;
-    let extra = dir.join("version.cpio");
-    run(Command::new("bash").arg("-c").arg(format!(
-        "cd {} && printf 'etc\\netc/appliance\\netc/appliance/firmware-version\\n' \
-         | cpio --quiet -o -H newc -R 0:0 > {}",
-        stage.display(),
-        extra.display()
-    )))?;
-    let out = dir.join(format!("initramfs-{version}.cpio"));
-    let mut bytes = std::fs::read(initrd)?;
-    bytes.extend(std::fs::read(&extra)?);
-    std::fs::write(&out, bytes)?;
-    Ok(out)
-}
-
-/// A copy of `bytes` padded with zeros to whole sectors, to attach as a raw disk.
-fn as_disk(bytes: &[u8], path: &Path) -> Result<PathBuf, Box<dyn Error>> {
-    let mut b = bytes.to_vec();
-    b.resize(b.len().div_ceil(512) * 512, 0);
-    std::fs::write(path, b)?;
-    Ok(path.to_path_buf())
 }
 
 fn status(vm: &mut Vm) -> Result<String, Box<dyn Error>> {
@@ -96,19 +45,10 @@ fn firmware_update_good_and_bad_bundles() -> R {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let root = repo_root();
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
 
     // Boot disk: slot A = the dev image (its own version), test shell on.
-    let boot_disk = d.join("boot.img");
-    run(Command::new("bash")
-        .arg(root.join("tests/image/build-disk.sh"))
-        .arg(&boot_disk)
-        .env("KERNEL", &image.kernel)
-        .env("ROOTFS", &image.initrd)
-        .env("APPEND", "appliance.testshell=1"))?;
-    let tool = target.join("debug/appliance");
+    let boot_disk = boot_disk(&image, &d.join("boot.img"), "appliance.testshell=1")?;
+    let tool = host_tool();
 
     // Bundles: the good one and four bad ones.
     let new_rootfs = versioned_rootfs(&image.initrd, d, NEW_VERSION)?;
