@@ -164,8 +164,9 @@ fn ha_rolling_upgrade_under_load() {
         boot_disk,
         extra_disks: vec![bundle_disk],
     };
+    let prepared_in = started.elapsed();
     let mut pair = HaPair::boot_from_disks(3, "uas.xml", &disks).expect("boot the pair");
-    let booted_in = started.elapsed();
+    let booted_in = started.elapsed() - prepared_in;
 
     // The pair as formed: both on slot A through GRUB, A master, B backup, both good.
     let old_version = {
@@ -355,9 +356,12 @@ fn ha_rolling_upgrade_under_load() {
         }
     }
     eprintln!(
-        "FIGURE ha_rolling_upgrade_run duration_s={:.0} pair_boot_s={:.0} load_before=\"{load_before}\" load_after=\"{}\"",
+        "FIGURE ha_rolling_upgrade_run duration_s={:.0} image_disk_bundle_s={:.0} pair_boot_s={:.0} \
+         upgrade_s={:.0} load_before=\"{load_before}\" load_after=\"{}\"",
         started.elapsed().as_secs_f64(),
+        prepared_in.as_secs_f64(),
         booted_in.as_secs_f64(),
+        (started.elapsed() - prepared_in - booted_in).as_secs_f64(),
         load_avg()
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
