@@ -14,13 +14,15 @@
 //!
 //! Asserted from sipp's statistics and the captures (client side, both LAN taps), not
 //! from the boxes' reports: 0 failed calls, no call whose requests reached more than one
-//! server, no 481, the master changed exactly once (A -> B, at A's reboot), no client
+//! server, no 481, every call the master forwarded in its last 3 s before resigning seen
+//! in a sync message on the backup's port, the master changed exactly once (A -> B, at A's reboot), no client
 //! traffic through B before it nor through A after it; then both boxes run 0.2.0 from
 //! slot B, marked good, read from the guests and from each boot disk's GRUB environment
 //! on the host. `FIGURE ha_rolling_upgrade ...` prints the calls, the takeover time of
 //! each step (none at the backup's reboot), each box's reboot-to-balancing and
 //! reboot-to-marked-good times, the test's duration and the host load.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,10 +30,12 @@ use appliance_tests::ensure_image;
 use appliance_tests::firmware::{self, slot_good_and_next};
 use appliance_tests::guest;
 use appliance_tests::lab::booted::now_us;
+use appliance_tests::lab::capture::Capture;
 use appliance_tests::lab::frames::Frame;
 use appliance_tests::lab::ha;
 use appliance_tests::lab::ha_rounds::{finish_captures, start_captures, start_load, HaLoad};
 use appliance_tests::lab::pair::{BoxId, DiskBoot, HaPair, VRID};
+use appliance_tests::lab::pcap::{contains, udp_to, SipKind};
 use appliance_tests::lab::{self};
 use appliance_tests::skip::skip;
 
@@ -43,6 +47,11 @@ const MARK_GOOD_LIMIT: Duration = Duration::from_secs(180);
 /// After the backup is back: longer than a lab call (~4 s), so every call in progress
 /// when the master reboots was set up while the backup was receiving the sync.
 const SYNC_SETTLE: Duration = Duration::from_secs(10);
+/// IPVS sync daemon port (kernel default).
+const SYNC_PORT: u16 = 8848;
+/// The master's last calls checked on the sync link: those it forwarded in this window
+/// before its resignation.
+const SYNC_CHECKED_US: u64 = 3_000_000;
 
 fn load_avg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -190,6 +199,14 @@ fn ha_rolling_upgrade_under_load() {
 
     let (a, b) = (pair.spec(BoxId::A).clone(), pair.spec(BoxId::B).clone());
     let (wan, mut lans) = start_captures(&pair, "rolling").expect("captures");
+    // The master's connection sync as it reaches the backup's port.
+    let mut sync_cap = Capture::start_filtered(
+        &pair.lab.switch_ns,
+        &b.lan_tap,
+        pair.lab.path("rolling-sync-B.pcap"),
+        &["udp", "port", &SYNC_PORT.to_string()],
+    )
+    .expect("sync capture");
     let cap_start = now_us();
     let load = HaLoad::default();
     let uacs = start_load(&pair, &load, 900, "rolling").expect("load");
@@ -224,6 +241,11 @@ fn ha_rolling_upgrade_under_load() {
     }
     let end = now_us();
     let (wf, lf) = finish_captures(wan, &mut lans).expect("captures");
+    sync_cap.finish();
+    let sync = udp_to(
+        &std::fs::read(&sync_cap.file).expect("sync capture file"),
+        SYNC_PORT,
+    );
 
     let mut problems = Vec::new();
     // Masters on the wire: A until its reboot, then B, and nothing else.
@@ -268,6 +290,37 @@ fn ha_rolling_upgrade_under_load() {
             sw.old_after_settle
         ));
     }
+    // The last calls the master forwarded before it resigned reached the sync group too
+    // (its last flush: nothing after the resignation would push their templates out).
+    let resign_t = resign.unwrap_or(end);
+    let last_forwarded: BTreeMap<&str, u64> = ha::sip_via(&lf, a.lan_mac)
+        .into_iter()
+        .filter(|(t, p)| {
+            *t + SYNC_CHECKED_US >= resign_t
+                && *t < resign_t
+                && matches!(p.kind, SipKind::Request(_))
+        })
+        .fold(BTreeMap::new(), |mut m, (t, p)| {
+            m.entry(p.call_id.as_str()).or_insert(t);
+            m
+        });
+    let unsynced: Vec<&str> = last_forwarded
+        .iter()
+        .filter(|(cid, t)| {
+            !sync
+                .iter()
+                .any(|(ts, msg)| *ts + 1_000 >= **t && contains(msg, cid.as_bytes()))
+        })
+        .map(|(cid, _)| *cid)
+        .collect();
+    if last_forwarded.is_empty() || !unsynced.is_empty() {
+        problems.push(format!(
+            "of the {} calls the master forwarded in the {} ms before it resigned, these never \
+             reached the sync group: {unsynced:?}",
+            last_forwarded.len(),
+            SYNC_CHECKED_US / 1000
+        ));
+    }
     // Calls: sipp's count, and per call from the captures.
     let calls = ha::calls(
         &ha::sip_packets(&wf),
@@ -298,7 +351,7 @@ fn ha_rolling_upgrade_under_load() {
         "FIGURE ha_rolling_upgrade calls_created={created} successful={successful} failed={failed} \
          captured_calls={} captured_incomplete={} split={} got_481={} \
          backup_step: master_changes=0 inflight={} longest_client_silence_ms={} \
-         master_step: inflight={} inflight_split={} resign_ms={} takeover_ms={} \
+         master_step: inflight={} inflight_split={} synced_last={} resign_ms={} takeover_ms={} \
          resign_to_takeover_ms={} lan_gap_ms={} longest_client_silence_ms={}",
         at_a.calls,
         at_a.calls - at_a.completed,
@@ -308,6 +361,7 @@ fn ha_rolling_upgrade_under_load() {
         longest_silence_ms(&wf, t_b, t_a),
         at_a.inflight,
         at_a.inflight_split.len(),
+        last_forwarded.len() - unsynced.len(),
         ms(resign, t_a),
         ms(takeover, t_a),
         match (resign, takeover) {
