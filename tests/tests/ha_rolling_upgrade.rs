@@ -134,6 +134,21 @@ fn reboot_into_new(pair: &mut HaPair, id: BoxId) -> (u64, Duration, Duration) {
     (t_us, up, good)
 }
 
+/// One step of the rolling upgrade: install on box `id`, reboot it into the new slot, and
+/// the other box holds the VIP and the gateway afterwards. Returns (install time, reboot
+/// instant µs, reboot to balancing, balancing to marked good).
+fn upgrade(pair: &mut HaPair, id: BoxId) -> (Duration, u64, Duration, Duration) {
+    let installed = install(pair, id);
+    let (t, up, good) = reboot_into_new(pair, id);
+    let other = id.other();
+    assert_eq!(
+        pair.holds(other).expect("holds"),
+        (true, true),
+        "box {other:?} is not master after box {id:?}'s upgrade"
+    );
+    (installed, t, up, good)
+}
+
 /// The longest silence of client SIP traffic on the client's wire in `[from, to)` (ms).
 fn longest_silence_ms(wan: &[Frame], from: u64, to: u64) -> u64 {
     let ts: Vec<u64> = wan
@@ -212,24 +227,10 @@ fn ha_rolling_upgrade_under_load() {
     let uacs = start_load(&pair, &load, 900, "rolling").expect("load");
     std::thread::sleep(Duration::from_secs(8));
 
-    // Step 1: the backup.
-    let install_b = install(&mut pair, BoxId::B);
-    let (t_b, up_b, good_b) = reboot_into_new(&mut pair, BoxId::B);
-    assert_eq!(
-        pair.holds(BoxId::A).expect("A"),
-        (true, true),
-        "A stays master"
-    );
+    // Step 1: the backup; step 2, once every call in progress is known to it, the master.
+    let (install_b, t_b, up_b, good_b) = upgrade(&mut pair, BoxId::B);
     std::thread::sleep(SYNC_SETTLE);
-
-    // Step 2: the master.
-    let install_a = install(&mut pair, BoxId::A);
-    let (t_a, up_a, good_a) = reboot_into_new(&mut pair, BoxId::A);
-    assert_eq!(
-        pair.holds(BoxId::B).expect("B"),
-        (true, true),
-        "B is master"
-    );
+    let (install_a, t_a, up_a, good_a) = upgrade(&mut pair, BoxId::A);
     std::thread::sleep(Duration::from_secs(8));
 
     for u in &uacs {
