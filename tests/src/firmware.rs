@@ -13,6 +13,8 @@ use crate::Image;
 
 /// Boxed error of these helpers.
 pub type BoxError = Box<dyn Error>;
+/// Result of these helpers: the failing command or file with its message.
+pub type FwResult<T> = Result<T, BoxError>;
 
 /// Offset of the GRUB environment FAT in the boot disk (firmware/disk.rs `ENV_OFFSET`).
 pub const ENV_PART_OFFSET: u64 = 1 << 20;
@@ -31,8 +33,8 @@ pub fn run(cmd: &mut Command) -> Result<String, BoxError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The host tools the boot disk needs; skips (fails under CI) naming the package otherwise.
-pub fn host_tools_ok() -> bool {
+/// Host tools the boot disk and bundles need: Err(what to install) when one is missing.
+pub fn host_tools() -> Result<(), String> {
     for (tool, pkg) in [
         ("/usr/lib/grub/i386-pc/boot.img", "grub-pc-bin"),
         ("/usr/bin/grub-mkimage", "grub-common"),
@@ -42,13 +44,23 @@ pub fn host_tools_ok() -> bool {
         ("/usr/bin/cpio", "cpio"),
     ] {
         if !Path::new(tool).exists() {
-            crate::skip::skip(&format!(
+            return Err(format!(
                 "{tool} missing: run tests/setup-host.sh (installs {pkg})"
             ));
-            return false;
         }
     }
-    true
+    Ok(())
+}
+
+/// [`host_tools`], skipping (a failure under CI) with what to install when one is missing.
+pub fn host_tools_ok() -> bool {
+    match host_tools() {
+        Ok(()) => true,
+        Err(why) => {
+            crate::skip::skip(&why);
+            false
+        }
+    }
 }
 
 /// The debug `appliance` tool of this build (bundles, keys, disk layout).
@@ -120,15 +132,22 @@ pub fn as_disk(bytes: &[u8], path: &Path) -> Result<PathBuf, BoxError> {
     Ok(path.to_path_buf())
 }
 
-/// A fresh A/B boot disk at `path`: slot A = `image`, test shell on.
-pub fn boot_disk(image: &Image, path: &Path) -> Result<(), BoxError> {
+/// The x86 dev board's facts file (its `[firmware]` section is the disk layout).
+pub fn board_file() -> PathBuf {
+    repo_root().join("board/qemu-x86_64/rootfs-overlay/etc/appliance/board.toml")
+}
+
+/// Builds an A/B boot disk at `out` with slot A = `image`, the kernel command line
+/// extended by `append` (e.g. `appliance.testshell=1`, which a GRUB boot cannot get
+/// from QEMU).
+pub fn boot_disk(image: &Image, out: &Path, append: &str) -> FwResult<PathBuf> {
     run(Command::new("bash")
         .arg(repo_root().join("tests/image/build-disk.sh"))
-        .arg(path)
+        .arg(out)
         .env("KERNEL", &image.kernel)
         .env("ROOTFS", &image.initrd)
-        .env("APPEND", "appliance.testshell=1"))?;
-    Ok(())
+        .env("APPEND", append))?;
+    Ok(out.to_path_buf())
 }
 
 /// A bundle signed with the test key for `board`, of `kernel` and `rootfs`.
@@ -151,6 +170,18 @@ pub fn test_bundle(
     Ok(std::fs::read(out)?)
 }
 
+/// A bundle of `image`'s kernel and `rootfs` as `version`, signed with the test key
+/// by tests/image/build-bundle.sh.
+pub fn signed_bundle(image: &Image, rootfs: &Path, version: &str, out: &Path) -> FwResult<PathBuf> {
+    run(Command::new("bash")
+        .arg(repo_root().join("tests/image/build-bundle.sh"))
+        .arg(out)
+        .env("KERNEL", &image.kernel)
+        .env("ROOTFS", rootfs)
+        .env("VERSION", version))?;
+    Ok(out.to_path_buf())
+}
+
 /// The GRUB environment of a boot disk file, read on the host with mtools (not with the
 /// appliance's own codec): `KEY=VALUE` lines of the `grubenv` file in the env FAT.
 pub fn host_grubenv(disk: &Path) -> Result<BTreeMap<String, String>, BoxError> {
@@ -167,4 +198,59 @@ pub fn host_grubenv(disk: &Path) -> Result<BTreeMap<String, String>, BoxError> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
+}
+
+/// `appliance firmware status` of a boot disk file, read on the host from its GRUB
+/// environment (`booted`: the slot the guest runs, for the "booted" tag).
+pub fn host_status(disk: &Path, booted: &str) -> FwResult<String> {
+    run(Command::new(host_tool())
+        .args(["firmware", "status", "--board-file"])
+        .arg(board_file())
+        .arg("--disk")
+        .arg(disk)
+        .args(["--booted", booted]))
+}
+
+/// The line of `slot` (`"A"`/`"B"`) in a firmware status text.
+pub fn slot_line<'a>(status: &'a str, slot: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find(|l| l.starts_with(&format!("slot {slot}: ")))
+}
+
+/// Whether `status` shows `slot` holding `version`, good (not on trial, attempts
+/// restored) and first in the boot order.
+pub fn slot_good_and_next(status: &str, slot: &str, version: &str) -> bool {
+    slot_line(status, slot).is_some_and(|l| {
+        let mut w = l.split_whitespace().skip(2);
+        w.next() == Some(version)
+            && w.next() == Some("good")
+            && l.contains("boots next")
+            && l.contains("3 boot attempt(s) left")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "slot A: 0.1.0    good                             3 boot attempt(s) left\n\
+                          slot B: 0.2.0    good                             booted, boots next, 3 boot attempt(s) left\n\
+                          running: 0.2.0\n";
+
+    #[test]
+    fn reads_slot_lines_of_the_status_text() {
+        assert!(slot_good_and_next(STATUS, "B", "0.2.0"));
+        assert!(
+            !slot_good_and_next(STATUS, "A", "0.1.0"),
+            "A does not boot next"
+        );
+        assert!(!slot_good_and_next(STATUS, "B", "0.1.0"));
+        let trial = STATUS.replace(
+            "slot B: 0.2.0    good                             booted, boots next, 3",
+            "slot B: 0.2.0    on trial (not yet marked good)   booted, boots next, 0",
+        );
+        assert!(!slot_good_and_next(&trial, "B", "0.2.0"));
+        assert_eq!(slot_line(STATUS, "C"), None);
+    }
 }

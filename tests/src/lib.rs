@@ -15,10 +15,11 @@ pub mod console;
 
 pub mod guest;
 
-pub mod firmware;
 /// How a test that cannot run here reports it (fails in CI); the appliance crate's
 /// helper, shared by path so the rule lives in one file.
 #[path = "../../appliance/src/test_skip.rs"]
 pub mod skip;
 
 pub mod checks;
+
+pub mod firmware;

@@ -111,7 +111,7 @@ fn firmware_power_cuts_and_bad_image_rollback() -> R {
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let disk = d.join("boot.img");
-    boot_disk(&image, &disk)?;
+    boot_disk(&image, &disk, "appliance.testshell=1")?;
 
     let good_rootfs = versioned_rootfs(&image.initrd, d, GOOD)?;
     let good = test_bundle(

@@ -12,7 +12,9 @@ use std::error::Error;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use appliance_tests::firmware::{as_disk, host_tools_ok, run, versioned_rootfs};
+use appliance_tests::firmware::{
+    as_disk, boot_disk, host_tool, host_tools_ok, run, versioned_rootfs,
+};
 use appliance_tests::guest::{self, fail};
 use appliance_tests::vm::repo_root;
 use appliance_tests::{ensure_image, Vm, VmOptions};
@@ -37,9 +39,8 @@ fn firmware_update_good_and_bad_bundles() -> R {
     let root = repo_root();
 
     // Boot disk: slot A = the dev image (its own version), test shell on.
-    let boot_disk = d.join("boot.img");
-    appliance_tests::firmware::boot_disk(&image, &boot_disk)?;
-    let tool = appliance_tests::firmware::host_tool();
+    let boot_disk = boot_disk(&image, &d.join("boot.img"), "appliance.testshell=1")?;
+    let tool = host_tool();
 
     // Bundles: the good one and four bad ones.
     let new_rootfs = versioned_rootfs(&image.initrd, d, NEW_VERSION)?;

@@ -23,7 +23,8 @@ use appliance_tests::guest;
 use appliance_tests::lab::capture::Capture;
 use appliance_tests::lab::ha;
 use appliance_tests::lab::pair::{self, BoxId, HaPair};
-use appliance_tests::lab::{self, pcap, VIP};
+use appliance_tests::lab::pcap::{contains, udp_to, SipKind};
+use appliance_tests::lab::{self, VIP};
 use appliance_tests::sipp::{Uac, UacOptions};
 use appliance_tests::skip::skip;
 use std::collections::BTreeMap;
@@ -39,34 +40,6 @@ fn now_us() -> u64 {
 
 /// IPVS sync daemon port (kernel default, `IP_VS_SYNC_PORT`).
 const SYNC_PORT: u16 = 8848;
-
-/// (capture time, UDP payload) of every IPv4/UDP datagram to `port` in a pcap file.
-fn udp_to(data: &[u8], port: u16) -> Vec<(u64, Vec<u8>)> {
-    let Ok((link, recs)) = pcap::records(data) else {
-        return vec![];
-    };
-    let mut out = Vec::new();
-    for r in recs {
-        let Some((_, _, et, l3)) = pcap::link_header(r.data, link) else {
-            continue;
-        };
-        let Some(ip) = r.data.get(l3..) else { continue };
-        if et != 0x0800 || ip.len() < 20 || ip[9] != 17 {
-            continue;
-        }
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let Some(udp) = ip.get(ihl..) else { continue };
-        if udp.len() < 8 || u16::from_be_bytes([udp[2], udp[3]]) != port {
-            continue;
-        }
-        out.push((r.ts_us, udp[8..].to_vec()));
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
 
 /// Sync delay per call (ms): first sync datagram with the Call-ID at or after its first
 /// INVITE. Returns (delays, Call-IDs never seen in a sync datagram).
@@ -354,7 +327,7 @@ fn ha_sync_templates_delay_and_failover() {
             .into_iter()
             .filter(|p| *p.dst.ip() == VIP)
             .filter_map(|p| match &p.kind {
-                pcap::SipKind::Request(m) => Some((p.ts_us, m.clone())),
+                SipKind::Request(m) => Some((p.ts_us, m.clone())),
                 _ => None,
             })
             .collect();

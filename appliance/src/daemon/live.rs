@@ -311,6 +311,10 @@ impl Live {
         if let Some(r) = self.runner.as_mut() {
             r.stop(super::ha_runner::STOP_WAIT);
         }
+        // The VIPs are gone: push the last sync entry out before the box goes down.
+        if let Some(p) = &self.pump {
+            p.set_active(false);
+        }
     }
 
     /// A notice from the VRRP runner: log transitions, update status and LEDs.

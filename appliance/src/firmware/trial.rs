@@ -36,13 +36,17 @@ pub enum Decision {
     Reboot(String),
 }
 
-/// The mark-good rule.
+/// The mark-good rule. A slot on trial in an HA pair also needs the peer heard: new
+/// firmware that cannot talk to its peer is not kept. A slot already good only needs
+/// the box healthy to get its boot attempts back: a master hears no adverts from a
+/// backup, so a box that stays master would otherwise lose an attempt at every boot
+/// until GRUB left the good slot.
 pub fn decide(f: Facts, on_trial: bool, since_start: Duration) -> Decision {
     let waiting = if !f.daemon_ready {
         Some("daemon not ready")
     } else if !f.table_verified {
         Some("IPVS table not programmed and verified")
-    } else if f.ha_enabled && !f.peer_seen {
+    } else if on_trial && f.ha_enabled && !f.peer_seen {
         Some("HA peer not seen yet")
     } else {
         None
@@ -181,7 +185,7 @@ mod tests {
             ..OK
         };
         assert_eq!(
-            decide(ha, false, Duration::ZERO),
+            decide(ha, true, Duration::ZERO),
             Decision::Wait("HA peer not seen yet")
         );
         assert_eq!(
@@ -190,7 +194,7 @@ mod tests {
                     peer_seen: true,
                     ..ha
                 },
-                false,
+                true,
                 Duration::ZERO
             ),
             Decision::MarkGood
@@ -203,6 +207,39 @@ mod tests {
             decide(not_ready, false, Duration::ZERO),
             Decision::Wait("daemon not ready")
         );
+    }
+
+    #[test]
+    fn with_ha_a_trial_slot_needs_the_peer_a_good_slot_does_not() {
+        let alone = Facts {
+            ha_enabled: true,
+            peer_seen: false,
+            ..OK
+        };
+        // New firmware that never hears its peer is not kept: it falls back at the deadline.
+        assert_eq!(
+            decide(alone, true, TRIAL_DEADLINE - Duration::from_secs(1)),
+            Decision::Wait("HA peer not seen yet")
+        );
+        assert!(matches!(
+            decide(alone, true, TRIAL_DEADLINE),
+            Decision::Reboot(w) if w.contains("HA peer not seen")
+        ));
+        // A good slot on a master (which hears no adverts from its backup) gets its
+        // attempts back as soon as it is healthy.
+        assert_eq!(decide(alone, false, Duration::ZERO), Decision::MarkGood);
+        // Without HA the peer plays no part, on trial or not.
+        assert_eq!(decide(OK, true, Duration::ZERO), Decision::MarkGood);
+        // The peer never excuses an unhealthy box.
+        let unhealthy = Facts {
+            table_verified: false,
+            peer_seen: true,
+            ..alone
+        };
+        assert!(matches!(
+            decide(unhealthy, true, Duration::ZERO),
+            Decision::Wait(_)
+        ));
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub struct SyncPump {
     active: Arc<AtomicBool>,
     counts: Arc<Counts>,
     task: tokio::task::JoinHandle<()>,
+    at: SocketAddrV4,
 }
 
 /// Datagrams sent, and received back (proof they went through the stack and came home).
@@ -103,10 +104,12 @@ impl SyncPump {
             active,
             counts,
             task,
+            at,
         }
     }
 
-    /// Pump while `on` (this box is master with HA on).
+    /// Pump while `on` (this box is master with HA on). Leaving the master role sends one
+    /// last datagram ([`SyncPump::flush`]).
     pub fn set_active(&self, on: bool) {
         let was = self.active.swap(on, Ordering::Relaxed);
         if was != on {
@@ -115,6 +118,25 @@ impl SyncPump {
                 interval_ms = HA_SYNC_PUMP_INTERVAL_MS,
                 "IPVS sync pump"
             );
+        }
+        if was && !on {
+            self.flush();
+        }
+    }
+
+    /// One datagram through the pump's service now, from a fresh socket. Why: when the box
+    /// leaves the master role (resign on stop, fault) its VIPs are gone, so no later packet
+    /// pushes out the sync entry the kernel holds back; without this the last call set up
+    /// before the switch would wait for the 2 s flush (or be lost with a rebooting box),
+    /// and its next request could reach another server through the new master.
+    pub fn flush(&self) {
+        let sent = std::net::UdpSocket::bind(SocketAddrV4::new(*self.at.ip(), 0))
+            .and_then(|s| s.send_to(b"f", self.at));
+        match sent {
+            Ok(_) => {
+                self.counts.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => warn!(addr = %self.at, error = %e, "IPVS sync pump: last flush failed"),
         }
     }
 
@@ -223,6 +245,33 @@ mod tests {
         // A pump slower than ~0.2 s would miss the sync-delay goal.
         assert!(interval() <= Duration::from_millis(150));
         assert!(u64::from(HA_SYNC_PUMP_TIMEOUT_S) * 1000 > 3 * HA_SYNC_PUMP_INTERVAL_MS);
+    }
+
+    #[tokio::test]
+    async fn leaving_the_master_role_sends_one_last_datagram_to_the_service() {
+        // Stands for the IPVS service: the pump itself cannot bind it (address in use), so
+        // only the flush reaches it.
+        let svc = std::net::UdpSocket::bind(SocketAddrV4::new(HA_SYNC_PUMP_ADDR, 0)).unwrap();
+        svc.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let at = match svc.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            other => panic!("IPv4 expected: {other}"),
+        };
+        let p = SyncPump::spawn_at(at, Duration::from_secs(3600));
+        p.set_active(false);
+        p.set_active(true);
+        p.set_active(true);
+        p.set_active(false);
+        let mut buf = [0u8; 8];
+        let (n, from) = svc.recv_from(&mut buf).expect("the flush datagram");
+        assert_eq!(&buf[..n], b"f");
+        assert_ne!(from, std::net::SocketAddr::V4(at));
+        // Exactly one: staying inactive sends nothing more.
+        p.set_active(false);
+        svc.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(svc.recv_from(&mut buf).is_err(), "a second flush");
+        assert_eq!(p.counts().0, 1);
     }
 
     #[tokio::test]

@@ -25,7 +25,8 @@ use appliance_tests::lab::capture::Capture;
 use appliance_tests::lab::ha;
 use appliance_tests::lab::ha_rounds::{round, Event, HaLoad, RoundFigures, Timing};
 use appliance_tests::lab::pair::{factory_toml, BoxId, BoxSpec, HaPair, VRID};
-use appliance_tests::lab::{self, pcap, VIP};
+use appliance_tests::lab::pcap::{contains, udp_to};
+use appliance_tests::lab::{self, VIP};
 use appliance_tests::sipp::{Transport, Uac, UacOptions};
 use appliance_tests::vm::{ensure_image, repo_root, Image};
 use std::collections::BTreeMap;
@@ -505,34 +506,6 @@ fn run_variant(a: &Args, variant: Variant, lifetime: Duration, md: &mut String) 
 
 /// IPVS sync daemon port (kernel default).
 const SYNC_PORT: u16 = 8848;
-
-/// (capture time, UDP payload) of every IPv4/UDP datagram to `port` in a pcap file.
-fn udp_to(data: &[u8], port: u16) -> Vec<(u64, Vec<u8>)> {
-    let Ok((link, recs)) = pcap::records(data) else {
-        return vec![];
-    };
-    let mut out = Vec::new();
-    for r in recs {
-        let Some((_, _, et, l3)) = pcap::link_header(r.data, link) else {
-            continue;
-        };
-        let Some(ip) = r.data.get(l3..) else { continue };
-        if et != 0x0800 || ip.len() < 20 || ip[9] != 17 {
-            continue;
-        }
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let Some(udp) = ip.get(ihl..) else { continue };
-        if udp.len() < 8 || u16::from_be_bytes([udp[2], udp[3]]) != port {
-            continue;
-        }
-        out.push((r.ts_us, udp[8..].to_vec()));
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
 
 /// Sync delay: `calls` calls at `rate`/s through the master; for each, its INVITE on the
 /// client's wire → the first IPVS sync datagram carrying its Call-ID on the backup's LAN

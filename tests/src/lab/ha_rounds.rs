@@ -301,7 +301,9 @@ impl RoundFigures {
     }
 }
 
-fn start_load(pair: &HaPair, load: &HaLoad, calls_s: u64, tag: &str) -> Result<Vec<Uac>> {
+/// Starts the round's sipp clients through the VIP (`uac_refresh.xml`, one single-socket and
+/// one socket-per-call client at the load's rates) with a budget of `calls_s` seconds of calls.
+pub fn start_load(pair: &HaPair, load: &HaLoad, calls_s: u64, tag: &str) -> Result<Vec<Uac>> {
     let mut uacs = Vec::new();
     for (i, (rate, tr)) in [
         (load.single_rate, Transport::SingleSocket),
@@ -324,6 +326,44 @@ fn start_load(pair: &HaPair, load: &HaLoad, calls_s: u64, tag: &str) -> Result<V
         uacs.push(Uac::start(&pair.lab, &o, &format!("{tag}-{i}"))?);
     }
     Ok(uacs)
+}
+
+/// Starts the captures a round reads: VRRP, ARP and SIP on the client side (`wan`) and
+/// on each box's LAN tap, into `<name>-wan.pcap` and `<name>-lan-<box>.pcap`.
+pub fn start_captures(pair: &HaPair, name: &str) -> Result<(Capture, Vec<Capture>)> {
+    let filt = ["vrrp", "or", "arp", "or", "udp", "port", "5060"];
+    let wan = Capture::start_filtered(
+        &pair.lab.client_ns,
+        "eth0",
+        pair.lab.path(&format!("{name}-wan.pcap")),
+        &filt,
+    )?;
+    let mut lans = Vec::new();
+    for id in [BoxId::A, BoxId::B] {
+        lans.push(Capture::start_filtered(
+            &pair.lab.switch_ns,
+            &pair.spec(id).lan_tap,
+            pair.lab.path(&format!("{name}-lan-{id:?}.pcap")),
+            &filt,
+        )?);
+    }
+    Ok((wan, lans))
+}
+
+/// Stops the captures of [`start_captures`]: the client-side frames and the frames of
+/// both LAN taps merged in time order.
+pub fn finish_captures(mut wan: Capture, lans: &mut [Capture]) -> Result<(Vec<Frame>, Vec<Frame>)> {
+    wan.finish();
+    for l in lans.iter_mut() {
+        l.finish();
+    }
+    let wf = wan.frames()?;
+    let mut lf: Vec<Frame> = Vec::new();
+    for l in lans.iter() {
+        lf.extend(l.frames()?);
+    }
+    lf.sort_by_key(|f| f.ts_us);
+    Ok((wf, lf))
 }
 
 fn frames_of(c: &Capture) -> Vec<Frame> {
@@ -353,24 +393,7 @@ pub fn round(
     load: &HaLoad,
     timing: &Timing,
 ) -> Result<RoundFigures> {
-    let filt = ["vrrp", "or", "arp", "or", "udp", "port", "5060"];
-    let wan = Capture::start_filtered(
-        &pair.lab.client_ns.clone(),
-        "eth0",
-        pair.lab.path(&format!("{name}-wan.pcap")),
-        &filt,
-    )?;
-    let sw = pair.lab.switch_ns.clone();
-    let mut lans = Vec::new();
-    for id in [BoxId::A, BoxId::B] {
-        let tap = pair.spec(id).lan_tap.clone();
-        lans.push(Capture::start_filtered(
-            &sw,
-            &tap,
-            pair.lab.path(&format!("{name}-lan-{id:?}.pcap")),
-            &filt,
-        )?);
-    }
+    let (wan, mut lans) = start_captures(pair, name)?;
     // Generous call budget; the clients are stopped softly at the end.
     let budget_s = (timing.pre + timing.post).as_secs() + 300;
     let uacs = start_load(pair, load, budget_s, name)?;
@@ -408,17 +431,7 @@ pub fn round(
         sipp.push(u.wait()?);
     }
     let end = now_us();
-    let mut wan = wan;
-    wan.finish();
-    for l in lans.iter_mut() {
-        l.finish();
-    }
-    let wf = wan.frames()?;
-    let mut lf: Vec<Frame> = Vec::new();
-    for l in &lans {
-        lf.extend(l.frames()?);
-    }
-    lf.sort_by_key(|f| f.ts_us);
+    let (wf, lf) = finish_captures(wan, &mut lans)?;
     let window = 2_000_000;
     let new = pair.spec(expected_master).clone();
     let old_id = if event.moves_master() {

@@ -272,6 +272,43 @@ pub fn write_store(bin: &Path, disk: &Path, toml: &Path, hostname: &str) -> Resu
     Ok(())
 }
 
+/// Boxes booted through GRUB from an A/B boot disk instead of `-kernel`.
+#[derive(Debug, Clone)]
+pub struct DiskBoot {
+    /// The boot disk every box gets a copy of (tests/image/build-disk.sh with
+    /// `APPEND=appliance.testshell=1`).
+    pub boot_disk: PathBuf,
+    /// Read-only disks after the store and boot disks (/dev/vdc...), e.g. bundles.
+    pub extra_disks: Vec<PathBuf>,
+}
+
+/// How a pair boots: which boxes, the advert interval, each QEMU's lifetime, the image.
+#[derive(Debug, Clone)]
+pub struct PairBoot {
+    /// The boxes powered on, in this order (the first up becomes master).
+    pub which: Vec<BoxId>,
+    /// VRRP advert interval, centiseconds.
+    pub advert_cs: u16,
+    /// Each QEMU's hard lifetime.
+    pub vm_lifetime: Duration,
+    /// Another image than the dev image (see [`HaPair::boot_image`]).
+    pub variant: Option<Image>,
+    /// Boot through GRUB from A/B boot disks instead of `-kernel`.
+    pub disks: Option<DiskBoot>,
+}
+
+impl Default for PairBoot {
+    fn default() -> Self {
+        PairBoot {
+            which: vec![BoxId::A, BoxId::B],
+            advert_cs: LAB_ADVERT_CS,
+            vm_lifetime: Duration::from_secs(1500),
+            variant: None,
+            disks: None,
+        }
+    }
+}
+
 /// One box of the pair.
 pub struct HaBox {
     /// Its addresses, MACs, taps.
@@ -280,6 +317,8 @@ pub struct HaBox {
     pub vm: Option<Vm>,
     /// Its store disk.
     pub disk: PathBuf,
+    /// Its own A/B boot disk when it boots through GRUB ([`HaPair::boot_from_disks`]).
+    pub boot_disk: Option<PathBuf>,
     opts: VmOptions,
     /// The kernel's boot id before an orderly reboot (to see the new boot).
     boot_id: Option<String>,
@@ -314,12 +353,13 @@ impl HaPair {
     /// Like [`HaPair::boot`] but only `which` boxes are powered on (the
     /// others are prepared and can be [`HaPair::power_on`]ed later).
     pub fn boot_boxes(servers: usize, uas_scenario: &str, which: &[BoxId]) -> Result<HaPair> {
-        Self::boot_with(
+        Self::boot_opts(
             servers,
             uas_scenario,
-            which,
-            LAB_ADVERT_CS,
-            Duration::from_secs(1500),
+            &PairBoot {
+                which: which.to_vec(),
+                ..PairBoot::default()
+            },
         )
     }
 
@@ -347,6 +387,42 @@ impl HaPair {
         vm_lifetime: Duration,
         variant: Option<Image>,
     ) -> Result<HaPair> {
+        Self::boot_opts(
+            servers,
+            uas_scenario,
+            &PairBoot {
+                which: which.to_vec(),
+                advert_cs,
+                vm_lifetime,
+                variant,
+                disks: None,
+            },
+        )
+    }
+
+    /// Like [`HaPair::boot`] with both boxes booted through GRUB, each from its own
+    /// copy of the A/B boot disk `disks.boot_disk` (built with the test shell on its
+    /// command line), with `disks.extra_disks` attached read-only (e.g. a bundle).
+    pub fn boot_from_disks(servers: usize, uas_scenario: &str, disks: &DiskBoot) -> Result<HaPair> {
+        Self::boot_opts(
+            servers,
+            uas_scenario,
+            &PairBoot {
+                disks: Some(disks.clone()),
+                ..PairBoot::default()
+            },
+        )
+    }
+
+    /// Builds the lab and boots the pair as `how` says (see [`HaPair::boot_boxes`]).
+    pub fn boot_opts(servers: usize, uas_scenario: &str, how: &PairBoot) -> Result<HaPair> {
+        let PairBoot {
+            which,
+            advert_cs,
+            vm_lifetime,
+            variant,
+            disks,
+        } = how.clone();
         let lab = Lab::new(&LabOptions {
             servers,
             client_addrs: 4,
@@ -386,6 +462,17 @@ impl HaPair {
             vo.store_disk_path = Some(disk.clone());
             vo.hard_timeout = vm_lifetime;
             vo.monitor = true;
+            let mut boot_disk = None;
+            if let Some(d) = &disks {
+                let own = lab.path(&format!("{}-boot.img", spec.hostname));
+                fs::copy(&d.boot_disk, &own).map_err(|source| LabError::Io {
+                    path: own.clone(),
+                    source,
+                })?;
+                vo.boot_disk = Some(own.clone());
+                vo.extra_disks = d.extra_disks.clone();
+                boot_disk = Some(own);
+            }
             if tag_boxes {
                 vo.extra_cmdline.push(format!(
                     "kabench.box={}",
@@ -396,6 +483,7 @@ impl HaPair {
                 spec,
                 vm: None,
                 disk,
+                boot_disk,
                 opts: vo,
                 boot_id: None,
             });
@@ -415,7 +503,7 @@ impl HaPair {
         // One after the other, in the order given: without preemption the
         // first box up becomes master, so booting A first makes the
         // starting roles deterministic (A master, B backup).
-        for id in which {
+        for id in &which {
             let vm = boot_vm(&pair.boxes[id.index()].opts)?;
             pair.boxes[id.index()].vm = Some(vm);
             pair.wait_up(*id, BOOT_TIMEOUT)?;

@@ -133,6 +133,36 @@ pub fn link_header(f: &[u8], link: u32) -> Option<([u8; 6], [u8; 6], u16, usize)
     }
 }
 
+/// (capture time, UDP payload) of every IPv4/UDP datagram to `port` in a pcap file
+/// (e.g. the IPVS sync daemon's messages, port 8848).
+pub fn udp_to(data: &[u8], port: u16) -> Vec<(u64, Vec<u8>)> {
+    let Ok((link, recs)) = records(data) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for r in recs {
+        let Some((_, _, et, l3)) = link_header(r.data, link) else {
+            continue;
+        };
+        let Some(ip) = r.data.get(l3..) else { continue };
+        if et != 0x0800 || ip.len() < 20 || ip[9] != 17 {
+            continue;
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let Some(udp) = ip.get(ihl..) else { continue };
+        if udp.len() < 8 || u16::from_be_bytes([udp[2], udp[3]]) != port {
+            continue;
+        }
+        out.push((r.ts_us, udp[8..].to_vec()));
+    }
+    out
+}
+
+/// Whether `needle` (not empty) occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Parses a whole pcap file; non-SIP, non-IPv4/UDP packets are skipped. A
 /// truncated last record (capture still being written) is ignored.
 pub fn parse(data: &[u8]) -> Result<Vec<SipPacket>, PcapError> {
