@@ -2,7 +2,8 @@
 //! then `key=value` entries separated by NUL, ended by an empty entry and padded.
 //! Boards built with `CONFIG_SYS_REDUNDAND_ENVIRONMENT` keep two copies, each with a flag
 //! byte after the CRC; the copy with the newer flag wins (the rule U-Boot and fw_setenv use).
-//! The A/B boot script reads and writes the plain form with `env import -c` / `env export -c`.
+//! The A/B boot script reads and writes the plain form with `env import -c` / `env export -cs`.
+//! Fuzzed: `fuzz/fuzz_targets/uboot_env.rs`.
 
 /// Why a block cannot be read or written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
