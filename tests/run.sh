@@ -27,6 +27,8 @@ bash tests/setup-host.sh
 stage "Buildroot external tree: static checks"
 bash tests/buildroot/check-tree.sh
 bash tests/buildroot/check-tree.sh --self-test
+bash tests/buildroot/check-images.sh
+bash tests/buildroot/uboot-ab-boot.sh
 
 stage "format and lint"
 if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then

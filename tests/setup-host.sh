@@ -15,6 +15,11 @@ packages=(
     # A/B boot disk for the firmware tests (tests/image/build-disk.sh): GRUB i386-pc
     # (boot.img, grub-mkimage, grub-editenv) and a FAT for its environment block
     grub-pc-bin grub-common dosfstools mtools
+    # Buildroot post-image offline (tests/buildroot/check-images.sh): genimage, and
+    # mkimage to compile the U-Boot A/B boot script
+    genimage u-boot-tools
+    # the U-Boot A/B boot script run in QEMU (tests/buildroot/uboot-ab-boot.sh)
+    u-boot-qemu
     # running the image (tests/image/run-qemu.sh, tests/src/vm.rs)
     qemu-system-x86
     # SIP lab: peers, captures, namespaces, reference LVS tools

@@ -38,23 +38,22 @@ if [ -x "${target}/etc/init.d/rcS.board" ] \
 		|| die "no '::sysinit:/etc/init.d/rcS' line in ${inittab} to hook rcS.board after"
 fi
 
-# BIOS boards boot with GRUB from the squashfs root: its config lives
-# in /boot/grub and its first stage goes to the MBR through genimage.
+# BIOS boards boot with GRUB: its A/B grub.cfg (generated from firmware/disk.rs, see
+# update-boot-scripts.sh) goes to the boot partition's FAT through genimage (post-image.sh),
+# with the superuser's password hash filled in.
 if [ -f "${board_dir}/grub.cfg" ]; then
+	out="${BINARIES_DIR:?BINARIES_DIR unset (Buildroot exports it)}/grub.cfg"
 	# The menu is locked with a superuser password; never ship the placeholder.
 	placeholder='@SIP_LB_GRUB_PASSWORD_PBKDF2@'
 	if grep -q "${placeholder}" "${board_dir}/grub.cfg"; then
 		hash=${SIP_LB_GRUB_PASSWORD_PBKDF2:-}
 		[[ "${hash}" =~ ^grub\.pbkdf2\.sha512\.[0-9]+\.[0-9A-F]+\.[0-9A-F]+$ ]] \
 			|| die "SIP_LB_GRUB_PASSWORD_PBKDF2 unset or not a grub-mkpasswd-pbkdf2 hash (grub.pbkdf2.sha512.N.SALT.HASH): the GRUB menu would ship unlocked. Export it before make."
-		install -D -m 0600 "${board_dir}/grub.cfg" "${target}/boot/grub/grub.cfg"
-		sed -i "s|${placeholder}|${hash}|" "${target}/boot/grub/grub.cfg"
+		install -D -m 0600 "${board_dir}/grub.cfg" "${out}"
+		sed -i "s|${placeholder}|${hash}|" "${out}"
 	else
-		install -D -m 0600 "${board_dir}/grub.cfg" "${target}/boot/grub/grub.cfg"
+		install -D -m 0600 "${board_dir}/grub.cfg" "${out}"
 	fi
-	grep -q '^password_pbkdf2 [a-z]* grub\.pbkdf2\.sha512\.' "${target}/boot/grub/grub.cfg" \
+	grep -q '^password_pbkdf2 [a-z]* grub\.pbkdf2\.sha512\.' "${out}" \
 		|| die "${board_dir}/grub.cfg has no password_pbkdf2 superuser: the GRUB menu would ship unlocked"
-	if [ -f "${target}/lib/grub/i386-pc/boot.img" ]; then
-		cp -f "${target}/lib/grub/i386-pc/boot.img" "${BINARIES_DIR:?}/"
-	fi
 fi

@@ -102,7 +102,7 @@ expect "hash without origin comment" fail "sed -i '/^# Locally calculated/d' boa
 expect "unknown kernel symbol in a fragment" fail "echo 'CONFIG_IP_VS_DOES_NOT_EXIST=y' >> board/pcengines-apu2/linux.fragment"
 expect "no LICENSE for APPLIANCE_LICENSE_FILES" fail "rm LICENSE"
 expect "missing board readme" fail "rm board/qemu-aarch64-virt/readme.txt"
-expect "genimage input nobody builds" fail "sed -i 's/\"rootfs.squashfs\"/\"rootfs.ext4\"/' board/pcengines-apu2/genimage.cfg"
+expect "genimage input nobody builds" fail "sed -i 's/\"slot-a.img\"/\"slot-a.ext4\"/' board/pcengines-apu2/genimage.cfg"
 expect "board.toml without watchdog" fail "sed -i 's|^watchdog = \"/dev/watchdog\"|watchdog = \"\"|' board/pcengines-apu2/rootfs-overlay/etc/appliance/board.toml"
 # Release hardening: no test shell, no SysRq, a locked GRUB menu.
 expect "test shell in the shared overlay" fail "printf '#!/bin/sh\\nexec /bin/sh\\n' > rootfs-overlay/etc/init.d/testshell"
@@ -112,8 +112,9 @@ expect "post-build copies the dev overlay" fail "echo 'cp -a ../tests/image/dev-
 expect "Magic SysRq left on in release kernels" fail "sed -i '/CONFIG_MAGIC_SYSRQ is not set/d' board/common/linux-buildroot.fragment"
 expect "GRUB menu without superusers" fail "sed -i '/^set superusers/d' board/pcengines-apu2/grub.cfg"
 expect "GRUB menu without password" fail "sed -i '/^password_pbkdf2/d' board/pcengines-apu2/grub.cfg"
-expect "GRUB default entry restricted" fail "sed -i 's/ --unrestricted {/ {/' board/pcengines-apu2/grub.cfg"
-expect "second GRUB entry unrestricted" fail "printf 'menuentry \"rescue\" --unrestricted {\\n\\tlinux /boot/bzImage init=/bin/sh\\n}\\n' >> board/pcengines-apu2/grub.cfg"
+expect "A/B grub.cfg that never boots" fail "sed -i '/^  boot\$/d' board/pcengines-apu2/grub.cfg"
+expect "GRUB default entry restricted" fail "printf 'menuentry \"a\" {\\n\\tboot\\n}\\n' >> board/pcengines-apu2/grub.cfg"
+expect "second GRUB entry unrestricted" fail "printf 'menuentry \"a\" --unrestricted {\\n}\\nmenuentry \"rescue\" --unrestricted {\\n\\tlinux /boot/bzImage init=/bin/sh\\n}\\n' >> board/pcengines-apu2/grub.cfg"
 expect "post-build ships the GRUB placeholder" fail "sed -i 's/SIP_LB_GRUB_PASSWORD_PBKDF2:-/SIP_LB_GRUB_PW:-/' buildroot-ext/scripts/post-build.sh"
 expect "GRUB without password_pbkdf2 module" fail "sed -i 's/ password_pbkdf2\"/\"/' buildroot-ext/configs/sip_lb_apu2_defconfig"
 
@@ -126,8 +127,8 @@ pb_case() { # $1 = expected status (ok|fail), $2 = SIP_LB_GRUB_PASSWORD_PBKDF2 v
     cp "$repo/rootfs-overlay/etc/inittab" "$t/etc/inittab"
     if SIP_LB_GRUB_PASSWORD_PBKDF2=$2 BINARIES_DIR=$work bash "$repo/buildroot-ext/scripts/post-build.sh" \
         "$t" "$repo/board/pcengines-apu2" ttyS0 >/dev/null 2>&1 \
-        && ! grep -q '@SIP_LB_GRUB_PASSWORD_PBKDF2@' "$t/boot/grub/grub.cfg" \
-        && grep -q "^password_pbkdf2 root $2\$" "$t/boot/grub/grub.cfg"; then status=ok; else status=fail; fi
+        && ! grep -q '@SIP_LB_GRUB_PASSWORD_PBKDF2@' "$work/grub.cfg" \
+        && grep -q "^password_pbkdf2 root $2\$" "$work/grub.cfg"; then status=ok; else status=fail; fi
     if [ "$status" = "$1" ]; then
         st_pass=$((st_pass + 1)); echo "self-test ok: post-build with GRUB hash '${2:0:24}' -> $status"
     else

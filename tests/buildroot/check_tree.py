@@ -275,9 +275,14 @@ class Checker:
         self.ok(re.search(r"^\s*password\s", text, re.M) is None,
                 "{}: plain-text 'password' line: use password_pbkdf2".format(rel))
         entries = re.findall(r"^\s*menuentry\s+(.*?)\s*\{", text, re.M)
+        if not entries:
+            # The A/B grub.cfg has no menu: it boots the chosen slot directly; only the
+            # superuser may reach a command line if that fails.
+            self.ok(re.search(r"^\s*boot\s*$", text, re.M) is not None,
+                    "{}: no menu entry and no 'boot' command: the box would not boot unattended".format(rel))
         dm = re.search(r'^\s*set\s+default="?(\d+)"?\s*$', text, re.M)
         default = int(dm.group(1)) if dm else 0
-        self.ok(len(entries) > default, "{}: default entry {} does not exist".format(rel, default))
+        self.ok(not entries or len(entries) > default, "{}: default entry {} does not exist".format(rel, default))
         for i, e in enumerate(entries):
             unres = "--unrestricted" in e.split()
             if i == default:
@@ -327,6 +332,14 @@ class Checker:
             inputs.add("rootfs.squashfs")
         if vals.get("BR2_TARGET_GRUB2") == "y":
             inputs.update(["grub.img", "boot.img"])
+            # post-build.sh (locked grub.cfg), post-image.sh (first GRUB environment).
+            inputs.update(["grub.cfg", "grubenv"])
+        if vals.get("BR2_TARGET_UBOOT") == "y":
+            # post-image.sh: both U-Boot environment copies + boot.scr.
+            inputs.add("boot-env.img")
+        # post-image.sh: slot A (rootfs + kernel, `appliance firmware slot-image`).
+        if vals.get("BR2_PACKAGE_HOST_APPLIANCE") == "y":
+            inputs.add("slot-a.img")
         for img in re.findall(r'^\s*image\s*=\s*"([^"]+)"', text, re.M):
             self.ok(img in inputs, "board/{}/genimage.cfg: input image {} is neither built by Buildroot nor by this file".format(bname, img))
         for ft in re.findall(r'^\s*flashtype\s*=\s*"([^"]+)"', text, re.M):

@@ -11,7 +11,7 @@ use crate::firmware::slots::{self, booted_slot, Slot, Slots};
 use crate::firmware::version::Version;
 
 /// The value of `--NAME VALUE` in `args` (both removed from it).
-fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+pub(super) fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
     let Some(i) = args.iter().position(|a| a == name) else {
         return Ok(None);
     };
@@ -37,7 +37,17 @@ on the box (options: --board-file PATH, --disk PATH, --booted A|B for a disk ima
                                check a bundle (signature, board, version, hashes); writes nothing
 
 on a build host:
-  grub-cfg [--board-file PATH]  grub.cfg for the board's boot disk layout
+  grub-cfg [--board-file PATH] [--root DEVPREFIX --locked]
+                               grub.cfg for the board's boot disk layout (--root: release
+                               images mount the slot's squashfs, e.g. /dev/vdb, PARTUUID=51b10ad2-0)
+  uboot-script --uboot-disk IF:N --root DEVPREFIX --console TTY [--board-file PATH]
+                               the U-Boot A/B boot script (mkimage -T script source)
+  env-image -o OUT --version V kernel=PATH rootfs=PATH [--boot-script boot.scr] [--append ARGS]
+            [--board-file PATH]
+                               first environment of a release image: grubenv file (GRUB) or
+                               both U-Boot environment copies (U-Boot), slot A = these images
+  slot-image -o OUT kernel=PATH rootfs=PATH [--board-file PATH]
+                               one slot's raw image (rootfs at 0, kernel at the end)
   make-disk -o OUT --boot-img F --core-img F --env-part F kernel=PATH rootfs=PATH [--version V]
             [--append ARGS] [--board-file PATH]
                                lay out a fresh boot disk image with slot A filled
@@ -76,7 +86,10 @@ pub fn cli(args: &[String]) -> ExitCode {
         "rollback" => rollback_cmd(args),
         "activate" => activate_cmd(args),
         "mark-good" => mark_good_cmd(args),
-        "grub-cfg" => grub_cfg_cmd(args),
+        "grub-cfg" => super::firmware_image::grub_cfg_cmd(args),
+        "uboot-script" => super::firmware_image::uboot_script_cmd(args),
+        "env-image" => super::firmware_image::env_image_cmd(args),
+        "slot-image" => super::firmware_image::slot_image_cmd(args),
         "make-disk" => make_disk_cmd(args),
         "keygen" => keygen_cmd(args),
         "bundle" => bundle_cmd(args),
@@ -95,7 +108,7 @@ pub fn cli(args: &[String]) -> ExitCode {
     }
 }
 
-fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
+pub(super) fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
     match args.iter().position(|a| a == name) {
         Some(i) => {
             args.remove(i);
@@ -105,7 +118,7 @@ fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
     }
 }
 
-fn no_more(args: &[String]) -> Result<(), String> {
+pub(super) fn no_more(args: &[String]) -> Result<(), String> {
     match args.first() {
         Some(a) => Err(format!("unexpected argument '{a}'")),
         None => Ok(()),
@@ -263,7 +276,7 @@ fn bundle_cmd(mut args: Vec<String>) -> Result<(), String> {
 }
 
 /// The board's firmware layout (`--board-file`, else the box's), with `--disk` overriding the device.
-fn layout_from(args: &mut Vec<String>) -> Result<(Board, Layout), String> {
+pub(super) fn layout_from(args: &mut Vec<String>) -> Result<(Board, Layout), String> {
     let path = take_opt(args, "--board-file")?.unwrap_or_else(|| BOARD_PATH.into());
     let board = Board::load(&path).map_err(|e| e.to_string())?;
     let mut layout = board.firmware.clone().ok_or_else(|| {
@@ -531,13 +544,6 @@ fn mark_good_cmd(mut args: Vec<String>) -> Result<(), String> {
             "was already good"
         }
     );
-    Ok(())
-}
-
-fn grub_cfg_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    no_more(&args)?;
-    print!("{}", layout.grub_cfg());
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod firmware;
+pub mod firmware_image;
 pub mod ipvs;
 pub mod leds;
 pub mod net;

@@ -50,8 +50,23 @@ pub struct FirmwareLayout {
     pub disk: String,
     /// Size of each slot in MiB.
     pub slot_mib: u64,
-    /// Space for the kernel at the start of a slot, in MiB; the rootfs follows.
+    /// Space for the kernel at the end of a slot, in MiB; the rootfs starts the slot.
     pub kernel_mib: u64,
+    /// The bootloader that counts boot attempts: `grub` (x86, GRUB environment block) or
+    /// `uboot` (ARM, U-Boot environment read by the A/B boot script).
+    #[serde(default)]
+    pub bootloader: Bootloader,
+}
+
+/// The bootloader of a board with A/B slots; it decides the environment format on disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bootloader {
+    /// GRUB 2 (i386-pc), `grubenv` in a small FAT.
+    #[default]
+    Grub,
+    /// U-Boot, two raw copies of a U-Boot environment.
+    Uboot,
 }
 
 impl FirmwareLayout {

@@ -8,6 +8,7 @@ pub mod grubenv;
 pub mod keys;
 pub mod slots;
 pub mod trial;
+pub mod ubootenv;
 pub mod version;
 
 /// Optional file in the root filesystem naming the image's firmware version; an image build

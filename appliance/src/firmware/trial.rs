@@ -271,6 +271,7 @@ mod tests {
             disk: d.path().join("disk.img").display().to_string(),
             slot_mib: 2,
             kernel_mib: 1,
+            bootloader: Default::default(),
         };
         let mut part = vec![0u8; 4096];
         part[1024..2048].copy_from_slice(&super::super::grubenv::Env::default().encode().unwrap());

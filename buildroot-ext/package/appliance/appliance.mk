@@ -40,6 +40,7 @@ define APPLIANCE_CARGO_VENDOR
 			> $(@D)/.cargo/config.toml
 endef
 APPLIANCE_PRE_CONFIGURE_HOOKS += APPLIANCE_CARGO_VENDOR
+HOST_APPLIANCE_PRE_CONFIGURE_HOOKS += APPLIANCE_CARGO_VENDOR
 
 # cargo install would put the binary in /usr/bin; the inittab and the
 # docs expect /usr/sbin/appliance.
@@ -49,4 +50,11 @@ define APPLIANCE_INSTALL_TARGET_CMDS
 		$(TARGET_DIR)/usr/sbin/appliance
 endef
 
+# The same binary for the build host: post-image.sh lays out the A/B boot disk and signs
+# the update bundle with `appliance firmware`.
+define HOST_APPLIANCE_INSTALL_CMDS
+	$(INSTALL) -D -m 0755 $(@D)/target/release/appliance $(HOST_DIR)/bin/appliance
+endef
+
 $(eval $(cargo-package))
+$(eval $(host-cargo-package))
