@@ -82,17 +82,17 @@ fn a_failed_apply_puts_network_and_prober_back() {
                 .unwrap();
             rt.block_on(async {
                 let (tx, _rx) = tokio::sync::mpsc::channel(64);
-                let mut live = Live::start(
-                    &Board::default(),
-                    running.clone(),
-                    None,
-                    tx,
-                    LogRing::new(),
-                    Vec::new(),
-                    Instant::now(),
-                    false,
-                    Vec::new(),
-                );
+                let mut live = Live::start(StartOptions {
+                    board: &Board::default(),
+                    config: &running,
+                    store: None,
+                    health_tx: tx,
+                    ring: LogRing::new(),
+                    alerts: Vec::new(),
+                    started: Instant::now(),
+                    crash_loop: false,
+                    uleds: Vec::new(),
+                });
                 live.apply_boot(&running);
                 let before = ns.ip(&["-4", "-j", "addr", "show"]);
                 let err = live
@@ -104,7 +104,7 @@ fn a_failed_apply_puts_network_and_prober_back() {
                     after, before,
                     "addresses and VIPs are back to the running config"
                 );
-                let servers: Vec<_> = live.prober.snapshot().iter().map(|s| s.server).collect();
+                let servers: Vec<_> = live.prober().snapshot().iter().map(|s| s.server).collect();
                 (err.0, servers)
             })
         })
@@ -163,17 +163,17 @@ fn a_store_fault_keeps_the_network_and_shows_the_fault() {
                 .unwrap();
             rt.block_on(async {
                 let (tx, _rx) = tokio::sync::mpsc::channel(64);
-                let mut live = Live::start(
-                    &Board::default(),
-                    factory.clone(),
-                    None,
-                    tx,
-                    LogRing::new(),
-                    Vec::new(),
-                    Instant::now(),
-                    false,
-                    Vec::new(),
-                );
+                let mut live = Live::start(StartOptions {
+                    board: &Board::default(),
+                    config: &factory,
+                    store: None,
+                    health_tx: tx,
+                    ring: LogRing::new(),
+                    alerts: Vec::new(),
+                    started: Instant::now(),
+                    crash_loop: false,
+                    uleds: Vec::new(),
+                });
                 live.set_store_fault("both slots are corrupt".into());
                 live.apply_boot(&factory);
                 live.on_tick(&factory);
