@@ -25,6 +25,7 @@ use crate::probe::HealthEvent;
 use crate::store::shared::SharedStore;
 use crate::store::Store;
 
+use super::apply::{self, Step};
 use super::ha::{self, HaView};
 use super::ha_runner::HaRunner;
 use super::logbuf::LogRing;
@@ -220,6 +221,11 @@ impl Live {
         };
         self.update_pump(cfg);
         out
+    }
+
+    /// The VRRP group the runner runs with now (None when HA is off or not attached).
+    pub fn vrrp_group(&self) -> Option<&crate::vrrp::group::GroupConfig> {
+        self.dev.runner.as_ref().and_then(HaRunner::group)
     }
 
     /// Orderly stop of the VRRP runner (SIGTERM): resign and wait, bounded.
@@ -580,79 +586,107 @@ impl Effects for Live {
 
 impl Live {
     fn apply_config(&mut self, c: &Config) -> Result<String, EffectError> {
-        // All or nothing: what a failed step leaves behind is put back to the config
-        // that ran before (the network, sysctls, the prober's servers, their health and
-        // the IPVS table), and the error names the step and the rollback's outcome.
-        // An operator apply takes over from a store fault's hands-off start.
+        // All or nothing: the steps run in order (`apply::plan`); what a failed step and
+        // the steps before it changed is put back to the config that ran before (the
+        // network, sysctls, the prober's servers and their health, the IPVS table, the
+        // sync daemons and the VRRP runner), and the error names the step and the
+        // rollback's outcome. An operator apply takes over from a store fault's
+        // hands-off start.
         self.state.take_over();
         let before = self.state.applied.clone();
         let health_before = self.state.health_map().clone();
-        if !c.ha.enabled {
-            // Stop VRRP first: its resign removes the VIPs, which the planner then adds
-            // back as ordinary addresses.
-            let _ = self.ha_reconcile(c);
+        let steps = apply::plan(c);
+        let mut net = String::new();
+        let mut table = None;
+        for &step in &steps {
+            let r = match step {
+                Step::VrrpStop | Step::Vrrp => self.ha_reconcile(c),
+                Step::Network => self.apply_system(c).map(|n| {
+                    self.state.clear_net_fault();
+                    net = n;
+                }),
+                Step::Prober => {
+                    self.dev.prober.update(c);
+                    // Forget health of servers that left the config.
+                    self.state.forget_health_outside(c);
+                    Ok(())
+                }
+                Step::Table => match self.sync(c) {
+                    Some(r) => {
+                        table = Some(r);
+                        Ok(())
+                    }
+                    None => Err(self
+                        .fault()
+                        .unwrap_or_else(|| "IPVS sync failed for an unknown reason".into())),
+                },
+                Step::SyncDaemons => self.sync_daemons(c),
+            };
+            if let Err(e) = r {
+                warn!(step = step.name(), error = %e, "apply failed; rolling back");
+                let Some(before) = before.as_ref() else {
+                    return Err(EffectError(format!(
+                        "{e}; nothing applied since start to roll back to; check 'appliance net show'"
+                    )));
+                };
+                let parts = apply::rollback(&steps, step);
+                let problems = self.restore(before, health_before, &parts);
+                return Err(EffectError(apply::failure_message(
+                    step, &e, &parts, &problems,
+                )));
+            }
         }
-        let net = match self.apply_system(c) {
-            Ok(n) => n,
-            Err(e) => {
-                let back = self.roll_back(before.as_ref(), health_before);
-                return Err(EffectError(format!("{e}; {back}")));
-            }
-        };
-        self.state.clear_net_fault();
-        self.dev.prober.update(c);
-        self.state.forget_health_outside(c);
-        match self.sync(c) {
-            Some(r) => {
-                self.state.applied = Some(c.clone());
-                let _ = self.sync_daemons(c);
-                let _ = self.ha_reconcile(c);
-                self.update_leds(c);
-                Ok(format!(
-                    "{net}, {} IPVS change(s), table verified ({} service(s), {} server(s))",
-                    r.ops.len(),
-                    r.services,
-                    r.dests
-                ))
-            }
-            None => {
-                let why = self
-                    .fault()
-                    .unwrap_or_else(|| "IPVS sync failed for an unknown reason".to_string());
-                let back = self.roll_back(before.as_ref(), health_before);
-                Err(EffectError(format!("{why}; {back}")))
-            }
-        }
+        self.state.applied = Some(c.clone());
+        self.update_leds(c);
+        let (ops, services, dests) =
+            table.map_or((0, 0, 0), |r| (r.ops.len(), r.services, r.dests));
+        Ok(format!(
+            "{net}, {ops} IPVS change(s), table verified ({services} service(s), {dests} server(s))"
+        ))
     }
 
-    /// Put the system back to `before` (the config that ran before a failed apply) and
-    /// `health`; returns a sentence for the error.
-    fn roll_back(
+    /// Put `parts` back to `before` (the config that ran before a failed apply) and the
+    /// prober's health to `health`; returns what could not be put back.
+    fn restore(
         &mut self,
-        before: Option<&Config>,
+        before: &Config,
         health: HashMap<ServerKey, HealthEntry>,
-    ) -> String {
-        let Some(before) = before else {
-            return "nothing applied since start to roll back to; check 'appliance net show'"
-                .into();
-        };
+        parts: &[Step],
+    ) -> Vec<String> {
         let mut failed = Vec::new();
-        if let Err(e) = self.apply_system(before) {
-            failed.push(format!("network: {e}"));
+        for part in parts {
+            match part {
+                Step::Network => {
+                    if let Err(e) = self.apply_system(before) {
+                        failed.push(format!("network: {e}"));
+                    }
+                }
+                Step::Prober => {
+                    self.dev.prober.update(before);
+                    self.state.restore_health(health.clone());
+                }
+                Step::Table => {
+                    if self.sync(before).is_none() {
+                        failed.push(self.fault().unwrap_or_else(|| "IPVS sync failed".into()));
+                    }
+                }
+                Step::SyncDaemons => {
+                    if let Err(e) = self.sync_daemons(before) {
+                        failed.push(e);
+                    }
+                }
+                Step::VrrpStop | Step::Vrrp => {
+                    if let Err(e) = self.ha_reconcile(before) {
+                        failed.push(format!("VRRP: {e}"));
+                    }
+                }
+            }
         }
-        self.dev.prober.update(before);
-        self.state.restore_health(health);
-        if self.sync(before).is_none() {
-            failed.push(self.fault().unwrap_or_else(|| "IPVS sync failed".into()));
-        }
-        let _ = self.ha_reconcile(before);
-        if failed.is_empty() {
-            "the network, the probed servers and the IPVS table are back to the running config"
-                .into()
-        } else {
+        if !failed.is_empty() {
             warn!(failed = ?failed, "rollback incomplete");
-            format!("rollback INCOMPLETE: {}", failed.join("; "))
         }
+        self.update_leds(before);
+        failed
     }
 }
 

@@ -5,6 +5,7 @@
 //! respawned daemon disturbs no call. After that, every health transition and a periodic
 //! tick reconcile the kernel table against config + health (the tick also repairs drift).
 
+pub mod apply;
 pub mod ha;
 pub mod ha_runner;
 pub mod handler;
