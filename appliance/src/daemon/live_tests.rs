@@ -1,6 +1,8 @@
-//! Apply is all or nothing, against the real kernel in a namespace the test creates.
+//! The live system with its devices. Apply is all or nothing, against the real kernel in
+//! a namespace the test creates.
 //! The host kernel has no IPVS, so the IPVS sysctls step fails after the network step
-//! has changed addresses: the injected failure the rollback must undo.
+//! has changed addresses: the injected failure the rollback must undo. A store fault
+//! refuses saves (a store file, no namespace).
 
 use std::os::fd::AsFd;
 use std::process::Command;
@@ -327,4 +329,43 @@ fn a_store_fault_keeps_the_network_and_shows_the_fault() {
         "{fault}"
     );
     assert!(save.contains("no config store"), "{save}");
+}
+
+#[test]
+fn a_store_fault_refuses_saves_until_a_factory_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("store.bin");
+    std::fs::write(&disk, vec![0xFFu8; 256 * 1024]).unwrap();
+    let store = Store::open(&format!("file:{}", disk.display())).unwrap();
+    let image = || std::fs::read(&disk).unwrap();
+    let cfg = lab_config();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (tx, _rx) = tokio::sync::mpsc::channel(64);
+        let mut live = Live::start(StartOptions {
+            board: &Board::default(),
+            config: &cfg,
+            store: Some(store),
+            health_tx: tx,
+            ring: LogRing::new(),
+            alerts: Vec::new(),
+            started: Instant::now(),
+            crash_loop: false,
+            uleds: Vec::new(),
+        });
+        live.set_store_fault("both slots are corrupt".into());
+        let blank = image();
+        let e = live.save(&cfg).unwrap_err().0;
+        assert!(e.contains("both slots are corrupt"), "{e}");
+        assert_eq!(image(), blank, "nothing was written");
+        assert_eq!(live.state().counts.save_failures, 1);
+        assert_eq!(live.state().hands_off(), Some("both slots are corrupt"));
+        // The factory reset's erase lifts the refusal.
+        live.store().expect("a store").erase_blocking().unwrap();
+        assert_eq!(live.save(&cfg).unwrap(), 1);
+        assert_eq!(live.state().counts.saves, 1);
+    });
 }
