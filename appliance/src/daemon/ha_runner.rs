@@ -86,6 +86,11 @@ impl HaRunner {
         self.runner.is_some()
     }
 
+    /// The group the running runner was given (None when no runner is up).
+    pub fn group(&self) -> Option<&GroupConfig> {
+        self.runner.as_ref().and(self.group.as_ref())
+    }
+
     /// Make the runner match `want` (None = HA off): start, reconfigure or stop it.
     /// `faults` are the conditions to tell a newly started runner.
     pub fn reconcile(

@@ -175,7 +175,7 @@ fn live(shared: &Shared, q: LiveQuery) -> Response {
                         r.admin == AdminState::Enabled && r.health == crate::probe::Health::Up
                     })
                     .count() as u32;
-                let mut alerts = live.alerts.clone();
+                let mut alerts = live.alerts().to_vec();
                 if let Some(f) = live.fault() {
                     alerts.push(f);
                 }

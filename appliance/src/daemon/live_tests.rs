@@ -1,6 +1,8 @@
-//! Apply is all or nothing, against the real kernel in a namespace the test creates.
+//! The live system with its devices. Apply is all or nothing, against the real kernel in
+//! a namespace the test creates.
 //! The host kernel has no IPVS, so the IPVS sysctls step fails after the network step
-//! has changed addresses: the injected failure the rollback must undo.
+//! has changed addresses: the injected failure the rollback must undo. A store fault
+//! refuses saves (a store file, no namespace).
 
 use std::os::fd::AsFd;
 use std::process::Command;
@@ -25,6 +27,29 @@ impl Ns {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Ns {
+    /// Every interface's IPv4 addresses (not its flags: a veth's carrier comes up on
+    /// its own time).
+    fn addrs(&self) -> Vec<(String, Vec<String>)> {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ip(&["-4", "-j", "addr", "show"])).expect("ip -j");
+        v.as_array()
+            .expect("a list of interfaces")
+            .iter()
+            .map(|l| {
+                let name = l["ifname"].as_str().unwrap_or_default().to_string();
+                let addrs = l["addr_info"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| format!("{}/{}", a["local"], a["prefixlen"]))
+                    .collect();
+                (name, addrs)
+            })
+            .collect()
     }
 }
 
@@ -82,29 +107,29 @@ fn a_failed_apply_puts_network_and_prober_back() {
                 .unwrap();
             rt.block_on(async {
                 let (tx, _rx) = tokio::sync::mpsc::channel(64);
-                let mut live = Live::start(
-                    &Board::default(),
-                    running.clone(),
-                    None,
-                    tx,
-                    LogRing::new(),
-                    Vec::new(),
-                    Instant::now(),
-                    false,
-                    Vec::new(),
-                );
+                let mut live = Live::start(StartOptions {
+                    board: &Board::default(),
+                    config: &running,
+                    store: None,
+                    health_tx: tx,
+                    ring: LogRing::new(),
+                    alerts: Vec::new(),
+                    started: Instant::now(),
+                    crash_loop: false,
+                    uleds: Vec::new(),
+                });
                 live.apply_boot(&running);
-                let before = ns.ip(&["-4", "-j", "addr", "show"]);
+                let before = ns.addrs();
                 let err = live
                     .apply(&candidate)
                     .expect_err("no IPVS here: the apply fails");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let after = ns.ip(&["-4", "-j", "addr", "show"]);
+                let after = ns.addrs();
                 assert_eq!(
                     after, before,
                     "addresses and VIPs are back to the running config"
                 );
-                let servers: Vec<_> = live.prober.snapshot().iter().map(|s| s.server).collect();
+                let servers: Vec<_> = live.prober().snapshot().iter().map(|s| s.server).collect();
                 (err.0, servers)
             })
         })
@@ -133,6 +158,119 @@ fn a_failed_apply_puts_network_and_prober_back() {
 }
 
 #[test]
+fn a_failed_apply_puts_the_vrrp_runner_back() {
+    if !nix::unistd::geteuid().is_root() {
+        crate::test_skip::skip("network namespace tests need root");
+        return;
+    }
+    if std::path::Path::new("/proc/sys/net/ipv4/vs").exists() {
+        crate::test_skip::skip(
+            "this kernel has IPVS: the injected failure (no IPVS sysctls) does not happen",
+        );
+        return;
+    }
+    let ns = Ns(format!("aplha{}", std::process::id()));
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
+    for (a, b) in [("wan0", "wanp"), ("lan0", "lanp")] {
+        ns.ip(&["link", "add", "dev", a, "type", "veth", "peer", "name", b]);
+        ns.ip(&["link", "set", "dev", b, "up"]);
+    }
+    let mut running = lab_config();
+    running.ha.enabled = true;
+    running.ha.vrid = 42;
+    running.ha.priority = 150;
+    // Slow adverts: the runner stays backup (no VIPs) for the whole test.
+    running.ha.advert_interval_cs = 1000;
+    running.ha.lan_gateway = Some("198.51.100.254".parse().unwrap());
+    assert!(
+        crate::config::validate(&running).errors.is_empty(),
+        "{:?}",
+        crate::config::validate(&running).lines()
+    );
+    // HA turned off: the runner is stopped before the network step, which then fails.
+    let mut ha_off = running.clone();
+    ha_off.ha.enabled = false;
+    ha_off.lan.address = Ipv4Net {
+        addr: "198.51.100.2".parse().unwrap(),
+        prefix: 24,
+    };
+    // HA reconfigured: the failure comes before the VRRP step, which must not run.
+    let mut ha_changed = ha_off.clone();
+    ha_changed.ha.enabled = true;
+    ha_changed.ha.priority = 200;
+    let want = ha::group_config(&running);
+    let path = format!("/run/netns/{}", ns.0);
+    let (errors, groups) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let fd = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (tx, _rx) = tokio::sync::mpsc::channel(64);
+                let mut live = Live::start(StartOptions {
+                    board: &Board::default(),
+                    config: &running,
+                    store: None,
+                    health_tx: tx,
+                    ring: LogRing::new(),
+                    alerts: Vec::new(),
+                    started: Instant::now(),
+                    crash_loop: false,
+                    uleds: Vec::new(),
+                });
+                let (ntx, _nrx) = tokio::sync::mpsc::channel(64);
+                live.attach_ha(ntx);
+                live.apply_boot(&running);
+                let booted = live.vrrp_group().cloned();
+                let before = ns.addrs();
+                let mut errors = Vec::new();
+                let mut groups = vec![booted];
+                for cand in [&ha_off, &ha_changed] {
+                    errors.push(live.apply(cand).expect_err("no IPVS here").0);
+                    groups.push(live.vrrp_group().cloned());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    assert_eq!(
+                        ns.addrs(),
+                        before,
+                        "addresses are back to the running config"
+                    );
+                }
+                live.ha_shutdown();
+                (errors, groups)
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(
+        groups[0].as_ref(),
+        Some(&want),
+        "the runner started at boot with the running config"
+    );
+    for (err, group) in errors.iter().zip(&groups[1..]) {
+        assert!(err.contains("IPVS sysctls"), "names the failed step: {err}");
+        assert_eq!(
+            group.as_ref(),
+            Some(&want),
+            "VRRP runs with the running config's settings again after: {err}"
+        );
+    }
+    // Stopped, then put back: the rollback names the VRRP settings (or says what failed).
+    assert!(
+        errors[0].contains("rollback INCOMPLETE") || errors[0].contains("VRRP settings"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
 fn a_store_fault_keeps_the_network_and_shows_the_fault() {
     if !nix::unistd::geteuid().is_root() {
         crate::test_skip::skip("network namespace tests need root");
@@ -150,7 +288,7 @@ fn a_store_fault_keeps_the_network_and_shows_the_fault() {
     }
     // What a respawned daemon finds: production addresses the factory config lacks.
     ns.ip(&["addr", "add", "192.0.2.7/24", "dev", "wan0"]);
-    let before = ns.ip(&["-4", "-j", "addr", "show"]);
+    let before = ns.addrs();
     let factory = lab_config();
     let path = format!("/run/netns/{}", ns.0);
     let (after, fault, save) = std::thread::scope(|s| {
@@ -163,22 +301,22 @@ fn a_store_fault_keeps_the_network_and_shows_the_fault() {
                 .unwrap();
             rt.block_on(async {
                 let (tx, _rx) = tokio::sync::mpsc::channel(64);
-                let mut live = Live::start(
-                    &Board::default(),
-                    factory.clone(),
-                    None,
-                    tx,
-                    LogRing::new(),
-                    Vec::new(),
-                    Instant::now(),
-                    false,
-                    Vec::new(),
-                );
+                let mut live = Live::start(StartOptions {
+                    board: &Board::default(),
+                    config: &factory,
+                    store: None,
+                    health_tx: tx,
+                    ring: LogRing::new(),
+                    alerts: Vec::new(),
+                    started: Instant::now(),
+                    crash_loop: false,
+                    uleds: Vec::new(),
+                });
                 live.set_store_fault("both slots are corrupt".into());
                 live.apply_boot(&factory);
                 live.on_tick(&factory);
                 let save = live.save(&factory).unwrap_err().0;
-                (ns.ip(&["-4", "-j", "addr", "show"]), live.fault(), save)
+                (ns.addrs(), live.fault(), save)
             })
         })
         .join()
@@ -191,4 +329,43 @@ fn a_store_fault_keeps_the_network_and_shows_the_fault() {
         "{fault}"
     );
     assert!(save.contains("no config store"), "{save}");
+}
+
+#[test]
+fn a_store_fault_refuses_saves_until_a_factory_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("store.bin");
+    std::fs::write(&disk, vec![0xFFu8; 256 * 1024]).unwrap();
+    let store = Store::open(&format!("file:{}", disk.display())).unwrap();
+    let image = || std::fs::read(&disk).unwrap();
+    let cfg = lab_config();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (tx, _rx) = tokio::sync::mpsc::channel(64);
+        let mut live = Live::start(StartOptions {
+            board: &Board::default(),
+            config: &cfg,
+            store: Some(store),
+            health_tx: tx,
+            ring: LogRing::new(),
+            alerts: Vec::new(),
+            started: Instant::now(),
+            crash_loop: false,
+            uleds: Vec::new(),
+        });
+        live.set_store_fault("both slots are corrupt".into());
+        let blank = image();
+        let e = live.save(&cfg).unwrap_err().0;
+        assert!(e.contains("both slots are corrupt"), "{e}");
+        assert_eq!(image(), blank, "nothing was written");
+        assert_eq!(live.state().counts.save_failures, 1);
+        assert_eq!(live.state().hands_off(), Some("both slots are corrupt"));
+        // The factory reset's erase lifts the refusal.
+        live.store().expect("a store").erase_blocking().unwrap();
+        assert_eq!(live.save(&cfg).unwrap(), 1);
+        assert_eq!(live.state().counts.saves, 1);
+    });
 }

@@ -5,11 +5,13 @@
 //! respawned daemon disturbs no call. After that, every health transition and a periodic
 //! tick reconcile the kernel table against config + health (the tick also repairs drift).
 
+pub mod apply;
 pub mod ha;
 pub mod ha_runner;
 pub mod handler;
 pub mod live;
 pub mod logbuf;
+pub mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -424,19 +426,18 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     let (health_tx, mut health_rx) = mpsc::channel(1024);
     let (link_tx, mut link_rx) = mpsc::channel(64);
     let leds_uleds = live::create_uleds(&board);
-    let live = Live::start(
-        &board,
-        st.config.clone(),
+    let mut live = Live::start(live::StartOptions {
+        board: &board,
+        config: &st.config,
         store,
         health_tx,
         ring,
         alerts,
         started,
-        history.map(|h| h.crash_loop).unwrap_or(false),
-        leds_uleds,
-    );
+        crash_loop: history.map(|h| h.crash_loop).unwrap_or(false),
+        uleds: leds_uleds,
+    });
     let (ha_tx, mut ha_rx) = mpsc::channel(256);
-    let mut live = live;
     if let Some(f) = st.store_fault.clone() {
         live.set_store_fault(f);
     }
