@@ -234,7 +234,7 @@ impl Live {
             r.stop(super::ha_runner::STOP_WAIT);
         }
         // The VIPs are gone: push the last sync entry out before the box goes down.
-        if let Some(p) = &self.pump {
+        if let Some(p) = &self.dev.pump {
             p.set_active(false);
         }
     }
