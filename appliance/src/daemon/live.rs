@@ -80,6 +80,8 @@ pub struct Live {
     ha: HaView,
     /// The sync sysctls were set and verified for the running config.
     sync_sysctls_ok: bool,
+    /// Drains kept while the reconciler is closed (between a netlink error and the reopen).
+    drains: ipvs::drain::DrainBook,
     /// The VRRP runner (None until [`Live::attach_ha`]).
     runner: Option<HaRunner>,
     /// Makes the kernel send waiting sync entries while master (None until attach_ha).
@@ -170,6 +172,7 @@ impl Live {
             links: BTreeMap::new(),
             ha: HaView::new(started),
             sync_sysctls_ok: false,
+            drains: ipvs::drain::DrainBook::new(),
             runner: None,
             pump: None,
             counts: MetricCounts::default(),
@@ -330,6 +333,9 @@ impl Live {
                     &reason.to_string(),
                 ));
                 self.ha.on_transition(from, to, &reason, Instant::now());
+                // The role decides how DOWN servers are treated: reconcile now, so a new
+                // master removes them before a new call can reach one.
+                self.sync(cfg);
             }
             Notice::SplitBrain {
                 member,
@@ -604,6 +610,23 @@ impl Live {
         }
     }
 
+    /// How the IPVS table treats DOWN servers: only where traffic flows are they removed.
+    fn ipvs_role(&self, cfg: &Config) -> ipvs::Role {
+        if cfg.ha.enabled && self.ha.state != crate::vrrp::group::State::Master {
+            ipvs::Role::Standby
+        } else {
+            ipvs::Role::Active
+        }
+    }
+
+    /// Servers removed or disabled by the operator that still carry calls (weight 0).
+    pub fn drains(&self) -> Vec<ipvs::drain::DrainView> {
+        self.reconciler
+            .as_ref()
+            .map(|r| r.drains(Instant::now()))
+            .unwrap_or_default()
+    }
+
     /// Reconcile the kernel table to config + health; records faults instead of failing.
     pub fn sync(&mut self, cfg: &Config) -> Option<ipvs::SyncReport> {
         if self.hands_off.is_some() {
@@ -612,7 +635,11 @@ impl Live {
         }
         if self.reconciler.is_none() {
             match Ipvs::connect() {
-                Ok(i) => self.reconciler = Some(Reconciler::new(i)),
+                Ok(i) => {
+                    let mut r = Reconciler::new(i);
+                    r.set_drains(std::mem::take(&mut self.drains));
+                    self.reconciler = Some(r);
+                }
                 Err(e) => {
                     let msg = format!("IPVS unavailable: {e}");
                     if self.fault.as_deref() != Some(msg.as_str()) {
@@ -632,8 +659,9 @@ impl Live {
                 .map(|h| h.health)
                 .unwrap_or(Health::Unknown)
         };
+        let role = self.ipvs_role(cfg);
         let rec = self.reconciler.as_mut()?;
-        match rec.sync(cfg, &lookup) {
+        match rec.sync_as(cfg, &lookup, role, Instant::now()) {
             Ok(report) => {
                 if let Some(old) = &self.fault {
                     info!("IPVS table verified again; fault cleared");
@@ -653,8 +681,10 @@ impl Live {
                         .emit(&crate::syslog::Event::fault("ipvs", true, &msg));
                 }
                 self.fault = Some(msg);
-                // A dropped netlink socket is reopened on the next sync.
-                self.reconciler = None;
+                // A dropped netlink socket is reopened on the next sync; drains go on.
+                if let Some(mut old) = self.reconciler.take() {
+                    self.drains = old.take_drains();
+                }
                 None
             }
         }

@@ -71,7 +71,9 @@ fn health_of(down: &'static [u8]) -> impl Fn(&str, SocketAddrV4) -> Health {
 /// The config without server .13 (the operator removed it).
 fn without_13() -> Config {
     let mut cfg = Config::builtin_default();
-    cfg.services[0].servers.retain(|r| r.address.octets()[3] != 13);
+    cfg.services[0]
+        .servers
+        .retain(|r| r.address.octets()[3] != 13);
     cfg
 }
 
@@ -179,7 +181,11 @@ fn becoming_master_removes_the_quiesced_down_server_at_once() {
 fn removed_server_drains_until_idle_or_grace() {
     let cfg = without_13();
     let grace = Duration::from_secs(u64::from(cfg.services[0].drain_grace_s()));
-    assert_eq!(grace, Duration::from_secs(120), "factory persistence timeout");
+    assert_eq!(
+        grace,
+        Duration::from_secs(120),
+        "factory persistence timeout"
+    );
     let t0 = Instant::now();
 
     // No connections: deleted at once, nothing to drain.
@@ -209,7 +215,10 @@ fn removed_server_drains_until_idle_or_grace() {
     assert!(ev.is_empty());
     let v = book.view(t0 + grace / 2);
     assert_eq!(v.len(), 1);
-    assert_eq!((v[0].server, v[0].conns, v[0].grace_left_s), (rs(13), 5, 60));
+    assert_eq!(
+        (v[0].server, v[0].conns, v[0].grace_left_s),
+        (rs(13), 5, 60)
+    );
     // Down to 2 connections, then none: deleted.
     t[0].dests[2].inact_conns = 0;
     t[0].dests[2].persist_conns = 2;
