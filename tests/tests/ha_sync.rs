@@ -787,7 +787,11 @@ fn backup_probe_flap_keeps_templates(pair: &mut HaPair, master: BoxId, backup: B
         !on_master.is_empty(),
         "no call of the phase was on {server} (nothing tested)"
     );
-    assert_eq!(master_weight, Some(1), "the master's probes were not to fail");
+    assert_eq!(
+        master_weight,
+        Some(1),
+        "the master's probes were not to fail"
+    );
     assert!(
         missing.is_empty(),
         "synced templates of {server} lost on the backup while its probes failed: {missing:?}"

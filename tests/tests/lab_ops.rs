@@ -162,9 +162,7 @@ fn removal_while_replies_are_late(lv: &mut LabVm, servers: &[Ipv4Addr]) {
     let k = lv.kernel_service().expect("kernel").expect("VIP service");
     let kept = k.dests.iter().find(|(a, _, _)| *a == removed).map(|d| d.2);
     let status = lv.guest("appliance status --json").expect("status");
-    let ipvs_conn = lv
-        .guest("cat /proc/net/ip_vs_conn")
-        .unwrap_or_default();
+    let ipvs_conn = lv.guest("cat /proc/net/ip_vs_conn").unwrap_or_default();
     eprintln!("after removal: {k:?}\n{ipvs_conn}");
     let sipp = uac.wait().expect("client run");
     std::thread::sleep(Duration::from_millis(500));
@@ -222,7 +220,10 @@ fn removal_while_replies_are_late(lv: &mut LabVm, servers: &[Ipv4Addr]) {
         !late.is_empty(),
         "no call on the removed server answered after the removal (nothing was tested)"
     );
-    assert!(leaked.is_empty(), "LAN source addresses reached the clients: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "LAN source addresses reached the clients: {leaked:?}"
+    );
     assert_eq!(late_from_vip, late.len(), "late 200s not seen from the VIP");
     assert_eq!(sipp.failed, 0, "{sipp:?}");
 }
