@@ -17,6 +17,11 @@
 //!   with another sync interface;
 //! - SIGTERM to the master's daemon: a priority-0 advert on the wire, the backup takes
 //!   over, the respawned daemon stays backup (no advert from it as master);
+//! - only the backup's probes of one server fail (its replies to the backup's LAN address
+//!   are blackholed in the server's namespace) while long calls are on it: the backup
+//!   keeps the server at weight 0 and its synced templates (`/proc/net/ip_vs_conn`), and
+//!   after the failover below every in-dialog request of those calls reaches the server
+//!   of its INVITE (captures on both boxes' LAN ports);
 //! - killing the new master's QEMU moves the VIP back.
 
 use appliance_tests::guest;
@@ -559,6 +564,8 @@ fn ha_sync_templates_delay_and_failover() {
         "templates missing on the backup {backup:?}: {absent:?}\n/proc/net/ip_vs_conn PE data:\n{pe}"
     );
 
+    let flap = backup_probe_flap_keeps_templates(&mut pair, master, backup);
+
     // Orderly stop of the master's daemon (SIGTERM, as init's reboot does): it resigns
     // with priority 0 (captured on the client's wire), the backup takes over, and the
     // respawned daemon comes back as backup and stays backup (no flap, no preemption).
@@ -575,6 +582,17 @@ fn ha_sync_templates_delay_and_failover() {
     vm.shell_ok(&format!("kill -TERM {old}")).expect("SIGTERM");
     guest::wait_new_daemon(vm, old, Duration::from_secs(30)).expect("respawned");
     let now_master = the_master(&mut pair, Duration::from_secs(30)).expect("takeover");
+    if now_master != backup {
+        for id in [BoxId::A, BoxId::B] {
+            let log = pair
+                .guest(
+                    id,
+                    "dmesg | grep -E 'HA |VRRP|fault|virtual addresses|server (UP|DOWN)|drain' | tail -40",
+                )
+                .unwrap_or_default();
+            eprintln!("ha_sync: box {id:?} log after the resign:\n{log}");
+        }
+    }
     assert_eq!(now_master, backup, "the backup takes over after the resign");
     // Let the respawned daemon settle, then look at the whole window.
     std::thread::sleep(Duration::from_secs(5));
@@ -623,6 +641,8 @@ fn ha_sync_templates_delay_and_failover() {
     let n: usize = pe.trim().parse().unwrap_or(0);
     assert!(n >= all_calls.len(), "only {n} templates on the new master");
 
+    flap.finish(t_term);
+
     // Power cut of the new master: the respawned box takes the VIP back.
     let t = Instant::now();
     pair.power_off(backup);
@@ -634,5 +654,186 @@ fn ha_sync_templates_delay_and_failover() {
     );
     for f in figures {
         eprintln!("{f}");
+    }
+}
+
+/// Long calls running across the failover, with the evidence of where their requests went.
+struct FlapCalls {
+    uac: Uac,
+    lan: Vec<Capture>,
+    server: std::net::Ipv4Addr,
+    servers: Vec<std::net::Ipv4Addr>,
+    on_server: Vec<String>,
+}
+
+/// The hex form /proc/net/ip_vs_conn uses for an address.
+fn proc_hex(a: std::net::Ipv4Addr) -> String {
+    format!("{:08X}", u32::from(a))
+}
+
+/// Call-IDs of the pe sip templates towards `server` in a box's /proc/net/ip_vs_conn.
+fn templates_to(
+    pair: &mut HaPair,
+    id: BoxId,
+    server: std::net::Ipv4Addr,
+) -> std::collections::BTreeSet<String> {
+    let cmd = format!(
+        "awk 'NR>1 && $10==\"sip\" && toupper($6)==\"{}\" {{print $11}}' /proc/net/ip_vs_conn",
+        proc_hex(server)
+    );
+    pair.guest(id, &cmd)
+        .expect("ip_vs_conn")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Weight of `server` in a box's VIP service (None: not in the table).
+fn weight_of(pair: &mut HaPair, id: BoxId, server: std::net::Ipv4Addr) -> Option<i64> {
+    let t = pair.guest(id, "cat /proc/net/ip_vs").expect("ip_vs");
+    appliance_tests::lab::booted::parse_ip_vs(&t, VIP, lab::SIP_PORT)?
+        .dests
+        .iter()
+        .find(|(a, _, _)| *a == server)
+        .map(|d| d.2)
+}
+
+fn wait_weight(pair: &mut HaPair, id: BoxId, server: std::net::Ipv4Addr, want: i64) -> f64 {
+    let t0 = Instant::now();
+    loop {
+        let w = weight_of(pair, id, server);
+        if w == Some(want) {
+            return t0.elapsed().as_secs_f64();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "box {id:?}: {server} has weight {w:?}, not {want}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The backup's probes of one server fail (its replies to the backup are blackholed in
+/// its namespace) while long calls are on it: the backup quiesces it (weight 0) instead
+/// of removing it, and its synced templates stay. Returns the calls, to be checked after
+/// the failover.
+fn backup_probe_flap_keeps_templates(pair: &mut HaPair, master: BoxId, backup: BoxId) -> FlapCalls {
+    let servers = pair.lab.server_addrs();
+    let k = 1;
+    let server = servers[k];
+    let lan: Vec<Capture> = [BoxId::A, BoxId::B]
+        .into_iter()
+        .map(|id| {
+            Capture::start(
+                &pair.lab.switch_ns.clone(),
+                &pair.spec(id).lan_tap.clone(),
+                pair.lab.path(&format!("flap-lan-{id:?}.pcap")),
+            )
+            .expect("LAN capture")
+        })
+        .collect();
+    let mut o = UacOptions::basic(&pair.lab, SocketAddrV4::new(VIP, lab::SIP_PORT), 9, 3);
+    o.port = 7600;
+    // Long enough to span this phase and the failover after it.
+    o.hold_ms = 45_000;
+    o.time_limit = Duration::from_secs(120);
+    let uac = Uac::start(&pair.lab, &o, "flap").expect("long calls");
+    // Calls set up and their templates synced (the pump sends within ~0.2 s).
+    std::thread::sleep(Duration::from_secs(5));
+    let on_master = templates_to(pair, master, server);
+    let ns = pair.lab.servers[k].ns.clone();
+    let backup_lan = format!("{}/32", pair.spec(backup).lan);
+    lab::ns_run(&ns, "ip", &["route", "add", "blackhole", &backup_lan])
+        .expect("blackhole the backup in the server's namespace");
+    let quiesced_after_s = wait_weight(pair, backup, server, 0);
+    // Stay down a while: a removal would have dropped the templates by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let during = templates_to(pair, backup, server);
+    let master_weight = weight_of(pair, master, server);
+    lab::ns_run(&ns, "ip", &["route", "del", "blackhole", &backup_lan])
+        .expect("unblock the backup");
+    let back_after_s = wait_weight(pair, backup, server, 1);
+    let after = templates_to(pair, backup, server);
+    let missing: Vec<&String> = on_master
+        .iter()
+        .filter(|c| !during.contains(*c) || !after.contains(*c))
+        .collect();
+    eprintln!(
+        "FIGURE ha_sync=backup_flap server={server} templates_on_master={} on_backup_while_down={} \
+         on_backup_after={} missing={} backup_weight0_after_s={quiesced_after_s:.1} back_after_s={back_after_s:.1} \
+         master_weight={master_weight:?}",
+        on_master.len(),
+        during.len(),
+        after.len(),
+        missing.len()
+    );
+    assert!(
+        !on_master.is_empty(),
+        "no call of the phase was on {server} (nothing tested)"
+    );
+    assert_eq!(
+        master_weight,
+        Some(1),
+        "the master's probes were not to fail"
+    );
+    assert!(
+        missing.is_empty(),
+        "synced templates of {server} lost on the backup while its probes failed: {missing:?}"
+    );
+    FlapCalls {
+        uac,
+        lan,
+        server,
+        servers,
+        on_server: on_master.into_iter().collect(),
+    }
+}
+
+impl FlapCalls {
+    /// After the failover at `t_term`: the calls complete and each request of a call
+    /// on the flapped server reached that server, also through the new master.
+    fn finish(mut self, t_term: u64) {
+        let st = self.uac.wait().expect("long calls end");
+        let mut lan = Vec::new();
+        for c in &mut self.lan {
+            lan.extend(c.stop().expect("LAN packets"));
+        }
+        let split = appliance_tests::lab::evidence::split_calls(&lan, &self.servers);
+        // This phase's calls on the server (the templates also hold earlier phases' calls).
+        let mine: Vec<&String> = self
+            .on_server
+            .iter()
+            .filter(|c| {
+                lan.iter().any(|p| {
+                    &p.call_id == *c && p.is_request("INVITE") && *p.dst.ip() == self.server
+                })
+            })
+            .collect();
+        let byes_after: usize = mine
+            .iter()
+            .filter(|c| {
+                lan.iter().any(|p| {
+                    p.call_id.as_str() == c.as_str()
+                        && p.is_request("BYE")
+                        && *p.dst.ip() == self.server
+                        && p.ts_us > t_term
+                })
+            })
+            .count();
+        eprintln!(
+            "FIGURE ha_sync=backup_flap_failover calls={} failed={} split={} byes_to_their_server_after_failover={byes_after}/{}",
+            st.created,
+            st.failed,
+            split.len(),
+            mine.len()
+        );
+        assert!(split.is_empty(), "calls split across servers: {split:?}");
+        assert!(!mine.is_empty(), "no call of this phase on {}", self.server);
+        assert_eq!(
+            byes_after,
+            mine.len(),
+            "BYEs of the flapped server's calls after the failover did not all reach it"
+        );
+        assert_eq!(st.failed, 0, "{st:?}");
     }
 }

@@ -2,11 +2,16 @@
 //! under steady call load. Restart: the daemon is killed (SIGKILL) and init
 //! respawns it: zero failed calls. Drain: a server drained from the admin
 //! interface gets no new calls once the kernel shows it drained, while the
-//! calls it already had complete.
+//! calls it already had complete. Removal: a server removed from the config
+//! while its calls wait for its late 200 stays in the kernel at weight 0, so
+//! the late replies leave de-NATed from the VIP and no packet with a LAN
+//! source reaches the clients.
 
 use appliance_tests::lab::booted::LabVm;
 use appliance_tests::lab::rounds::{load_with_action, poll_kernel, Load};
 use appliance_tests::lab::{self, evidence, LabOptions};
+use appliance_tests::sipp::{Uac, UacOptions};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 #[test]
@@ -124,4 +129,101 @@ fn lab_restart_and_drain() {
     assert_eq!(failed, 0, "{sipp:?}");
     let incomplete = evidence::incomplete_calls_between(&wan, 0, u64::MAX);
     assert!(incomplete.is_empty(), "incomplete calls: {incomplete:?}");
+
+    removal_while_replies_are_late(&mut lv, &servers);
+}
+
+/// Server 1 leaves the config (live import) while calls on it wait for its late 200.
+fn removal_while_replies_are_late(lv: &mut LabVm, servers: &[Ipv4Addr]) {
+    const LATE_MS: u32 = 5000;
+    lv.switch_servers("uas_late.xml", LATE_MS)
+        .expect("late-answering servers");
+    let removed = servers[1];
+    let vip = lv.lab.vip();
+    let mut wan = lv.capture_wan("removal-wan.pcap").expect("WAN capture");
+    let mut lanc = lv.capture_lan("removal-lan.pcap").expect("LAN capture");
+    let mut opts = UacOptions::basic(&lv.lab, vip, 6, 3);
+    opts.port = 5500;
+    opts.recv_timeout_ms = LATE_MS + 4000;
+    let uac = Uac::start(&lv.lab, &opts, "removal").expect("client");
+    std::thread::sleep(Duration::from_millis(1500));
+    // The running config without server 1, applied and saved through the daemon.
+    let t_remove = appliance_tests::lab::booted::now_us();
+    lv.guest(&format!(
+        "appliance config export /tmp/rm-a.toml >/dev/null && \
+         awk 'function flush() {{ if (buf != \"\" && buf !~ /\"{removed}\"/) printf \"%s\", buf; buf = \"\" }} \
+              /^\\[/ {{ flush(); blk = ($0 == \"[[services.servers]]\") }} \
+              {{ if (blk) buf = buf $0 \"\\n\"; else print }} END {{ flush() }}' \
+             /tmp/rm-a.toml > /tmp/rm-b.toml && \
+         ! grep -q '\"{removed}\"' /tmp/rm-b.toml && appliance config import --live /tmp/rm-b.toml"
+    ))
+    .expect("remove server 1 from the running config");
+    let t_applied = appliance_tests::lab::booted::now_us();
+    let k = lv.kernel_service().expect("kernel").expect("VIP service");
+    let kept = k.dests.iter().find(|(a, _, _)| *a == removed).map(|d| d.2);
+    let status = lv.guest("appliance status --json").expect("status");
+    let ipvs_conn = lv.guest("cat /proc/net/ip_vs_conn").unwrap_or_default();
+    eprintln!("after removal: {k:?}\n{ipvs_conn}");
+    let sipp = uac.wait().expect("client run");
+    std::thread::sleep(Duration::from_millis(500));
+    let wan = wan.stop().expect("WAN packets");
+    let lan = lanc.stop().expect("LAN packets");
+    // Calls whose INVITE reached server 1 before the removal and whose 200 it sent after.
+    let late: Vec<String> = evidence::first_arrivals(&lan, servers)
+        .into_iter()
+        .filter(|(_, (s, t))| *s == removed && *t < t_remove)
+        .map(|(c, _)| c)
+        .filter(|c| {
+            lan.iter().any(|p| {
+                &p.call_id == c
+                    && *p.src.ip() == removed
+                    && p.cseq_method == "INVITE"
+                    && matches!(p.kind, appliance_tests::lab::pcap::SipKind::Response(200))
+                    && p.ts_us >= t_applied
+            })
+        })
+        .collect();
+    let lan_net = |a: Ipv4Addr| a.octets()[..3] == removed.octets()[..3];
+    let leaked: Vec<String> = wan
+        .iter()
+        .filter(|p| lan_net(*p.src.ip()))
+        .map(|p| format!("{} -> {} {:?} {}", p.src, p.dst, p.kind, p.call_id))
+        .collect();
+    let late_from_vip = late
+        .iter()
+        .filter(|c| {
+            wan.iter().any(|p| {
+                &p.call_id == *c
+                    && p.src == vip
+                    && p.cseq_method == "INVITE"
+                    && matches!(p.kind, appliance_tests::lab::pcap::SipKind::Response(200))
+            })
+        })
+        .count();
+    eprintln!(
+        "FIGURE removal kernel_weight_after_apply={kept:?} apply_ms={} late_calls={} \
+         late_200_from_vip={late_from_vip} leaked_lan_source={} sipp={sipp:?}",
+        (t_applied - t_remove) / 1000,
+        late.len(),
+        leaked.len()
+    );
+    assert_eq!(
+        kept,
+        Some(0),
+        "the removed server must stay in the kernel at weight 0 while its calls go on: {k:?}"
+    );
+    assert!(
+        status.contains("\"draining\"") && status.contains(&removed.to_string()),
+        "status shows no drain of {removed}: {status}"
+    );
+    assert!(
+        !late.is_empty(),
+        "no call on the removed server answered after the removal (nothing was tested)"
+    );
+    assert!(
+        leaked.is_empty(),
+        "LAN source addresses reached the clients: {leaked:?}"
+    );
+    assert_eq!(late_from_vip, late.len(), "late 200s not seen from the VIP");
+    assert_eq!(sipp.failed, 0, "{sipp:?}");
 }

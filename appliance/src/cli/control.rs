@@ -299,6 +299,13 @@ fn status_text(s: &StatusInfo) -> String {
         },
         if s.unsaved { "NOT saved" } else { "saved" }
     );
+    for d in &s.draining {
+        let _ = writeln!(
+            out,
+            "server {} of {}: {} (removed or disabled), {} connection(s) left, deleted in {} s at most",
+            d.server, d.service, d.state, d.conns_left, d.grace_left_s
+        );
+    }
     out
 }
 
@@ -396,6 +403,26 @@ mod tests {
         ] {
             assert_eq!(run(&argv(bad)), ExitCode::from(2), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn status_text_lists_drains() {
+        let mut s = crate::control::proto::StatusInfo::default();
+        s.draining.push(crate::control::proto::DrainingServer {
+            service: "sip".into(),
+            server: "198.51.100.13:5060".parse().unwrap(),
+            state: "draining".into(),
+            conns_left: 4,
+            grace_left_s: 97,
+        });
+        let t = super::status_text(&s);
+        assert!(
+            t.contains("server 198.51.100.13:5060 of sip: draining (removed or disabled), 4 connection(s) left, deleted in 97 s at most"),
+            "{t}"
+        );
+        let j = super::render(&crate::control::proto::Reply::Status(Box::new(s)), true);
+        assert!(j.contains("\"state\": \"draining\""), "{j}");
+        assert!(j.contains("\"conns_left\": 4"), "{j}");
     }
 
     #[test]

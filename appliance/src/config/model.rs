@@ -234,6 +234,23 @@ fn default_granularity() -> Ipv4Addr {
     Ipv4Addr::UNSPECIFIED
 }
 
+/// Drain grace of a service without persistence, in seconds: the kernel's default UDP
+/// connection timeout, after which an idle UDP flow is gone anyway.
+pub const DRAIN_GRACE_NO_PERSISTENCE_S: u32 = 300;
+
+impl VirtualService {
+    /// How long a server the operator removed or disabled stays in the kernel at weight 0
+    /// while calls are still on it: the persistence timeout (a call idle that long has lost
+    /// its template anyway), or [`DRAIN_GRACE_NO_PERSISTENCE_S`] without persistence.
+    pub fn drain_grace_s(&self) -> u32 {
+        if self.persistence_timeout > 0 {
+            self.persistence_timeout
+        } else {
+            DRAIN_GRACE_NO_PERSISTENCE_S
+        }
+    }
+}
+
 /// Administrative state of a real server, set by the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -266,6 +266,7 @@ fn status(st: &FakeState, now: Duration) -> StatusInfo {
         ha: None,
         ntp: crate::ntp::NtpStatus::default(),
         syslog: Vec::new(),
+        draining: Vec::new(),
     }
 }
 

@@ -289,6 +289,24 @@ pub struct StatusInfo {
     /// Remote syslog collectors: sent and dropped counters, state, last error.
     #[serde(default)]
     pub syslog: Vec<crate::syslog::tasks::CollectorStatus>,
+    /// Servers removed or disabled by the operator that still carry calls.
+    #[serde(default)]
+    pub draining: Vec<DrainingServer>,
+}
+
+/// A server the operator removed or disabled, kept at weight 0 until its calls end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainingServer {
+    /// Service name.
+    pub service: String,
+    /// Server address and port.
+    pub server: SocketAddrV4,
+    /// Always "draining" (deleted from the kernel table when over).
+    pub state: String,
+    /// Connections and persistence templates the kernel still has for it.
+    pub conns_left: u64,
+    /// Seconds until it is deleted even with connections left.
+    pub grace_left_s: u64,
 }
 
 /// HA state for status and the console header.

@@ -214,6 +214,7 @@ fn live(shared: &Shared, q: LiveQuery) -> Response {
                     ha: live.ha_info(&running),
                     ntp: live.ntp_status(),
                     syslog: live.syslog_status(),
+                    draining: draining_rows(live),
                 })))
             }
             LiveQuery::Servers => Response::Ok(Reply::Servers(server_rows(&running, live))),
@@ -358,6 +359,24 @@ fn kernel_dest(
         d.inact_conns,
         d.persist_conns,
     ))
+}
+
+fn draining_rows(live: &super::Live) -> Vec<crate::control::proto::DrainingServer> {
+    live.drains()
+        .into_iter()
+        .filter_map(|d| {
+            let std::net::IpAddr::V4(a) = d.server.addr else {
+                return None;
+            };
+            Some(crate::control::proto::DrainingServer {
+                service: d.service,
+                server: SocketAddrV4::new(a, d.server.port),
+                state: "draining".into(),
+                conns_left: d.conns,
+                grace_left_s: d.grace_left_s,
+            })
+        })
+        .collect()
 }
 
 fn server_rows(cfg: &Config, live: &super::Live) -> Vec<ServerRow> {

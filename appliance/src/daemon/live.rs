@@ -66,6 +66,8 @@ struct Devices {
     /// What each LED role shows now (written only on change).
     led_shown: BTreeMap<u8, Pattern>,
     _uleds: Vec<File>,
+    /// Drains kept while the reconciler is closed (between a netlink error and the reopen).
+    drains: ipvs::drain::DrainBook,
     /// The VRRP runner (None until [`Live::attach_ha`]).
     runner: Option<HaRunner>,
     /// Makes the kernel send waiting sync entries while master (None until attach_ha).
@@ -127,6 +129,7 @@ impl Live {
                 leds,
                 led_shown: BTreeMap::new(),
                 _uleds: o.uleds,
+                drains: ipvs::drain::DrainBook::new(),
                 runner: None,
                 pump: None,
                 syslog,
@@ -241,8 +244,14 @@ impl Live {
 
     /// A notice from the VRRP runner: log transitions, update status and LEDs.
     pub fn on_ha_notice(&mut self, cfg: &Config, n: crate::vrrp::tasks::Notice) {
+        let transition = matches!(n, crate::vrrp::tasks::Notice::Transition { .. });
         self.state.on_ha_notice(n, Instant::now());
         self.flush_events();
+        if transition {
+            // The role decides how DOWN servers are treated: reconcile now, so a new
+            // master removes them before a new call can reach one.
+            self.sync(cfg);
+        }
         self.update_pump(cfg);
         self.update_leds(cfg);
     }
@@ -436,6 +445,24 @@ impl Live {
         Ok(format!("{} network change(s)", net.changes))
     }
 
+    /// How the IPVS table treats DOWN servers: only where traffic flows are they removed.
+    fn ipvs_role(&self, cfg: &Config) -> ipvs::Role {
+        if cfg.ha.enabled && self.state.ha.state != crate::vrrp::group::State::Master {
+            ipvs::Role::Standby
+        } else {
+            ipvs::Role::Active
+        }
+    }
+
+    /// Servers removed or disabled by the operator that still carry calls (weight 0).
+    pub fn drains(&self) -> Vec<ipvs::drain::DrainView> {
+        self.dev
+            .reconciler
+            .as_ref()
+            .map(|r| r.drains(Instant::now()))
+            .unwrap_or_default()
+    }
+
     /// Reconcile the kernel table to config + health; records faults instead of failing.
     pub fn sync(&mut self, cfg: &Config) -> Option<ipvs::SyncReport> {
         let r = self.sync_inner(cfg);
@@ -450,16 +477,21 @@ impl Live {
         }
         if self.dev.reconciler.is_none() {
             match Ipvs::connect() {
-                Ok(i) => self.dev.reconciler = Some(Reconciler::new(i)),
+                Ok(i) => {
+                    let mut r = Reconciler::new(i);
+                    r.set_drains(std::mem::take(&mut self.dev.drains));
+                    self.dev.reconciler = Some(r);
+                }
                 Err(e) => {
                     self.state.table_failed(format!("IPVS unavailable: {e}"));
                     return None;
                 }
             }
         }
+        let role = self.ipvs_role(cfg);
         let rec = self.dev.reconciler.as_mut()?;
         let state = &self.state;
-        match rec.sync(cfg, &|s, a| state.health_lookup(s, a)) {
+        match rec.sync_as(cfg, &|s, a| state.health_lookup(s, a), role, Instant::now()) {
             Ok(report) => {
                 self.state
                     .table_verified(report.table.clone(), Instant::now());
@@ -469,7 +501,10 @@ impl Live {
                 self.state
                     .table_failed(format!("IPVS table differs from the config: {e}"));
                 // A dropped netlink socket is reopened on the next sync.
-                self.dev.reconciler = None;
+                // Drains go on.
+                if let Some(mut old) = self.dev.reconciler.take() {
+                    self.dev.drains = old.take_drains();
+                }
                 None
             }
         }

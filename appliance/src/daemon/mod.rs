@@ -299,13 +299,31 @@ fn dry_run(opts: &Options) -> ExitCode {
         Err(e) => println!("(cannot plan against this system: {e})"),
     }
     println!("\n## IPVS plan (all servers assumed healthy)");
-    let desired = crate::ipvs::reconcile::desired(&st.config, &|_, _| crate::probe::Health::Up);
+    let up = |_: &str, _| crate::probe::Health::Up;
+    let mut desired = crate::ipvs::reconcile::desired(&st.config, &up);
     let actual = crate::ipvs::Ipvs::connect()
         .and_then(|mut i| i.dump())
         .unwrap_or_else(|e| {
             println!("(kernel table not readable: {e}; planning from an empty table)");
             Vec::new()
         });
+    // Servers no longer in the config that still carry calls are drained, not deleted.
+    let now = std::time::Instant::now();
+    let mut drains = crate::ipvs::drain::DrainBook::new();
+    drains.extend(
+        &mut desired,
+        &st.config,
+        &up,
+        crate::ipvs::Role::Active,
+        &actual,
+        now,
+    );
+    for d in drains.view(now) {
+        println!(
+            "drain server {} of {} (weight 0; {} connection(s) left; deleted when none are left or after {} s)",
+            d.server, d.service, d.conns, d.grace_left_s
+        );
+    }
     let ops = crate::ipvs::reconcile::plan(&desired, &actual);
     if ops.is_empty() {
         println!("(no changes)");

@@ -3,6 +3,7 @@
 //! - [`codec`]: pure encode/decode of the "IPVS" genl family (byte-vector tested);
 //! - [`transport`]: neli socket, family lookup, ACK/dump handling;
 //! - [`model`] + [`reconcile`]: pure desired-minus-actual planning;
+//! - [`drain`]: pure quiesce-then-remove of servers the operator removed or disabled;
 //! - [`Ipvs`] / [`Reconciler`]: dump → plan → apply → read back → verify;
 //! - [`syncd`]: connection-sync daemons (HA);
 //! - [`sysctl`]: data-path and sync sysctls.
@@ -11,6 +12,7 @@ use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 pub mod codec;
+pub mod drain;
 pub mod error;
 pub mod model;
 pub mod reconcile;
@@ -29,7 +31,7 @@ pub use codec::{
     Stats, Timeouts,
 };
 pub use error::{IpvsError, KernelError};
-pub use model::{ActualService, DesiredService, TableOp};
+pub use model::{ActualService, DesiredService, Role, TableOp};
 pub use transport::{Link, Transport};
 
 use crate::config::Config;
@@ -211,16 +213,36 @@ pub struct SyncReport {
     pub table: Vec<ActualService>,
 }
 
-/// Keeps the kernel table equal to config + health.
+/// Keeps the kernel table equal to config + health (+ drains of removed servers).
 #[derive(Debug)]
 pub struct Reconciler {
     ipvs: Ipvs,
+    drains: drain::DrainBook,
 }
 
 impl Reconciler {
     /// Wrap a connected [`Ipvs`].
     pub fn new(ipvs: Ipvs) -> Reconciler {
-        Reconciler { ipvs }
+        Reconciler {
+            ipvs,
+            drains: drain::DrainBook::new(),
+        }
+    }
+
+    /// The drains in progress (for status).
+    pub fn drains(&self, now: Instant) -> Vec<drain::DrainView> {
+        self.drains.view(now)
+    }
+
+    /// Hand the drains over to a new reconciler (the daemon reopens its netlink socket
+    /// after an error; the grace of a drain in progress must not restart).
+    pub fn take_drains(&mut self) -> drain::DrainBook {
+        std::mem::take(&mut self.drains)
+    }
+
+    /// Continue the drains of an earlier reconciler.
+    pub fn set_drains(&mut self, book: drain::DrainBook) {
+        self.drains = book;
     }
 
     /// The underlying handle (for stats, info, timeouts).
@@ -228,15 +250,33 @@ impl Reconciler {
         &mut self.ipvs
     }
 
-    /// Dump → plan → apply → dump again → verify; never claims success it did not verify.
+    /// [`Reconciler::sync_as`] on an active box, now.
     pub fn sync(
         &mut self,
         cfg: &Config,
         health: &dyn Fn(&str, SocketAddrV4) -> Health,
     ) -> Result<SyncReport, IpvsError> {
+        self.sync_as(cfg, health, Role::Active, Instant::now())
+    }
+
+    /// Dump → plan → apply → dump again → verify; never claims success it did not verify.
+    /// `role` decides how DOWN servers are treated; `now` times the drains.
+    pub fn sync_as(
+        &mut self,
+        cfg: &Config,
+        health: &dyn Fn(&str, SocketAddrV4) -> Health,
+        role: Role,
+        now: Instant,
+    ) -> Result<SyncReport, IpvsError> {
         let t0 = Instant::now();
-        let desired = reconcile::desired(cfg, health);
+        let mut desired = reconcile::desired_for(cfg, health, role);
         let actual = self.ipvs.dump()?;
+        for ev in self
+            .drains
+            .extend(&mut desired, cfg, health, role, &actual, now)
+        {
+            log_drain(&ev);
+        }
         let ops = reconcile::plan(&desired, &actual);
         let t1 = Instant::now();
         let failures = self.ipvs.apply_collect(&ops);
@@ -268,6 +308,35 @@ impl Reconciler {
             apply_time,
             table,
         })
+    }
+}
+
+fn log_drain(ev: &drain::DrainEvent) {
+    match ev {
+        drain::DrainEvent::Started {
+            service,
+            server,
+            conns,
+            grace_s,
+        } => tracing::info!(
+            service = %service,
+            server = %server,
+            conns,
+            grace_s,
+            "server removed from the config is draining (weight 0 until its calls end)"
+        ),
+        drain::DrainEvent::Ended {
+            service,
+            server,
+            why,
+            conns,
+        } => tracing::info!(
+            service = %service,
+            server = %server,
+            conns,
+            why = %why,
+            "drain of a removed server over"
+        ),
     }
 }
 

@@ -6,6 +6,17 @@ use super::codec::{
     DestEntry, DestKey, DestParams, FwdMethod, Request, ServiceKey, ServiceParams, Stats,
 };
 
+/// Whether client traffic flows through this box; decides how a DOWN server is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Role {
+    /// No HA, or the HA master: a DOWN server is removed (with `on_failure = "remove"`) so
+    /// a new call never goes to it and its calls' retransmissions move to a live server.
+    Active,
+    /// HA backup (or initialising, or in fault): no traffic flows, so a DOWN server is only
+    /// quiesced to weight 0 and its synced connections and templates survive a failover.
+    Standby,
+}
+
 /// How a destination's weight is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum WeightRule {

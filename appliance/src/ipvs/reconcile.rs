@@ -20,12 +20,17 @@
 //!   available), so a call whose INVITE reached the server just before it failed is
 //!   rescheduled to a live server by its own retransmission. A drained server that fails is
 //!   removed too.
+//! - Only where traffic flows ([`Role::Active`]). On an HA backup ([`Role::Standby`]) a DOWN
+//!   server is kept at weight 0: removing it would make the kernel drop its synced
+//!   connections and templates (`expire_nodest_conn`), and a failover would then move its
+//!   calls. The role change to master reconciles at once and removes it.
+//! - A server the operator removes or disables is drained, not deleted (see [`super::drain`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddrV4};
 
 use super::codec::{svc_flags, DestKey, DestParams, FwdMethod, ServiceKey, ServiceParams};
-use super::model::{ActualService, DesiredDest, DesiredService, TableOp, WeightRule};
+use super::model::{ActualService, DesiredDest, DesiredService, Role, TableOp, WeightRule};
 use crate::config::{AdminState, Config, FailureAction, Forwarding, VirtualService};
 use crate::probe::Health;
 
@@ -60,8 +65,17 @@ fn fwd_of(f: Forwarding) -> FwdMethod {
     }
 }
 
-/// The desired table for `cfg`, asking `health(service_name, server)` for each server.
+/// The desired table for `cfg` on an active box, asking `health(service_name, server)`.
 pub fn desired(cfg: &Config, health: &dyn Fn(&str, SocketAddrV4) -> Health) -> Vec<DesiredService> {
+    desired_for(cfg, health, Role::Active)
+}
+
+/// The desired table for `cfg` in `role` (without drains of removed servers).
+pub fn desired_for(
+    cfg: &Config,
+    health: &dyn Fn(&str, SocketAddrV4) -> Health,
+    role: Role,
+) -> Vec<DesiredService> {
     let mut out: Vec<DesiredService> = Vec::new();
     let mut seen_services = BTreeSet::new();
     for vs in cfg.services.iter() {
@@ -88,7 +102,8 @@ pub fn desired(cfg: &Config, health: &dyn Fn(&str, SocketAddrV4) -> Health) -> V
             } else {
                 Health::Up
             };
-            let remove_on_failure = vs.probe.on_failure == FailureAction::Remove;
+            let remove_policy = vs.probe.on_failure == FailureAction::Remove;
+            let remove_on_failure = remove_policy && role == Role::Active;
             let weight = rs.weight.min(i32::MAX as u32);
             let rule = match (h, rs.state) {
                 // Removed even while draining: its calls cannot finish on a dead server,
@@ -97,7 +112,7 @@ pub fn desired(cfg: &Config, health: &dyn Fn(&str, SocketAddrV4) -> Health) -> V
                 (Health::Down, _) => Some(WeightRule::Set(0)),
                 (_, AdminState::Draining) => Some(WeightRule::Set(0)),
                 (Health::Up, _) => Some(WeightRule::Set(weight)),
-                (Health::Unknown, _) if remove_on_failure => Some(WeightRule::KeepElseAbsent),
+                (Health::Unknown, _) if remove_policy => Some(WeightRule::KeepElseAbsent),
                 (Health::Unknown, _) => Some(WeightRule::KeepElse(0)),
             };
             if let Some(weight) = rule {

@@ -267,3 +267,64 @@ fn transport_resolves_family_or_says_ipvs_is_missing() {
         Err(e) => panic!("unexpected: {e}"),
     }
 }
+
+/// Quiesce-then-remove through the byte-speaking fake: the read-back verifies the weight-0
+/// drain and the weight-0 DOWN server of a backup, and no flush is ever sent.
+#[test]
+fn drains_and_backup_quiesce_verify_through_bytes() {
+    let (mut r, st) = reconciler();
+    let cfg = Config::builtin_default();
+    let t0 = std::time::Instant::now();
+    r.sync_as(&cfg, &up, Role::Active, t0).expect("first");
+    let s13 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 13), 5060);
+    let weight = |st: &fake::FakeState, last: u8| {
+        st.services[0]
+            .dests
+            .iter()
+            .find(|d| d.0.addr == IpAddr::V4(Ipv4Addr::new(198, 51, 100, last)))
+            .map(|d| d.1.weight)
+    };
+    // The fake reports one connection on every server: .13 removed from the config drains.
+    let mut less = cfg.clone();
+    less.services[0].servers.retain(|s| s.address != *s13.ip());
+    let rep = r
+        .sync_as(&less, &up, Role::Active, t0)
+        .expect("drain verified");
+    assert_eq!(rep.ops.len(), 1, "{:?}", rep.ops);
+    assert_eq!(weight(&st.lock().expect("lock"), 13), Some(0));
+    let v = r.drains(t0);
+    assert_eq!(v.len(), 1);
+    assert_eq!((v[0].service.as_str(), v[0].conns), ("sip", 1));
+    // Steady: nothing to do, nothing unverified.
+    assert!(r
+        .sync_as(&less, &up, Role::Active, t0)
+        .expect("steady")
+        .ops
+        .is_empty());
+    // The grace passes: deleted and verified.
+    let later = t0 + std::time::Duration::from_secs(u64::from(less.services[0].drain_grace_s()));
+    let rep = r.sync_as(&less, &up, Role::Active, later).expect("deleted");
+    assert!(matches!(rep.ops.as_slice(), [TableOp::DelDest { .. }]));
+    assert_eq!(weight(&st.lock().expect("lock"), 13), None);
+    assert!(r.drains(later).is_empty());
+
+    // Backup: .12 DOWN stays at weight 0; master: removed.
+    let down12 = |_: &str, a: SocketAddrV4| {
+        if a.ip().octets()[3] == 12 {
+            Health::Down
+        } else {
+            Health::Up
+        }
+    };
+    r.sync_as(&less, &down12, Role::Standby, later)
+        .expect("backup verified");
+    assert_eq!(weight(&st.lock().expect("lock"), 12), Some(0));
+    r.sync_as(&less, &down12, Role::Active, later)
+        .expect("master verified");
+    assert_eq!(weight(&st.lock().expect("lock"), 12), None);
+    let log = &st.lock().expect("lock").log;
+    assert!(
+        !log.iter().any(|q| matches!(q, Request::DelService(_))),
+        "never a service delete or flush"
+    );
+}
