@@ -1,7 +1,10 @@
-//! `appliance firmware ...`: build and verify bundles (host or box), and keys.
+//! `appliance firmware ...`: A/B slots on the box (status, install, rollback, mark-good) and
+//! bundles and keys on a build host (verify, keygen, bundle, grub-cfg, make-disk).
 
 use std::io::{BufReader, Write};
 use std::process::ExitCode;
+
+use argh::FromArgs;
 
 use crate::config::board::{Board, BOARD_PATH};
 use crate::firmware::bundle::{self, BundleError, Policy, Verified};
@@ -10,101 +13,244 @@ use crate::firmware::keys::{self, Keyring, KEYRING_PATH};
 use crate::firmware::slots::{self, booted_slot, Slot, Slots};
 use crate::firmware::version::Version;
 
-/// The value of `--NAME VALUE` in `args` (both removed from it).
-fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
-    let Some(i) = args.iter().position(|a| a == name) else {
-        return Ok(None);
-    };
-    if i + 1 >= args.len() {
-        return Err(format!("{name} needs a value"));
-    }
-    let v = args.remove(i + 1);
-    args.remove(i);
-    Ok(Some(v))
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "firmware",
+    help_triggers("-h", "--help", "help"),
+    note = "On the box: status, install, rollback, mark-good (they take --board-file PATH, --disk PATH
+and --booted A|B to work on a disk image from a host). On a build host: verify, keygen,
+bundle, grub-cfg, make-disk. Every command has its own help: appliance firmware <command> --help."
+)]
+/// A/B firmware slots and signed bundles.
+pub struct Args {
+    #[argh(subcommand)]
+    /// the firmware command
+    pub command: Sub,
 }
 
-const USAGE: &str = "usage: appliance firmware <command>
+/// A `firmware` sub-command.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+pub enum Sub {
+    /// `firmware status`
+    Status(Status),
+    /// `firmware install`
+    Install(Install),
+    /// `firmware rollback`
+    Rollback(Rollback),
+    /// `firmware mark-good`
+    MarkGood(MarkGood),
+    /// `firmware verify`
+    Verify(VerifyArgs),
+    /// `firmware keygen`
+    Keygen(Keygen),
+    /// `firmware bundle`
+    Bundle(BundleArgs),
+    /// `firmware grub-cfg`
+    GrubCfg(GrubCfg),
+    /// `firmware make-disk`
+    MakeDisk(MakeDisk),
+}
 
-on the box (options: --board-file PATH, --disk PATH, --booted A|B for a disk image on a host):
-  status                       both slots: versions, states, which one booted, last event
-  install FILE [--force]       verify, write the other slot, read back, boot it next on trial
-  rollback                     boot the other (good) slot next
-  mark-good                    the running slot is healthy: keep booting it
-  verify FILE [--force] [--keyring PATH] [--board NAME]
-                               check a bundle (signature, board, version, hashes); writes nothing
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "status", help_triggers("-h", "--help", "help"))]
+/// both slots: versions, states, which one booted, the last event.
+pub struct Status {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
 
-on a build host:
-  grub-cfg [--board-file PATH]  grub.cfg for the board's boot disk layout
-  make-disk -o OUT --boot-img F --core-img F --env-part F kernel=PATH rootfs=PATH [--version V]
-            [--append ARGS] [--board-file PATH]
-                               lay out a fresh boot disk image with slot A filled
-  keygen NAME                  write NAME.key (secret) and NAME.pub (a keyring line)
-  bundle --key FILE|--unsigned --version X.Y.Z --board NAME -o OUT [--description TEXT]
-         kernel=PATH [rootfs=PATH]
-                               build a signed bundle
-";
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "install",
+    help_triggers("-h", "--help", "help"),
+    note = "The whole bundle is verified (signature, board, version, every image hash) before
+anything is written; then it is read a second time, written into the other slot, read back
+and compared, and only then does that slot boot next, on trial."
+)]
+/// verify a bundle, write the other slot, read it back, boot it next on trial.
+pub struct Install {
+    /// the bundle: a file or a raw device
+    #[argh(positional)]
+    pub source: String,
+    /// install an older version than the running one
+    #[argh(switch)]
+    pub force: bool,
+    /// trusted keys (default /etc/appliance/firmware-keys)
+    #[argh(option)]
+    pub keyring: Option<String>,
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
 
-/// `appliance firmware ...`: its words go to the firmware tool's own parser (see its usage).
-#[derive(argh::FromArgs, Debug, PartialEq)]
-#[argh(subcommand, name = "firmware", help_triggers("-h", "--help"))]
-/// A/B firmware slots and signed bundles: status, install FILE, rollback, mark-good, verify, keygen, bundle, grub-cfg, make-disk (`appliance firmware help` lists their options).
-pub struct Args {
-    /// the firmware command and its options.
-    #[argh(positional, greedy)]
-    pub words: Vec<String>,
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "rollback", help_triggers("-h", "--help", "help"))]
+/// boot the other (good) slot next.
+pub struct Rollback {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "mark-good", help_triggers("-h", "--help", "help"))]
+/// the running slot is healthy: keep booting it (normally the daemon does this).
+pub struct MarkGood {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "verify", help_triggers("-h", "--help", "help"))]
+/// check a bundle (signature, board, version, hashes); writes nothing.
+pub struct VerifyArgs {
+    /// the bundle file
+    #[argh(positional)]
+    pub file: String,
+    /// accept an older version than the running one
+    #[argh(switch)]
+    pub force: bool,
+    /// trusted keys (default /etc/appliance/firmware-keys)
+    #[argh(option)]
+    pub keyring: Option<String>,
+    /// board name the bundle must be for (default: this box's, from board.toml)
+    #[argh(option)]
+    pub board: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "keygen", help_triggers("-h", "--help", "help"))]
+/// write NAME.key (secret, mode 0600) and NAME.pub (a keyring line).
+pub struct Keygen {
+    /// file name stem of the key pair
+    #[argh(positional)]
+    pub name: String,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "bundle",
+    help_triggers("-h", "--help", "help"),
+    note = "Images are NAME=PATH arguments: kernel=bzImage rootfs=initramfs.cpio."
+)]
+/// build a signed bundle (on a build host).
+pub struct BundleArgs {
+    /// secret key file from `appliance firmware keygen`
+    #[argh(option)]
+    pub key: Option<String>,
+    /// build an unsigned bundle (tests of the refusal only)
+    #[argh(switch)]
+    pub unsigned: bool,
+    /// firmware version X.Y.Z
+    #[argh(option)]
+    pub version: String,
+    /// board name the images are for (board.toml name)
+    #[argh(option)]
+    pub board: String,
+    /// output file
+    #[argh(option, short = 'o')]
+    pub out: String,
+    /// free text for people (build host, date)
+    #[argh(option, default = "String::new()")]
+    pub description: String,
+    /// images as NAME=PATH
+    #[argh(positional)]
+    pub images: Vec<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "grub-cfg", help_triggers("-h", "--help", "help"))]
+/// print grub.cfg for the board's boot disk layout.
+pub struct GrubCfg {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "make-disk",
+    help_triggers("-h", "--help", "help"),
+    note = "Slot A's images are kernel=PATH rootfs=PATH arguments."
+)]
+/// lay out a fresh boot disk image with slot A filled (on a build host).
+pub struct MakeDisk {
+    /// output disk image
+    #[argh(option, short = 'o')]
+    pub out: String,
+    /// GRUB i386-pc boot.img
+    #[argh(option)]
+    pub boot_img: String,
+    /// GRUB core.img from grub-mkimage
+    #[argh(option)]
+    pub core_img: String,
+    /// a FAT image holding an empty grubenv
+    #[argh(option)]
+    pub env_part: String,
+    /// slot A's version (default: this binary's)
+    #[argh(option)]
+    pub version: Option<String>,
+    /// extra kernel command line arguments
+    #[argh(option, default = "String::new()")]
+    pub append: String,
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// kernel=PATH rootfs=PATH
+    #[argh(positional)]
+    pub images: Vec<String>,
 }
 
 /// Run `appliance firmware ...`.
 pub fn run(a: Args) -> ExitCode {
-    cli(&a.words)
-}
-
-/// Entry point for `appliance firmware ...`.
-pub fn cli(args: &[String]) -> ExitCode {
-    let mut args = args.to_vec();
-    let Some(cmd) = (!args.is_empty()).then(|| args.remove(0)) else {
-        eprint!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let r = match cmd.as_str() {
-        "verify" => verify_cmd(args),
-        "status" => status_cmd(args),
-        "install" => install_cmd(args),
-        "rollback" => rollback_cmd(args),
-        "mark-good" => mark_good_cmd(args),
-        "grub-cfg" => grub_cfg_cmd(args),
-        "make-disk" => make_disk_cmd(args),
-        "keygen" => keygen_cmd(args),
-        "bundle" => bundle_cmd(args),
-        "help" | "--help" | "-h" => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        other => Err(format!("unknown firmware command '{other}'\n\n{USAGE}")),
+    let (name, r) = match a.command {
+        Sub::Status(a) => ("status", status_cmd(a)),
+        Sub::Install(a) => ("install", install_cmd(a)),
+        Sub::Rollback(a) => ("rollback", rollback_cmd(a)),
+        Sub::MarkGood(a) => ("mark-good", mark_good_cmd(a)),
+        Sub::Verify(a) => ("verify", verify_cmd(a)),
+        Sub::Keygen(a) => ("keygen", keygen_cmd(a)),
+        Sub::Bundle(a) => ("bundle", bundle_cmd(a)),
+        Sub::GrubCfg(a) => ("grub-cfg", grub_cfg_cmd(a)),
+        Sub::MakeDisk(a) => ("make-disk", make_disk_cmd(a)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("appliance firmware {cmd}: {e}");
+            eprintln!("appliance firmware {name}: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
-    match args.iter().position(|a| a == name) {
-        Some(i) => {
-            args.remove(i);
-            true
-        }
-        None => false,
-    }
-}
-
-fn no_more(args: &[String]) -> Result<(), String> {
-    match args.first() {
-        Some(a) => Err(format!("unexpected argument '{a}'")),
-        None => Ok(()),
     }
 }
 
@@ -121,10 +267,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// From `--keyring` / `--board` in `args` (removed), else the box's files.
-    pub fn from_args(args: &mut Vec<String>) -> Result<Context, String> {
-        let keyring_path = take_opt(args, "--keyring")?.unwrap_or_else(|| KEYRING_PATH.into());
-        let board = match take_opt(args, "--board")? {
+    /// From `--keyring` / `--board`, else the box's files.
+    pub fn new(keyring: Option<String>, board: Option<String>) -> Result<Context, String> {
+        let keyring_path = keyring.unwrap_or_else(|| KEYRING_PATH.into());
+        let board = match board {
             Some(b) => b,
             None => Board::load(BOARD_PATH).map_err(|e| e.to_string())?.name,
         };
@@ -165,13 +311,9 @@ pub fn verify_file(path: &str, policy: &Policy<'_>) -> Result<Verified, BundleEr
     bundle::verify_stream_opts(&mut r, policy, !is_device(path))
 }
 
-fn verify_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let force = take_flag(&mut args, "--force");
-    let ctx = Context::from_args(&mut args)?;
-    let file = (!args.is_empty())
-        .then(|| args.remove(0))
-        .ok_or("verify needs a bundle FILE")?;
-    no_more(&args)?;
+fn verify_cmd(a: VerifyArgs) -> Result<(), String> {
+    let ctx = Context::new(a.keyring, a.board)?;
+    let (file, force) = (a.file, a.force);
     let v = verify_file(&file, &ctx.policy(force)).map_err(|e| e.to_string())?;
     println!(
         "{file}: good bundle, version {} for '{}', signed by '{}'",
@@ -183,11 +325,8 @@ fn verify_cmd(mut args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-fn keygen_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let name = (!args.is_empty())
-        .then(|| args.remove(0))
-        .ok_or("keygen needs a NAME")?;
-    no_more(&args)?;
+fn keygen_cmd(a: Keygen) -> Result<(), String> {
+    let name = a.name;
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| format!("no randomness from the kernel: {e}"))?;
     let label = std::path::Path::new(&name)
@@ -220,14 +359,9 @@ impl Mode0600 for std::fs::OpenOptions {
     }
 }
 
-fn bundle_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let unsigned = take_flag(&mut args, "--unsigned");
-    let key = take_opt(&mut args, "--key")?;
-    let version = take_opt(&mut args, "--version")?.ok_or("bundle needs --version X.Y.Z")?;
-    let board =
-        take_opt(&mut args, "--board")?.ok_or("bundle needs --board NAME (board.toml name)")?;
-    let out = take_opt(&mut args, "-o")?.ok_or("bundle needs -o OUT")?;
-    let description = take_opt(&mut args, "--description")?.unwrap_or_default();
+fn bundle_cmd(a: BundleArgs) -> Result<(), String> {
+    let (unsigned, key, version, board, out, description) =
+        (a.unsigned, a.key, a.version, a.board, a.out, a.description);
     let key = match (key, unsigned) {
         (Some(k), false) => {
             let text = std::fs::read_to_string(&k).map_err(|e| format!("{k}: {e}"))?;
@@ -237,7 +371,7 @@ fn bundle_cmd(mut args: Vec<String>) -> Result<(), String> {
         _ => return Err("give exactly one of --key FILE and --unsigned".into()),
     };
     let mut images = Vec::new();
-    for a in &args {
+    for a in &a.images {
         let (name, path) = a
             .split_once('=')
             .ok_or_else(|| format!("'{a}' is not NAME=PATH (kernel=... rootfs=...)"))?;
@@ -259,13 +393,16 @@ fn bundle_cmd(mut args: Vec<String>) -> Result<(), String> {
 }
 
 /// The board's firmware layout (`--board-file`, else the box's), with `--disk` overriding the device.
-fn layout_from(args: &mut Vec<String>) -> Result<(Board, Layout), String> {
-    let path = take_opt(args, "--board-file")?.unwrap_or_else(|| BOARD_PATH.into());
+fn layout_from(
+    board_file: Option<String>,
+    disk: Option<String>,
+) -> Result<(Board, Layout), String> {
+    let path = board_file.unwrap_or_else(|| BOARD_PATH.into());
     let board = Board::load(&path).map_err(|e| e.to_string())?;
     let mut layout = board.firmware.clone().ok_or_else(|| {
         format!("{path} has no [firmware] section: this board has no A/B firmware slots")
     })?;
-    if let Some(d) = take_opt(args, "--disk")? {
+    if let Some(d) = disk {
         layout.disk = d;
     }
     layout.check()?;
@@ -273,8 +410,8 @@ fn layout_from(args: &mut Vec<String>) -> Result<(Board, Layout), String> {
 }
 
 /// The slot the running kernel was booted from (`appliance.slot=` from GRUB), or `--booted`.
-fn booted_from(args: &mut Vec<String>) -> Result<Slot, String> {
-    if let Some(b) = take_opt(args, "--booted")? {
+fn booted_from(booted: Option<String>) -> Result<Slot, String> {
+    if let Some(b) = booted {
         return Slot::parse(&b).ok_or_else(|| format!("--booted must be A or B, not '{b}'"));
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
@@ -320,10 +457,9 @@ pub fn status_text(slots: &Slots, booted: Option<Slot>) -> String {
     out
 }
 
-fn status_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args).ok();
-    no_more(&args)?;
+fn status_cmd(a: Status) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted).ok();
     let disk = Disk::open(layout)?;
     let env = disk.read_env()?;
     print!("{}", status_text(&Slots::from_env(&env), booted));
@@ -334,15 +470,12 @@ fn lock() -> Result<crate::store::lock::StoreLock, String> {
     crate::firmware::change_lock()
 }
 
-fn install_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let force = take_flag(&mut args, "--force");
-    let (board, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args)?;
-    let keyring_path = take_opt(&mut args, "--keyring")?.unwrap_or_else(|| KEYRING_PATH.into());
-    let file = (!args.is_empty())
-        .then(|| args.remove(0))
-        .ok_or("install needs a bundle FILE")?;
-    no_more(&args)?;
+fn install_cmd(a: Install) -> Result<(), String> {
+    let force = a.force;
+    let (board, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted)?;
+    let keyring_path = a.keyring.unwrap_or_else(|| KEYRING_PATH.into());
+    let file = a.source;
     let keyring = Keyring::load(std::path::Path::new(&keyring_path))?;
     let running = crate::firmware::running_version();
     let policy = Policy {
@@ -456,10 +589,9 @@ fn install_cmd(mut args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-fn rollback_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args)?;
-    no_more(&args)?;
+fn rollback_cmd(a: Rollback) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted)?;
     let _lock = lock()?;
     let disk = Disk::open(layout)?;
     let mut env = disk.read_env()?;
@@ -471,10 +603,9 @@ fn rollback_cmd(mut args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-fn mark_good_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args)?;
-    no_more(&args)?;
+fn mark_good_cmd(a: MarkGood) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted)?;
     let _lock = lock()?;
     let disk = Disk::open(layout)?;
     let mut env = disk.read_env()?;
@@ -495,28 +626,20 @@ fn mark_good_cmd(mut args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-fn grub_cfg_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    no_more(&args)?;
+fn grub_cfg_cmd(a: GrubCfg) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, None)?;
     print!("{}", layout.grub_cfg());
     Ok(())
 }
 
-fn make_disk_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let out = take_opt(&mut args, "-o")?.ok_or("make-disk needs -o OUT")?;
-    let boot = take_opt(&mut args, "--boot-img")?
-        .ok_or("make-disk needs --boot-img (GRUB i386-pc boot.img)")?;
-    let core = take_opt(&mut args, "--core-img")?
-        .ok_or("make-disk needs --core-img (from grub-mkimage)")?;
-    let env_part = take_opt(&mut args, "--env-part")?
-        .ok_or("make-disk needs --env-part (a FAT image holding an empty grubenv)")?;
-    let version = take_opt(&mut args, "--version")?.unwrap_or_else(|| crate::VERSION.into());
-    let append = take_opt(&mut args, "--append")?.unwrap_or_default();
+fn make_disk_cmd(a: MakeDisk) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, None)?;
+    let (out, boot, core, env_part, append) = (a.out, a.boot_img, a.core_img, a.env_part, a.append);
+    let version = a.version.unwrap_or_else(|| crate::VERSION.into());
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
     let mut kernel = None;
     let mut rootfs = None;
-    for a in &args {
+    for a in &a.images {
         match a.split_once('=') {
             Some(("kernel", p)) => kernel = Some(read(p)?),
             Some(("rootfs", p)) => rootfs = Some(read(p)?),
