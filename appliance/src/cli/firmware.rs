@@ -12,6 +12,7 @@ use crate::firmware::disk::{self, Disk, Layout};
 use crate::firmware::keys::{self, Keyring, KEYRING_PATH};
 use crate::firmware::slots::{self, booted_slot, Slot, Slots};
 use crate::firmware::version::Version;
+use crate::firmware::{fetch, install};
 
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(
@@ -75,13 +76,18 @@ pub struct Status {
     help_triggers("-h", "--help", "help"),
     note = "The whole bundle is verified (signature, board, version, every image hash) before
 anything is written; then it is read a second time, written into the other slot, read back
-and compared, and only then does that slot boot next, on trial."
+and compared, and only then does that slot boot next, on trial. A URL is downloaded twice
+(never held in memory whole): connect 10 s, stall 30 s, 30 min in all, and no larger than
+the slots can hold. The trust is the bundle's signature, over http as over https."
 )]
-/// verify a bundle, write the other slot, read it back, boot it next on trial.
+/// verify a bundle (a file, a raw device or an http(s) URL), write the other slot, read it back, boot it next on trial.
 pub struct Install {
-    /// the bundle: a file or a raw device
+    /// the bundle: a file, a raw device, or http://HOST[:PORT]/PATH or https://... on a management host
     #[argh(positional)]
     pub source: String,
+    /// PEM file of CA certificates trusted for an https URL (default /etc/appliance/firmware-ca.pem if present, else the built-in Mozilla roots)
+    #[argh(option)]
+    pub ca_file: Option<String>,
     /// install an older version than the running one
     #[argh(switch)]
     pub force: bool,
@@ -296,19 +302,12 @@ impl Context {
     }
 }
 
-/// True for a raw device (a USB stick written with dd): it ends on a sector boundary, so
-/// its tail after the signed length is not part of the bundle.
-fn is_device(path: &str) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
-}
-
 /// Verify a bundle file (or raw device) as a stream: header, signature, manifest, then every
 /// image hash.
 pub fn verify_file(path: &str, policy: &Policy<'_>) -> Result<Verified, BundleError> {
     let f = std::fs::File::open(path).map_err(|e| BundleError::Io(format!("{path}: {e}")))?;
     let mut r = BufReader::with_capacity(64 * 1024, f);
-    bundle::verify_stream_opts(&mut r, policy, !is_device(path))
+    bundle::verify_stream_opts(&mut r, policy, !install::is_device(path))
 }
 
 fn verify_cmd(a: VerifyArgs) -> Result<(), String> {
@@ -471,120 +470,36 @@ fn lock() -> Result<crate::store::lock::StoreLock, String> {
 }
 
 fn install_cmd(a: Install) -> Result<(), String> {
-    let force = a.force;
     let (board, layout) = layout_from(a.board_file, a.disk)?;
     let booted = booted_from(a.booted)?;
     let keyring_path = a.keyring.unwrap_or_else(|| KEYRING_PATH.into());
-    let file = a.source;
     let keyring = Keyring::load(std::path::Path::new(&keyring_path))?;
-    let running = crate::firmware::running_version();
-    let policy = Policy {
-        keyring: &keyring,
-        keyring_path: &keyring_path,
-        board: &board.name,
-        running,
-        force,
-    };
-    let _lock = lock()?;
-    let t0 = std::time::Instant::now();
-    // Pass 1: the whole bundle is verified before anything is written.
-    eprintln!("verifying {file}");
-    let v = verify_file(&file, &policy).map_err(|e| e.to_string())?;
-    let target = booted.other();
-    for img in &v.manifest.images {
-        let (_, room) = layout
-            .area(target, &img.name)
-            .ok_or_else(|| format!("no area for '{}'", img.name))?;
-        if img.size > room {
-            return Err(format!(
-                "image '{}' ({} bytes) is larger than its slot area ({room} bytes)",
-                img.name, img.size
-            ));
-        }
-    }
-    if v.manifest.image("kernel").is_none() || v.manifest.image("rootfs").is_none() {
-        return Err("a slot needs both a kernel and a rootfs image; this bundle lacks one".into());
-    }
-    let disk = Disk::open(layout)?;
-    let mut env = disk.read_env()?;
-    slots::begin_install(&mut env, target).map_err(|e| e.to_string())?;
-    disk.write_env(&env)?;
-    tracing::info!(slot = %target, version = %v.manifest.version, signer = %v.signer, "firmware install started");
-    eprintln!(
-        "writing version {} into slot {target} (signed by '{}')",
-        v.manifest.version, v.signer
-    );
-    // Pass 2: stream again, hashing while writing; a file changed since pass 1 fails here.
-    let f = std::fs::File::open(&file).map_err(|e| format!("{file}: {e}"))?;
-    let mut r = BufReader::with_capacity(64 * 1024, f);
-    let head = bundle::read_head(&mut r).map_err(|e| e.to_string())?;
-    let v2 = head.verify(&policy).map_err(|e| e.to_string())?;
-    if v2.manifest != v.manifest {
-        return Err(format!(
-            "{file} changed during the install; slot {target} is left unbootable"
-        ));
-    }
-    let total = v.manifest.payload_len().max(1);
-    let mut done = 0u64;
-    let mut shown = 0u64;
-    let mut writers: Vec<(String, disk::AreaWriter<'_>)> = Vec::new();
-    let whole_file = !is_device(&file);
-    let res = bundle::check_images(
-        &mut r,
-        &v.manifest,
-        head.payload_offset(),
-        whole_file,
-        |img, chunk| {
-            if writers.last().is_none_or(|(n, _)| *n != img.name) {
-                writers.push((img.name.clone(), disk.area_writer(target, &img.name)?));
-            }
-            let (_, w) = writers.last_mut().ok_or("no writer")?;
-            w.write(chunk)?;
-            done += chunk.len() as u64;
-            let pct = done * 100 / total;
-            if pct >= shown + 10 || done == total {
-                shown = pct;
-                eprintln!("  {pct:>3}%  {done} of {total} bytes");
-            }
-            Ok::<(), String>(())
+    let target = install::Target {
+        layout,
+        booted,
+        policy: Policy {
+            keyring: &keyring,
+            keyring_path: &keyring_path,
+            board: &board.name,
+            running: crate::firmware::running_version(),
+            force: a.force,
         },
-    );
-    let res = res.map_err(|e| e.to_string()).and_then(|r| r);
-    if let Err(e) = res {
-        tracing::warn!(slot = %target, error = %e, "firmware install failed");
-        return Err(format!(
-            "{e}; slot {target} is left unbootable, slot {booted} still boots"
-        ));
-    }
-    let mut sectors = std::collections::HashMap::new();
-    for (name, w) in writers {
-        sectors.insert(name, w.finish()?);
-    }
-    disk.sync()?;
-    for img in &v.manifest.images {
-        let got = disk.hash_area(target, &img.name, img.size)?;
-        if got != img.sha256 {
-            return Err(format!(
-                "read-back of '{}' in slot {target} does not match (SHA-256 {got}): the medium may be failing; slot {booted} still boots",
-                img.name
-            ));
-        }
-    }
-    slots::finish_install(
-        &mut env,
-        target,
-        &v.manifest.version,
-        sectors["kernel"],
-        sectors["rootfs"],
-    )
-    .map_err(|e| e.to_string())?;
-    disk.write_env(&env)?;
-    tracing::info!(slot = %target, version = %v.manifest.version, "firmware installed; boots next on trial");
+        fetch: fetch::Options {
+            ca_file: a.ca_file,
+            ..fetch::Options::default()
+        },
+    };
+    let src = install::Source::parse(&a.source);
+    let done = install::install(&src, &target, &mut |p| match p {
+        install::Progress::Step(s) => eprintln!("{s}"),
+        install::Progress::Bytes { done, total } => eprintln!(
+            "  {:>3}%  {done} of {total} bytes",
+            done * 100 / (*total).max(1)
+        ),
+    })?;
     println!(
-        "installed {} into slot {target} in {:.1} s ({} bytes, read back and verified); it boots next, on trial: reboot to run it",
-        v.manifest.version,
-        t0.elapsed().as_secs_f64(),
-        v.manifest.payload_len()
+        "installed {} into slot {} in {:.1} s ({} bytes, read back and verified); it boots next, on trial: reboot to run it",
+        done.version, done.slot, done.secs, done.bytes
     );
     Ok(())
 }

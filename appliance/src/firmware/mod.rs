@@ -4,7 +4,9 @@
 
 pub mod bundle;
 pub mod disk;
+pub mod fetch;
 pub mod grubenv;
+pub mod install;
 pub mod keys;
 pub mod slots;
 pub mod trial;
