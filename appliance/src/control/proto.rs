@@ -162,6 +162,29 @@ pub enum Request {
         /// The file's text.
         text: String,
     },
+    /// A/B firmware: the slots and the running install, start an install, or roll back.
+    Firmware {
+        /// What to do.
+        action: FirmwareAction,
+    },
+}
+
+/// A firmware request (docs/firmware.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FirmwareAction {
+    /// Both slots, the last event and the install in progress (poll this for progress).
+    Status,
+    /// Start an install from a file or an http(s) URL in the background.
+    Install {
+        /// A path on the box or a URL.
+        source: String,
+        /// Allow a downgrade.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Boot the other (good) slot next.
+    Rollback,
 }
 
 /// The daemon's answer to one request.
@@ -221,6 +244,8 @@ pub enum Reply {
     Import(Box<ImportInfo>),
     /// Answer to `ListNics`.
     Nics(Vec<crate::net::nics::Nic>),
+    /// Answer to `Firmware`.
+    Firmware(Box<FirmwareInfo>),
     /// Command output (ping).
     Output {
         /// True when the command succeeded.
@@ -289,6 +314,57 @@ pub struct StatusInfo {
     /// Remote syslog collectors: sent and dropped counters, state, last error.
     #[serde(default)]
     pub syslog: Vec<crate::syslog::tasks::CollectorStatus>,
+    /// A/B firmware: each slot and the last install, switch or rollback with its reason
+    /// (empty on a board without slots).
+    #[serde(default)]
+    pub firmware: Vec<String>,
+}
+
+/// One firmware slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FirmwareSlot {
+    /// "A" or "B".
+    pub name: String,
+    /// Version written into it ("" when empty).
+    pub version: String,
+    /// "good", "trial", "bad", "empty"... (`slots::SlotInfo::state`).
+    pub state: String,
+    /// The running firmware came from this slot.
+    pub booted: bool,
+    /// The bootloader starts this slot next.
+    pub next: bool,
+}
+
+/// An install started through the control socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FirmwareJob {
+    /// Its file or URL.
+    pub source: String,
+    /// The current step in words.
+    pub step: String,
+    /// Image bytes done in this step.
+    pub done: u64,
+    /// Image bytes in all.
+    pub total: u64,
+    /// Finished (see `error` / `result`).
+    pub finished: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What it did, when it succeeded.
+    pub result: Option<String>,
+}
+
+/// Answer to a firmware request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FirmwareInfo {
+    /// Both slots (empty on a board without A/B slots).
+    pub slots: Vec<FirmwareSlot>,
+    /// The last install, switch or rollback with its reason.
+    pub last_event: String,
+    /// The install started last through the socket, if any.
+    pub job: Option<FirmwareJob>,
+    /// What an action did (rollback, install started).
+    pub message: String,
 }
 
 /// HA state for status and the console header.

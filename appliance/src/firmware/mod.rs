@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod grubenv;
 pub mod install;
 pub mod keys;
+pub mod ops;
 pub mod slots;
 pub mod trial;
 pub mod version;
