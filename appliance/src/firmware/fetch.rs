@@ -194,7 +194,7 @@ pub fn get(url: &str, o: &Options) -> Result<Download, FetchError> {
         .timeout_global(Some(o.total_timeout))
         .user_agent(format!("sip-lb-appliance/{}", crate::VERSION));
     if https {
-        cfg = cfg.tls_config(tls_config(url, o)?);
+        cfg = with_tls(cfg, url, o)?;
     }
     let agent: ureq::Agent = cfg.build().into();
     let resp = agent.get(url).call().map_err(|e| map_err(url, e, o))?;
@@ -226,6 +226,18 @@ pub fn get(url: &str, o: &Options) -> Result<Download, FetchError> {
         cap: o.max_bytes,
         limits: (o.stall_timeout, o.total_timeout),
     })
+}
+
+type Builder = ureq::config::ConfigBuilder<ureq::typestate::AgentScope>;
+
+#[cfg(feature = "https")]
+fn with_tls(cfg: Builder, url: &str, o: &Options) -> Result<Builder, FetchError> {
+    Ok(cfg.tls_config(tls_config(url, o)?))
+}
+
+#[cfg(not(feature = "https"))]
+fn with_tls(_cfg: Builder, _url: &str, _o: &Options) -> Result<Builder, FetchError> {
+    Err(FetchError::NoTls)
 }
 
 #[cfg(feature = "https")]
@@ -260,11 +272,6 @@ fn tls_config(url: &str, o: &Options) -> Result<ureq::tls::TlsConfig, FetchError
     Ok(TlsConfig::builder()
         .root_certs(RootCerts::new_with_certs(&certs))
         .build())
-}
-
-#[cfg(not(feature = "https"))]
-fn tls_config(_url: &str, _o: &Options) -> Result<ureq::tls::TlsConfig, FetchError> {
-    Err(FetchError::NoTls)
 }
 
 fn map_err(url: &str, e: ureq::Error, o: &Options) -> FetchError {
