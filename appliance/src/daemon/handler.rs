@@ -153,12 +153,16 @@ impl DaemonHandler {
 
 fn firmware(action: FirmwareAction, job: &crate::firmware::ops::JobCell) -> Response {
     use crate::firmware::ops;
+    let b = match ops::BoxSlots::this_box() {
+        Ok(b) => b,
+        Err(e) => return Response::error(e),
+    };
     let message = match action {
         FirmwareAction::Status => Ok(String::new()),
-        FirmwareAction::Install { source, force } => ops::start_install(job, &source, force),
-        FirmwareAction::Rollback => ops::rollback("operator request over the control socket"),
+        FirmwareAction::Install { source, force } => ops::start_install(&b, job, &source, force),
+        FirmwareAction::Rollback => ops::rollback(&b, "operator request over the control socket"),
     };
-    match message.and_then(|m| ops::info(job).map(|i| (m, i))) {
+    match message.and_then(|m| ops::info(&b, job).map(|i| (m, i))) {
         Ok((message, info)) => {
             Response::Ok(Reply::Firmware(Box::new(FirmwareInfo { message, ..info })))
         }

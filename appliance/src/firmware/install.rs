@@ -269,4 +269,4 @@ pub fn install(
 
 #[cfg(test)]
 #[path = "install_tests.rs"]
-mod tests;
+pub(crate) mod tests_support;

@@ -14,13 +14,13 @@ use crate::firmware::slots::Slots;
 use crate::firmware::version::Version;
 
 /// Installs take the process-wide firmware lock: one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
 fn kernel() -> Vec<u8> {
     (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-fn bundle_signed_by(seed: u8) -> Vec<u8> {
+pub(crate) fn bundle_signed_by(seed: u8) -> Vec<u8> {
     let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     bundle::build(
         "99.1.0",
@@ -33,7 +33,7 @@ fn bundle_signed_by(seed: u8) -> Vec<u8> {
 }
 
 /// A boot disk with slot A = 0.1.0 booted and good.
-fn disk(dir: &std::path::Path) -> Layout {
+pub(crate) fn disk(dir: &std::path::Path) -> Layout {
     let l = Layout {
         disk: dir.join("disk.img").display().to_string(),
         slot_mib: 2,
