@@ -308,6 +308,12 @@ fn map_err(url: &str, e: ureq::Error, o: &Options) -> FetchError {
             ),
         },
         ureq::Error::BodyExceedsLimit(cap) => FetchError::TooBig { url: u(), cap },
+        other if url[..5].eq_ignore_ascii_case("https") && other.to_string().contains("certificate") => {
+            FetchError::Tls {
+                url: u(),
+                detail: format!("{other} (is the server's certificate signed by a CA in {CA_FILE} or --ca-file?)"),
+            }
+        }
         other => FetchError::Other {
             url: u(),
             detail: other.to_string(),
