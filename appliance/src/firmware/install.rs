@@ -194,7 +194,6 @@ pub fn install(
     disk.write_env(&env)?;
     tracing::info!(slot = %target, version = %v.manifest.version, signer = %v.signer, source = %src, "firmware install started");
     let failed = |e: String| {
-        tracing::warn!(slot = %target, error = %e, "firmware install failed");
         format!(
             "{e}; slot {target} is left unbootable, slot {} still boots",
             t.booted

@@ -152,6 +152,9 @@ pub fn start_install(
         .name("fw-install".into())
         .spawn(move || {
             let r = run_install(&cell, &src, &b, force);
+            if let Err(e) = &r {
+                tracing::warn!(source = %src, error = %e, "firmware install failed");
+            }
             let mut j = lock(&cell);
             if let Some(j) = j.as_mut() {
                 j.finished = true;
