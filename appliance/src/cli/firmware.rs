@@ -260,6 +260,18 @@ pub fn run(a: Args) -> ExitCode {
     }
 }
 
+/// Tell a running daemon that the slots changed, so its log records the event (it reads
+/// the reason from the disk). Best effort: the command works without a daemon.
+fn tell_daemon() {
+    let req = crate::control::proto::Request::Firmware {
+        action: crate::control::proto::FirmwareAction::Changed,
+    };
+    let mut c = crate::control::client::Client::new(crate::control::proto::DEFAULT_SOCKET);
+    if let Err(e) = c.call(&req) {
+        tracing::debug!(error = %e, "daemon not told of the firmware change");
+    }
+}
+
 /// Board name, keyring and running version the checks use (options override the box's files).
 pub struct Context {
     /// Board name (board.toml `name`).
@@ -497,6 +509,7 @@ fn install_cmd(a: Install) -> Result<(), String> {
             done * 100 / (*total).max(1)
         ),
     })?;
+    tell_daemon();
     println!(
         "installed {} into slot {} in {:.1} s ({} bytes, read back and verified); it boots next, on trial: reboot to run it",
         done.version, done.slot, done.secs, done.bytes
@@ -514,6 +527,7 @@ fn rollback_cmd(a: Rollback) -> Result<(), String> {
     disk.write_env(&env)?;
     let note = Slots::from_env(&env).note;
     tracing::info!(slot = %to, "firmware rollback requested");
+    tell_daemon();
     println!("{note}: reboot to run it");
     Ok(())
 }

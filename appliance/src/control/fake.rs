@@ -309,6 +309,13 @@ fn firmware(st: &mut FakeState, action: FirmwareAction, now: Duration) -> Respon
             message = format!("install of {source} started");
             log(st, "info", format!("firmware install started: {source}"));
         }
+        FirmwareAction::Changed => {
+            let m = format!(
+                "firmware changed by the command line: {}",
+                st.firmware.last_event
+            );
+            log(st, "info", m);
+        }
         FirmwareAction::Rollback => {
             let fw = &mut st.firmware;
             let Some(other) = fw.slots.iter().position(|s| !s.booted) else {

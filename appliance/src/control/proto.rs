@@ -185,6 +185,9 @@ pub enum FirmwareAction {
     },
     /// Boot the other (good) slot next.
     Rollback,
+    /// A client (the CLI) changed the slots: the daemon logs the environment's note (the
+    /// event and its reason, read from the disk, not taken from the client).
+    Changed,
 }
 
 /// The daemon's answer to one request.

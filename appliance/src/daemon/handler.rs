@@ -161,6 +161,10 @@ fn firmware(action: FirmwareAction, job: &crate::firmware::ops::JobCell) -> Resp
         FirmwareAction::Status => Ok(String::new()),
         FirmwareAction::Install { source, force } => ops::start_install(&b, job, &source, force),
         FirmwareAction::Rollback => ops::rollback(&b, "operator request over the control socket"),
+        FirmwareAction::Changed => ops::info(&b, job).map(|i| {
+            info!(event = %i.last_event, "firmware changed by the command line");
+            String::new()
+        }),
     };
     match message.and_then(|m| ops::info(&b, job).map(|i| (m, i))) {
         Ok((message, info)) => {
