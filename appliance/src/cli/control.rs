@@ -283,6 +283,9 @@ fn status_text(s: &StatusInfo) -> String {
     for l in screens::time_and_syslog_lines(s) {
         let _ = writeln!(out, "{l}");
     }
+    for l in &s.firmware {
+        let _ = writeln!(out, "firmware {l}");
+    }
     let _ = writeln!(
         out,
         "uptime {} s; candidate {}{}; running {}",

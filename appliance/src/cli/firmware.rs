@@ -1,7 +1,10 @@
-//! `appliance firmware ...`: build and verify bundles (host or box), and keys.
+//! `appliance firmware ...`: A/B slots on the box (status, install, rollback, mark-good) and
+//! bundles and keys on a build host (verify, keygen, bundle, grub-cfg, make-disk).
 
 use std::io::{BufReader, Write};
 use std::process::ExitCode;
+
+use argh::FromArgs;
 
 use crate::config::board::{Board, BOARD_PATH};
 use crate::firmware::bundle::{self, BundleError, Policy, Verified};
@@ -9,119 +12,284 @@ use crate::firmware::disk::{self, Disk, Layout};
 use crate::firmware::keys::{self, Keyring, KEYRING_PATH};
 use crate::firmware::slots::{self, booted_slot, Slot, Slots};
 use crate::firmware::version::Version;
+use crate::firmware::{fetch, install};
 
-/// The value of `--NAME VALUE` in `args` (both removed from it).
-pub(super) fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
-    let Some(i) = args.iter().position(|a| a == name) else {
-        return Ok(None);
-    };
-    if i + 1 >= args.len() {
-        return Err(format!("{name} needs a value"));
-    }
-    let v = args.remove(i + 1);
-    args.remove(i);
-    Ok(Some(v))
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "firmware",
+    help_triggers("-h", "--help", "help"),
+    note = "On the box: status, install, rollback, mark-good (they take --board-file PATH, --disk PATH
+and --booted A|B to work on a disk image from a host). On a build host: verify, keygen,
+bundle, grub-cfg, make-disk. Every command has its own help: appliance firmware <command> --help."
+)]
+/// A/B firmware slots and signed bundles.
+pub struct Args {
+    #[argh(subcommand)]
+    /// the firmware command
+    pub command: Sub,
 }
 
-const USAGE: &str = "usage: appliance firmware <command>
+/// A `firmware` sub-command.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+pub enum Sub {
+    /// `firmware status`
+    Status(Status),
+    /// `firmware install`
+    Install(Install),
+    /// `firmware rollback`
+    Rollback(Rollback),
+    /// `firmware mark-good`
+    MarkGood(MarkGood),
+    /// `firmware verify`
+    Verify(VerifyArgs),
+    /// `firmware keygen`
+    Keygen(Keygen),
+    /// `firmware bundle`
+    Bundle(BundleArgs),
+    /// `firmware activate`
+    Activate(Activate),
+    /// `firmware grub-cfg`
+    GrubCfg(super::firmware_image::GrubCfg),
+    /// `firmware uboot-script`
+    UbootScript(super::firmware_image::UbootScript),
+    /// `firmware env-image`
+    EnvImage(super::firmware_image::EnvImage),
+    /// `firmware slot-image`
+    SlotImage(super::firmware_image::SlotImage),
+    /// `firmware make-disk`
+    MakeDisk(MakeDisk),
+}
 
-on the box (options: --board-file PATH, --disk PATH, --booted A|B for a disk image on a host):
-  status                       both slots: versions, states, which one booted, last event
-  install FILE [--force] [--no-activate]
-                               verify, write the other slot, read back, boot it next on trial
-                               (--no-activate: stage it; the running slot keeps booting)
-  activate                     boot the staged slot next, on trial
-  rollback                     boot the other (good) slot next
-  mark-good                    the running slot is healthy: keep booting it
-  verify FILE [--force] [--keyring PATH] [--board NAME]
-                               check a bundle (signature, board, version, hashes); writes nothing
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "status", help_triggers("-h", "--help", "help"))]
+/// both slots: versions, states, which one booted, the last event.
+pub struct Status {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
 
-on a build host:
-  grub-cfg [--board-file PATH] [--root DEVPREFIX --locked]
-                               grub.cfg for the board's boot disk layout (--root: release
-                               images mount the slot's squashfs, e.g. /dev/vdb, PARTUUID=51b10ad2-0)
-  uboot-script --uboot-disk IF:N --root DEVPREFIX --console TTY [--board-file PATH]
-                               the U-Boot A/B boot script (mkimage -T script source)
-  env-image -o OUT --version V kernel=PATH rootfs=PATH [--boot-script boot.scr] [--append ARGS]
-            [--board-file PATH]
-                               first environment of a release image: grubenv file (GRUB) or
-                               both U-Boot environment copies (U-Boot), slot A = these images
-  slot-image -o OUT kernel=PATH rootfs=PATH [--board-file PATH]
-                               one slot's raw image (rootfs at 0, kernel at the end)
-  make-disk -o OUT --boot-img F --core-img F --env-part F kernel=PATH rootfs=PATH [--version V]
-            [--append ARGS] [--board-file PATH]
-                               lay out a fresh boot disk image with slot A filled
-  keygen NAME                  write NAME.key (secret) and NAME.pub (a keyring line)
-  bundle --key FILE|--unsigned --version X.Y.Z --board NAME -o OUT [--description TEXT]
-         kernel=PATH [rootfs=PATH]
-                               build a signed bundle
-";
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "install",
+    help_triggers("-h", "--help", "help"),
+    note = "The whole bundle is verified (signature, board, version, every image hash) before
+anything is written; then it is read a second time, written into the other slot, read back
+and compared, and only then does that slot boot next, on trial. A URL is downloaded twice
+(never held in memory whole): connect 10 s, stall 30 s, 30 min in all, and no larger than
+the slots can hold. The trust is the bundle's signature, over http as over https."
+)]
+/// verify a bundle (a file, a raw device or an http(s) URL), write the other slot, read it back, boot it next on trial.
+pub struct Install {
+    /// the bundle: a file, a raw device, or http://HOST[:PORT]/PATH or https://... on a management host
+    #[argh(positional)]
+    pub source: String,
+    /// PEM file of CA certificates trusted for an https URL (default /etc/appliance/firmware-ca.pem if present, else the built-in Mozilla roots)
+    #[argh(option)]
+    pub ca_file: Option<String>,
+    /// install an older version than the running one
+    #[argh(switch)]
+    pub force: bool,
+    /// stage it: write and verify the slot but keep booting the running one until `appliance firmware activate`
+    #[argh(switch)]
+    pub no_activate: bool,
+    /// trusted keys (default /etc/appliance/firmware-keys)
+    #[argh(option)]
+    pub keyring: Option<String>,
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
 
-/// `appliance firmware ...`: its words go to the firmware tool's own parser (see its usage).
-#[derive(argh::FromArgs, Debug, PartialEq)]
-#[argh(subcommand, name = "firmware", help_triggers("-h", "--help"))]
-/// A/B firmware slots and signed bundles: status, install FILE, activate, rollback, mark-good, verify, keygen, bundle, grub-cfg, make-disk (`appliance firmware help` lists their options).
-pub struct Args {
-    /// the firmware command and its options.
-    #[argh(positional, greedy)]
-    pub words: Vec<String>,
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "activate", help_triggers("-h", "--help", "help"))]
+/// boot the staged slot (install --no-activate) next, on trial.
+pub struct Activate {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "rollback", help_triggers("-h", "--help", "help"))]
+/// boot the other (good) slot next.
+pub struct Rollback {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "mark-good", help_triggers("-h", "--help", "help"))]
+/// the running slot is healthy: keep booting it (normally the daemon does this).
+pub struct MarkGood {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// boot disk device or image (default: the board's)
+    #[argh(option)]
+    pub disk: Option<String>,
+    /// the slot that booted, A or B (default: appliance.slot= on the kernel command line)
+    #[argh(option)]
+    pub booted: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "verify", help_triggers("-h", "--help", "help"))]
+/// check a bundle (signature, board, version, hashes); writes nothing.
+pub struct VerifyArgs {
+    /// the bundle file
+    #[argh(positional)]
+    pub file: String,
+    /// accept an older version than the running one
+    #[argh(switch)]
+    pub force: bool,
+    /// trusted keys (default /etc/appliance/firmware-keys)
+    #[argh(option)]
+    pub keyring: Option<String>,
+    /// board name the bundle must be for (default: this box's, from board.toml)
+    #[argh(option)]
+    pub board: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "keygen", help_triggers("-h", "--help", "help"))]
+/// write NAME.key (secret, mode 0600) and NAME.pub (a keyring line).
+pub struct Keygen {
+    /// file name stem of the key pair
+    #[argh(positional)]
+    pub name: String,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "bundle",
+    help_triggers("-h", "--help", "help"),
+    note = "Images are NAME=PATH arguments: kernel=bzImage rootfs=initramfs.cpio."
+)]
+/// build a signed bundle (on a build host).
+pub struct BundleArgs {
+    /// secret key file from `appliance firmware keygen`
+    #[argh(option)]
+    pub key: Option<String>,
+    /// build an unsigned bundle (tests of the refusal only)
+    #[argh(switch)]
+    pub unsigned: bool,
+    /// firmware version X.Y.Z
+    #[argh(option)]
+    pub version: String,
+    /// board name the images are for (board.toml name)
+    #[argh(option)]
+    pub board: String,
+    /// output file
+    #[argh(option, short = 'o')]
+    pub out: String,
+    /// free text for people (build host, date)
+    #[argh(option, default = "String::new()")]
+    pub description: String,
+    /// images as NAME=PATH
+    #[argh(positional)]
+    pub images: Vec<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "make-disk",
+    help_triggers("-h", "--help", "help"),
+    note = "Slot A's images are kernel=PATH rootfs=PATH arguments."
+)]
+/// lay out a fresh boot disk image with slot A filled (on a build host).
+pub struct MakeDisk {
+    /// output disk image
+    #[argh(option, short = 'o')]
+    pub out: String,
+    /// GRUB i386-pc boot.img
+    #[argh(option)]
+    pub boot_img: String,
+    /// GRUB core.img from grub-mkimage
+    #[argh(option)]
+    pub core_img: String,
+    /// a FAT image holding an empty grubenv
+    #[argh(option)]
+    pub env_part: String,
+    /// slot A's version (default: this binary's)
+    #[argh(option)]
+    pub version: Option<String>,
+    /// extra kernel command line arguments
+    #[argh(option, default = "String::new()")]
+    pub append: String,
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// kernel=PATH rootfs=PATH
+    #[argh(positional)]
+    pub images: Vec<String>,
 }
 
 /// Run `appliance firmware ...`.
 pub fn run(a: Args) -> ExitCode {
-    cli(&a.words)
-}
-
-/// Entry point for `appliance firmware ...`.
-pub fn cli(args: &[String]) -> ExitCode {
-    let mut args = args.to_vec();
-    let Some(cmd) = (!args.is_empty()).then(|| args.remove(0)) else {
-        eprint!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let r = match cmd.as_str() {
-        "verify" => verify_cmd(args),
-        "status" => status_cmd(args),
-        "install" => install_cmd(args),
-        "rollback" => rollback_cmd(args),
-        "activate" => activate_cmd(args),
-        "mark-good" => mark_good_cmd(args),
-        "grub-cfg" => super::firmware_image::grub_cfg_cmd(args),
-        "uboot-script" => super::firmware_image::uboot_script_cmd(args),
-        "env-image" => super::firmware_image::env_image_cmd(args),
-        "slot-image" => super::firmware_image::slot_image_cmd(args),
-        "make-disk" => make_disk_cmd(args),
-        "keygen" => keygen_cmd(args),
-        "bundle" => bundle_cmd(args),
-        "help" | "--help" | "-h" => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        other => Err(format!("unknown firmware command '{other}'\n\n{USAGE}")),
+    let (name, r) = match a.command {
+        Sub::Status(a) => ("status", status_cmd(a)),
+        Sub::Install(a) => ("install", install_cmd(a)),
+        Sub::Rollback(a) => ("rollback", rollback_cmd(a)),
+        Sub::MarkGood(a) => ("mark-good", mark_good_cmd(a)),
+        Sub::Verify(a) => ("verify", verify_cmd(a)),
+        Sub::Keygen(a) => ("keygen", keygen_cmd(a)),
+        Sub::Bundle(a) => ("bundle", bundle_cmd(a)),
+        Sub::Activate(a) => ("activate", activate_cmd(a)),
+        Sub::GrubCfg(a) => ("grub-cfg", super::firmware_image::grub_cfg_cmd(a)),
+        Sub::UbootScript(a) => ("uboot-script", super::firmware_image::uboot_script_cmd(a)),
+        Sub::EnvImage(a) => ("env-image", super::firmware_image::env_image_cmd(a)),
+        Sub::SlotImage(a) => ("slot-image", super::firmware_image::slot_image_cmd(a)),
+        Sub::MakeDisk(a) => ("make-disk", make_disk_cmd(a)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("appliance firmware {cmd}: {e}");
+            eprintln!("appliance firmware {name}: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-pub(super) fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
-    match args.iter().position(|a| a == name) {
-        Some(i) => {
-            args.remove(i);
-            true
-        }
-        None => false,
-    }
-}
-
-pub(super) fn no_more(args: &[String]) -> Result<(), String> {
-    match args.first() {
-        Some(a) => Err(format!("unexpected argument '{a}'")),
-        None => Ok(()),
+/// Tell a running daemon that the slots changed, so its log records the event (it reads
+/// the reason from the disk). Best effort: the command works without a daemon.
+fn tell_daemon() {
+    let req = crate::control::proto::Request::Firmware {
+        action: crate::control::proto::FirmwareAction::Changed,
+    };
+    let mut c = crate::control::client::Client::new(crate::control::proto::DEFAULT_SOCKET);
+    if let Err(e) = c.call(&req) {
+        tracing::debug!(error = %e, "daemon not told of the firmware change");
     }
 }
 
@@ -138,10 +306,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// From `--keyring` / `--board` in `args` (removed), else the box's files.
-    pub fn from_args(args: &mut Vec<String>) -> Result<Context, String> {
-        let keyring_path = take_opt(args, "--keyring")?.unwrap_or_else(|| KEYRING_PATH.into());
-        let board = match take_opt(args, "--board")? {
+    /// From `--keyring` / `--board`, else the box's files.
+    pub fn new(keyring: Option<String>, board: Option<String>) -> Result<Context, String> {
+        let keyring_path = keyring.unwrap_or_else(|| KEYRING_PATH.into());
+        let board = match board {
             Some(b) => b,
             None => Board::load(BOARD_PATH).map_err(|e| e.to_string())?.name,
         };
@@ -167,28 +335,17 @@ impl Context {
     }
 }
 
-/// True for a raw device (a USB stick written with dd): it ends on a sector boundary, so
-/// its tail after the signed length is not part of the bundle.
-fn is_device(path: &str) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
-}
-
 /// Verify a bundle file (or raw device) as a stream: header, signature, manifest, then every
 /// image hash.
 pub fn verify_file(path: &str, policy: &Policy<'_>) -> Result<Verified, BundleError> {
     let f = std::fs::File::open(path).map_err(|e| BundleError::Io(format!("{path}: {e}")))?;
     let mut r = BufReader::with_capacity(64 * 1024, f);
-    bundle::verify_stream_opts(&mut r, policy, !is_device(path))
+    bundle::verify_stream_opts(&mut r, policy, !install::is_device(path))
 }
 
-fn verify_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let force = take_flag(&mut args, "--force");
-    let ctx = Context::from_args(&mut args)?;
-    let file = (!args.is_empty())
-        .then(|| args.remove(0))
-        .ok_or("verify needs a bundle FILE")?;
-    no_more(&args)?;
+fn verify_cmd(a: VerifyArgs) -> Result<(), String> {
+    let ctx = Context::new(a.keyring, a.board)?;
+    let (file, force) = (a.file, a.force);
     let v = verify_file(&file, &ctx.policy(force)).map_err(|e| e.to_string())?;
     println!(
         "{file}: good bundle, version {} for '{}', signed by '{}'",
@@ -200,11 +357,8 @@ fn verify_cmd(mut args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-fn keygen_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let name = (!args.is_empty())
-        .then(|| args.remove(0))
-        .ok_or("keygen needs a NAME")?;
-    no_more(&args)?;
+fn keygen_cmd(a: Keygen) -> Result<(), String> {
+    let name = a.name;
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| format!("no randomness from the kernel: {e}"))?;
     let label = std::path::Path::new(&name)
@@ -237,14 +391,9 @@ impl Mode0600 for std::fs::OpenOptions {
     }
 }
 
-fn bundle_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let unsigned = take_flag(&mut args, "--unsigned");
-    let key = take_opt(&mut args, "--key")?;
-    let version = take_opt(&mut args, "--version")?.ok_or("bundle needs --version X.Y.Z")?;
-    let board =
-        take_opt(&mut args, "--board")?.ok_or("bundle needs --board NAME (board.toml name)")?;
-    let out = take_opt(&mut args, "-o")?.ok_or("bundle needs -o OUT")?;
-    let description = take_opt(&mut args, "--description")?.unwrap_or_default();
+fn bundle_cmd(a: BundleArgs) -> Result<(), String> {
+    let (unsigned, key, version, board, out, description) =
+        (a.unsigned, a.key, a.version, a.board, a.out, a.description);
     let key = match (key, unsigned) {
         (Some(k), false) => {
             let text = std::fs::read_to_string(&k).map_err(|e| format!("{k}: {e}"))?;
@@ -254,7 +403,7 @@ fn bundle_cmd(mut args: Vec<String>) -> Result<(), String> {
         _ => return Err("give exactly one of --key FILE and --unsigned".into()),
     };
     let mut images = Vec::new();
-    for a in &args {
+    for a in &a.images {
         let (name, path) = a
             .split_once('=')
             .ok_or_else(|| format!("'{a}' is not NAME=PATH (kernel=... rootfs=...)"))?;
@@ -276,13 +425,16 @@ fn bundle_cmd(mut args: Vec<String>) -> Result<(), String> {
 }
 
 /// The board's firmware layout (`--board-file`, else the box's), with `--disk` overriding the device.
-pub(super) fn layout_from(args: &mut Vec<String>) -> Result<(Board, Layout), String> {
-    let path = take_opt(args, "--board-file")?.unwrap_or_else(|| BOARD_PATH.into());
+pub(super) fn layout_from(
+    board_file: Option<String>,
+    disk: Option<String>,
+) -> Result<(Board, Layout), String> {
+    let path = board_file.unwrap_or_else(|| BOARD_PATH.into());
     let board = Board::load(&path).map_err(|e| e.to_string())?;
     let mut layout = board.firmware.clone().ok_or_else(|| {
         format!("{path} has no [firmware] section: this board has no A/B firmware slots")
     })?;
-    if let Some(d) = take_opt(args, "--disk")? {
+    if let Some(d) = disk {
         layout.disk = d;
     }
     layout.check()?;
@@ -290,8 +442,8 @@ pub(super) fn layout_from(args: &mut Vec<String>) -> Result<(Board, Layout), Str
 }
 
 /// The slot the running kernel was booted from (`appliance.slot=` from GRUB), or `--booted`.
-fn booted_from(args: &mut Vec<String>) -> Result<Slot, String> {
-    if let Some(b) = take_opt(args, "--booted")? {
+fn booted_from(booted: Option<String>) -> Result<Slot, String> {
+    if let Some(b) = booted {
         return Slot::parse(&b).ok_or_else(|| format!("--booted must be A or B, not '{b}'"));
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
@@ -337,10 +489,9 @@ pub fn status_text(slots: &Slots, booted: Option<Slot>) -> String {
     out
 }
 
-fn status_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args).ok();
-    no_more(&args)?;
+fn status_cmd(a: Status) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted).ok();
     let disk = Disk::open(layout)?;
     let env = disk.read_env()?;
     print!("{}", status_text(&Slots::from_env(&env), booted));
@@ -351,167 +502,53 @@ fn lock() -> Result<crate::store::lock::StoreLock, String> {
     crate::firmware::change_lock()
 }
 
-fn install_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let force = take_flag(&mut args, "--force");
-    let no_activate = take_flag(&mut args, "--no-activate");
-    let (board, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args)?;
-    let keyring_path = take_opt(&mut args, "--keyring")?.unwrap_or_else(|| KEYRING_PATH.into());
-    let file = (!args.is_empty())
-        .then(|| args.remove(0))
-        .ok_or("install needs a bundle FILE")?;
-    no_more(&args)?;
+fn install_cmd(a: Install) -> Result<(), String> {
+    let (board, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted)?;
+    let keyring_path = a.keyring.unwrap_or_else(|| KEYRING_PATH.into());
     let keyring = Keyring::load(std::path::Path::new(&keyring_path))?;
-    let running = crate::firmware::running_version();
-    let policy = Policy {
-        keyring: &keyring,
-        keyring_path: &keyring_path,
-        board: &board.name,
-        running,
-        force,
-    };
-    let _lock = lock()?;
-    let t0 = std::time::Instant::now();
-    // Pass 1: the whole bundle is verified before anything is written.
-    eprintln!("verifying {file}");
-    let v = verify_file(&file, &policy).map_err(|e| e.to_string())?;
-    let target = booted.other();
-    for img in &v.manifest.images {
-        let (_, room) = layout
-            .area(target, &img.name)
-            .ok_or_else(|| format!("no area for '{}'", img.name))?;
-        if img.size > room {
-            return Err(format!(
-                "image '{}' ({} bytes) is larger than its slot area ({room} bytes)",
-                img.name, img.size
-            ));
-        }
-    }
-    if v.manifest.image("kernel").is_none() || v.manifest.image("rootfs").is_none() {
-        return Err("a slot needs both a kernel and a rootfs image; this bundle lacks one".into());
-    }
-    let disk = Disk::open(layout)?;
-    let mut env = disk.read_env()?;
-    slots::begin_install(&mut env, target).map_err(|e| e.to_string())?;
-    disk.write_env(&env)?;
-    tracing::info!(slot = %target, version = %v.manifest.version, signer = %v.signer, "firmware install started");
-    eprintln!(
-        "writing version {} into slot {target} (signed by '{}')",
-        v.manifest.version, v.signer
-    );
-    // Pass 2: stream again, hashing while writing; a file changed since pass 1 fails here.
-    let f = std::fs::File::open(&file).map_err(|e| format!("{file}: {e}"))?;
-    let mut r = BufReader::with_capacity(64 * 1024, f);
-    let head = bundle::read_head(&mut r).map_err(|e| e.to_string())?;
-    let v2 = head.verify(&policy).map_err(|e| e.to_string())?;
-    if v2.manifest != v.manifest {
-        return Err(format!(
-            "{file} changed during the install; slot {target} is left unbootable"
-        ));
-    }
-    let total = v.manifest.payload_len().max(1);
-    let mut done = 0u64;
-    let mut shown = 0u64;
-    let mut writers: Vec<(String, disk::AreaWriter<'_>)> = Vec::new();
-    let whole_file = !is_device(&file);
-    let res = bundle::check_images(
-        &mut r,
-        &v.manifest,
-        head.payload_offset(),
-        whole_file,
-        |img, chunk| {
-            if writers.last().is_none_or(|(n, _)| *n != img.name) {
-                writers.push((img.name.clone(), disk.area_writer(target, &img.name)?));
-            }
-            let (_, w) = writers.last_mut().ok_or("no writer")?;
-            w.write(chunk)?;
-            done += chunk.len() as u64;
-            let pct = done * 100 / total;
-            if pct >= shown + 10 || done == total {
-                shown = pct;
-                eprintln!("  {pct:>3}%  {done} of {total} bytes");
-            }
-            Ok::<(), String>(())
+    let target = install::Target {
+        layout,
+        booted,
+        policy: Policy {
+            keyring: &keyring,
+            keyring_path: &keyring_path,
+            board: &board.name,
+            running: crate::firmware::running_version(),
+            force: a.force,
         },
-    );
-    let res = res.map_err(|e| e.to_string()).and_then(|r| r);
-    if let Err(e) = res {
-        tracing::warn!(slot = %target, error = %e, "firmware install failed");
-        return Err(format!(
-            "{e}; slot {target} is left unbootable, slot {booted} still boots"
-        ));
-    }
-    let mut sectors = std::collections::HashMap::new();
-    for (name, w) in writers {
-        sectors.insert(name, w.finish()?);
-    }
-    disk.sync()?;
-    for img in &v.manifest.images {
-        let got = disk.hash_area(target, &img.name, img.size)?;
-        if got != img.sha256 {
-            return Err(format!(
-                "read-back of '{}' in slot {target} does not match (SHA-256 {got}): the medium may be failing; slot {booted} still boots",
-                img.name
-            ));
-        }
-    }
-    if no_activate {
-        slots::stage_install(
-            &mut env,
-            target,
-            &v.manifest.version,
-            sectors["kernel"],
-            sectors["rootfs"],
-        )
-        .map_err(|e| e.to_string())?;
-        disk.write_env(&env)?;
-        tracing::info!(slot = %target, version = %v.manifest.version, "firmware staged; the running slot keeps booting");
+        fetch: fetch::Options {
+            ca_file: a.ca_file,
+            ..fetch::Options::default()
+        },
+        activate: !a.no_activate,
+    };
+    let src = install::Source::parse(&a.source);
+    let done = install::install(&src, &target, &mut |p| match p {
+        install::Progress::Step(s) => eprintln!("{s}"),
+        install::Progress::Bytes { done, total } => eprintln!(
+            "  {:>3}%  {done} of {total} bytes",
+            done * 100 / (*total).max(1)
+        ),
+    })?;
+    tell_daemon();
+    if a.no_activate {
         println!(
-            "staged {} in slot {target} in {:.1} s ({} bytes, read back and verified); slot {booted} keeps booting until `appliance firmware activate`",
-            v.manifest.version,
-            t0.elapsed().as_secs_f64(),
-            v.manifest.payload_len()
+            "staged {} in slot {} in {:.1} s ({} bytes, read back and verified); slot {booted} keeps booting until `appliance firmware activate`",
+            done.version, done.slot, done.secs, done.bytes
         );
-        return Ok(());
+    } else {
+        println!(
+            "installed {} into slot {} in {:.1} s ({} bytes, read back and verified); it boots next, on trial: reboot to run it",
+            done.version, done.slot, done.secs, done.bytes
+        );
     }
-    slots::finish_install(
-        &mut env,
-        target,
-        &v.manifest.version,
-        sectors["kernel"],
-        sectors["rootfs"],
-    )
-    .map_err(|e| e.to_string())?;
-    disk.write_env(&env)?;
-    tracing::info!(slot = %target, version = %v.manifest.version, "firmware installed; boots next on trial");
-    println!(
-        "installed {} into slot {target} in {:.1} s ({} bytes, read back and verified); it boots next, on trial: reboot to run it",
-        v.manifest.version,
-        t0.elapsed().as_secs_f64(),
-        v.manifest.payload_len()
-    );
     Ok(())
 }
 
-fn rollback_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args)?;
-    no_more(&args)?;
-    let _lock = lock()?;
-    let disk = Disk::open(layout)?;
-    let mut env = disk.read_env()?;
-    let to = slots::rollback(&mut env, booted).map_err(|e| e.to_string())?;
-    disk.write_env(&env)?;
-    let note = Slots::from_env(&env).note;
-    tracing::info!(slot = %to, "firmware rollback requested");
-    println!("{note}: reboot to run it");
-    Ok(())
-}
-
-fn activate_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args)?;
-    no_more(&args)?;
+fn activate_cmd(a: Activate) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted)?;
     let _lock = lock()?;
     let disk = Disk::open(layout)?;
     let mut env = disk.read_env()?;
@@ -519,14 +556,29 @@ fn activate_cmd(mut args: Vec<String>) -> Result<(), String> {
     disk.write_env(&env)?;
     let note = Slots::from_env(&env).note;
     tracing::info!(slot = %to, "staged firmware activated");
+    tell_daemon();
     println!("{note}: reboot to run it");
     Ok(())
 }
 
-fn mark_good_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let booted = booted_from(&mut args)?;
-    no_more(&args)?;
+fn rollback_cmd(a: Rollback) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted)?;
+    let _lock = lock()?;
+    let disk = Disk::open(layout)?;
+    let mut env = disk.read_env()?;
+    let to = slots::rollback(&mut env, booted).map_err(|e| e.to_string())?;
+    disk.write_env(&env)?;
+    let note = Slots::from_env(&env).note;
+    tracing::info!(slot = %to, "firmware rollback requested");
+    tell_daemon();
+    println!("{note}: reboot to run it");
+    Ok(())
+}
+
+fn mark_good_cmd(a: MarkGood) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, a.disk)?;
+    let booted = booted_from(a.booted)?;
     let _lock = lock()?;
     let disk = Disk::open(layout)?;
     let mut env = disk.read_env()?;
@@ -547,21 +599,14 @@ fn mark_good_cmd(mut args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-fn make_disk_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let out = take_opt(&mut args, "-o")?.ok_or("make-disk needs -o OUT")?;
-    let boot = take_opt(&mut args, "--boot-img")?
-        .ok_or("make-disk needs --boot-img (GRUB i386-pc boot.img)")?;
-    let core = take_opt(&mut args, "--core-img")?
-        .ok_or("make-disk needs --core-img (from grub-mkimage)")?;
-    let env_part = take_opt(&mut args, "--env-part")?
-        .ok_or("make-disk needs --env-part (a FAT image holding an empty grubenv)")?;
-    let version = take_opt(&mut args, "--version")?.unwrap_or_else(|| crate::VERSION.into());
-    let append = take_opt(&mut args, "--append")?.unwrap_or_default();
+fn make_disk_cmd(a: MakeDisk) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, None)?;
+    let (out, boot, core, env_part, append) = (a.out, a.boot_img, a.core_img, a.env_part, a.append);
+    let version = a.version.unwrap_or_else(|| crate::VERSION.into());
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
     let mut kernel = None;
     let mut rootfs = None;
-    for a in &args {
+    for a in &a.images {
         match a.split_once('=') {
             Some(("kernel", p)) => kernel = Some(read(p)?),
             Some(("rootfs", p)) => rootfs = Some(read(p)?),

@@ -2,39 +2,113 @@
 //! boot disk (the dev image's build-disk.sh and Buildroot's post-image call them), so the
 //! layout and the slot rule stay in `firmware::disk` / `firmware::slots` only.
 
-use super::firmware::{layout_from, no_more, take_flag, take_opt};
+use argh::FromArgs;
+
+use super::firmware::layout_from;
 use crate::firmware::disk::{self, Root};
 use crate::firmware::slots;
 
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand, name = "grub-cfg", help_triggers("-h", "--help", "help"))]
+/// print grub.cfg for the board's boot disk layout (the dev image's, or a locked release one with --root).
+pub struct GrubCfg {
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// release images: mount the slot's squashfs from this device prefix (e.g. /dev/vdb, PARTUUID=51b10ad2-0)
+    #[argh(option)]
+    pub root: Option<String>,
+    /// a superuser password guards every entry but the default
+    #[argh(switch)]
+    pub locked: bool,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "uboot-script",
+    help_triggers("-h", "--help", "help")
+)]
+/// print the U-Boot A/B boot script (mkimage -T script source).
+pub struct UbootScript {
+    /// the boot disk as U-Boot names it, IF:N (e.g. virtio:1, mmc:0)
+    #[argh(option)]
+    pub uboot_disk: String,
+    /// the slot partitions' device name in Linux, without the number (e.g. /dev/vdb)
+    #[argh(option)]
+    pub root: String,
+    /// kernel console (e.g. ttyAMA0)
+    #[argh(option)]
+    pub console: String,
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "env-image",
+    help_triggers("-h", "--help", "help"),
+    note = "Slot A's images are kernel=PATH rootfs=PATH arguments."
+)]
+/// write the first bootloader environment of a release image (grubenv, or both U-Boot copies).
+pub struct EnvImage {
+    /// output file
+    #[argh(option, short = 'o')]
+    pub out: String,
+    /// slot A's version
+    #[argh(option)]
+    pub version: String,
+    /// extra kernel command line arguments
+    #[argh(option, default = "String::new()")]
+    pub append: String,
+    /// compiled U-Boot script (boot.scr) to store with the environment
+    #[argh(option)]
+    pub boot_script: Option<String>,
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// kernel=PATH rootfs=PATH
+    #[argh(positional)]
+    pub images: Vec<String>,
+}
+
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "slot-image",
+    help_triggers("-h", "--help", "help"),
+    note = "The images are kernel=PATH rootfs=PATH arguments."
+)]
+/// write one slot's raw image (rootfs at 0, kernel at the end) for genimage.
+pub struct SlotImage {
+    /// output file
+    #[argh(option, short = 'o')]
+    pub out: String,
+    /// board facts file with the [firmware] layout (default /etc/appliance/board.toml)
+    #[argh(option)]
+    pub board_file: Option<String>,
+    /// kernel=PATH rootfs=PATH
+    #[argh(positional)]
+    pub images: Vec<String>,
+}
+
 /// grub.cfg: the dev image's by default; `--root PREFIX --locked` for release images.
-pub fn grub_cfg_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let root = take_opt(&mut args, "--root")?;
-    let locked = take_flag(&mut args, "--locked");
-    no_more(&args)?;
-    let root = root.as_deref().map_or(Root::Initramfs, Root::Partition);
-    print!("{}", layout.grub_cfg_for(root, locked));
+pub fn grub_cfg_cmd(a: GrubCfg) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, None)?;
+    if a.locked && a.root.is_none() {
+        return Err("--locked is for release images: give --root DEVPREFIX too".into());
+    }
+    let root = a.root.as_deref().map_or(Root::Initramfs, Root::Partition);
+    print!("{}", layout.grub_cfg_for(root, a.locked));
     Ok(())
 }
 
 /// The U-Boot boot script source.
-pub fn uboot_script_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let need =
-        |v: Option<String>, what: &str| v.ok_or_else(|| format!("uboot-script needs {what}"));
-    let dev = need(
-        take_opt(&mut args, "--uboot-disk")?,
-        "--uboot-disk IF:N (the boot disk as U-Boot names it, e.g. virtio:1, mmc:0)",
-    )?;
-    let root = need(
-        take_opt(&mut args, "--root")?,
-        "--root DEVPREFIX (Linux's name of the slot partitions without the number, e.g. /dev/vdb)",
-    )?;
-    let console = need(
-        take_opt(&mut args, "--console")?,
-        "--console TTY (e.g. ttyAMA0)",
-    )?;
-    no_more(&args)?;
+pub fn uboot_script_cmd(a: UbootScript) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, None)?;
+    let (dev, root, console) = (a.uboot_disk, a.root, a.console);
     let Some((iface, num)) = dev
         .split_once(':')
         .filter(|(i, n)| !i.is_empty() && n.parse::<u8>().is_ok())
@@ -51,16 +125,15 @@ pub fn uboot_script_cmd(mut args: Vec<String>) -> Result<(), String> {
 }
 
 /// The first environment of a release image, slot A = the given kernel and rootfs.
-pub fn env_image_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let out = take_opt(&mut args, "-o")?.ok_or("env-image needs -o OUT")?;
-    let version = take_opt(&mut args, "--version")?.ok_or("env-image needs --version X.Y.Z")?;
-    let append = take_opt(&mut args, "--append")?.unwrap_or_default();
-    let script = take_opt(&mut args, "--boot-script")?
+pub fn env_image_cmd(a: EnvImage) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, None)?;
+    let (out, version, append) = (a.out, a.version, a.append);
+    let script = a
+        .boot_script
         .map(|p| std::fs::read(&p).map_err(|e| format!("{p}: {e}")))
         .transpose()?;
     let mut lens = [None, None];
-    for a in &args {
+    for a in &a.images {
         let (i, p) = match a.split_once('=') {
             Some(("kernel", p)) => (0, p),
             Some(("rootfs", p)) => (1, p),
@@ -94,12 +167,12 @@ pub fn env_image_cmd(mut args: Vec<String>) -> Result<(), String> {
 }
 
 /// One slot's image (rootfs at 0, kernel at the end) for genimage.
-pub fn slot_image_cmd(mut args: Vec<String>) -> Result<(), String> {
-    let (_, layout) = layout_from(&mut args)?;
-    let out = take_opt(&mut args, "-o")?.ok_or("slot-image needs -o OUT")?;
+pub fn slot_image_cmd(a: SlotImage) -> Result<(), String> {
+    let (_, layout) = layout_from(a.board_file, None)?;
+    let out = a.out;
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
     let (mut kernel, mut rootfs) = (None, None);
-    for a in &args {
+    for a in &a.images {
         match a.split_once('=') {
             Some(("kernel", p)) => kernel = Some(read(p)?),
             Some(("rootfs", p)) => rootfs = Some(read(p)?),

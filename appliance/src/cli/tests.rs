@@ -270,6 +270,25 @@ fn callers_invocations_parse() {
         "leds test-uleds status,pool,ha,activity",
         "probe 198.51.100.11:5060",
         "probe 198.51.100.11 --count 3 --interval 100 --timeout 500 --from 198.51.100.1 --json",
+        // tests/image/build-bundle.sh, build-disk.sh, tests/tests/firmware_update.rs, docs/firmware.md
+        "firmware status",
+        "firmware install /dev/vdg",
+        "firmware install /tmp/b.bundle --force --keyring /tmp/k --board-file /tmp/b.toml --disk /tmp/d.img --booted A",
+        "firmware rollback",
+        "firmware mark-good --booted B --disk /tmp/d.img",
+        "firmware verify out.bundle --keyring release-2026.pub --board qemu-x86_64",
+        "firmware keygen release-2026",
+        "firmware bundle --key /tmp/t.key --version 1.2.0 --board qemu-x86_64 -o /tmp/o --description x kernel=/tmp/k rootfs=/tmp/r",
+        "firmware bundle --unsigned --version 1.2.0 --board qemu-x86_64 -o /tmp/o kernel=/tmp/k",
+        "firmware grub-cfg --board-file /tmp/b.toml",
+        "firmware make-disk --board-file /tmp/b.toml -o /tmp/d --boot-img /tmp/b --core-img /tmp/c --env-part /tmp/e --version 0.1.0 kernel=/tmp/k rootfs=/tmp/r",
+        // tests/tests/firmware_rollback.rs, buildroot-ext/scripts (post-image, update-boot-scripts)
+        "firmware install /dev/vdc --no-activate",
+        "firmware activate",
+        "firmware grub-cfg --board-file /tmp/b.toml --root PARTUUID=51b10ad2-0 --locked",
+        "firmware uboot-script --board-file /tmp/b.toml --uboot-disk virtio:1 --root /dev/vdb --console ttyAMA0",
+        "firmware slot-image --board-file /tmp/b.toml -o /tmp/s.img kernel=/tmp/k rootfs=/tmp/r",
+        "firmware env-image --board-file /tmp/b.toml -o /tmp/e.img --version 1.0.0 --boot-script /tmp/boot.scr --append x kernel=/tmp/k rootfs=/tmp/r",
         // README, docs, ARCHITECTURE.md
         "daemon --dry-run --config /tmp/f.toml",
         "daemon --dry-run --config /tmp/f.toml --board /tmp/b.toml --socket /tmp/s",
@@ -297,4 +316,76 @@ fn callers_invocations_parse() {
             panic!("appliance {line}: {text}");
         }
     }
+}
+
+/// `firmware` commands: build-disk.sh's empty `--append ""` parses, each has its help, and a
+/// usage error is exit 2 naming the command.
+#[test]
+fn firmware_commands_parse_with_help_and_usage_errors() {
+    let a = parse(&argv(&[
+        "firmware",
+        "make-disk",
+        "-o",
+        "/tmp/d",
+        "--boot-img",
+        "b",
+        "--core-img",
+        "c",
+        "--env-part",
+        "e",
+        "--append",
+        "",
+        "kernel=k",
+        "rootfs=r",
+    ]))
+    .unwrap();
+    let Some(Command::Firmware(f)) = a.command else {
+        panic!("{a:?}")
+    };
+    let firmware::Sub::MakeDisk(m) = f.command else {
+        panic!("{f:?}")
+    };
+    assert_eq!((m.append.as_str(), m.images.len()), ("", 2));
+    for sub in [
+        "status",
+        "install",
+        "rollback",
+        "mark-good",
+        "verify",
+        "keygen",
+        "bundle",
+        "grub-cfg",
+        "make-disk",
+        "activate",
+        "uboot-script",
+        "env-image",
+        "slot-image",
+    ] {
+        let (text, code) = parses(&format!("firmware {sub} --help")).unwrap_err();
+        assert_eq!(code, ExitCode::SUCCESS, "{sub}: {text}");
+        assert!(
+            text.starts_with(&format!("Usage: appliance firmware {sub}")),
+            "{sub}: {text}"
+        );
+    }
+    let (text, code) = parses("firmware help").unwrap_err();
+    assert_eq!(code, ExitCode::SUCCESS);
+    assert!(
+        text.contains("install") && text.contains("make-disk"),
+        "{text}"
+    );
+    for bad in [
+        "firmware",
+        "firmware frob",
+        "firmware install",
+        "firmware install a b",
+        "firmware keygen",
+    ] {
+        let (text, code) = parses(bad).unwrap_err();
+        assert_eq!(code, ExitCode::from(USAGE_EXIT), "{bad}: {text}");
+    }
+    assert_eq!(
+        command_path(&argv(&["firmware", "install"])),
+        "firmware install"
+    );
 }

@@ -16,6 +16,7 @@ use crate::control::proto::{Reply, Request, ServerOp, ServerRow, StatusInfo, Val
 
 mod changes;
 mod diagnostics;
+mod firmware;
 mod ha;
 mod interfaces;
 mod logtime;
@@ -458,6 +459,7 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             "14" => self.ha()?,
             "15" => self.management()?,
             "16" => self.logtime()?,
+            "17" => self.firmware()?,
             "0" => return Ok(false),
             other => {
                 let shown: String = other.chars().take(20).collect();

@@ -14,7 +14,7 @@ pub const WIDTH: usize = 79;
 pub const MAIN_PROMPT: &str = "Enter an option: ";
 
 /// Main menu items (number, label).
-pub const MAIN_ITEMS: [(u8, &str); 17] = [
+pub const MAIN_ITEMS: [(u8, &str); 18] = [
     (1, "Status (live)"),
     (2, "Interfaces"),
     (3, "Virtual service settings"),
@@ -31,6 +31,7 @@ pub const MAIN_ITEMS: [(u8, &str); 17] = [
     (14, "High availability"),
     (15, "Management access"),
     (16, "Syslog and time (NTP)"),
+    (17, "Firmware update"),
     (0, "Logout / lock"),
 ];
 

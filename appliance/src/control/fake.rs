@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{AdminState, Config, Forwarding};
 use crate::control::proto::{
-    DrainInfo, IfaceInfo, ImportInfo, LogEvent, Reply, Request, Response, ServerRow, ServiceRow,
-    SipReplyInfo, StatusInfo, UnmappedLine, Validation,
+    DrainInfo, FirmwareAction, FirmwareInfo, FirmwareJob, FirmwareSlot, IfaceInfo, ImportInfo,
+    LogEvent, Reply, Request, Response, ServerRow, ServiceRow, SipReplyInfo, StatusInfo,
+    UnmappedLine, Validation,
 };
 use crate::control::server::{BoxFuture, Handler};
 use crate::control::session::{config_toml, ConfigSession, EffectError, Effects};
@@ -63,6 +64,8 @@ pub struct FakeState {
     pub alerts: Vec<String>,
     /// Manual clock for the password back-off (tests); `None` = real time since start.
     pub clock: Option<Duration>,
+    /// A/B firmware as the fake shows it; an install advances one half per status poll.
+    pub firmware: FirmwareInfo,
 }
 
 /// The fake daemon.
@@ -92,6 +95,7 @@ impl FakeDaemon {
                 logs,
                 alerts: Vec::new(),
                 clock: None,
+                firmware: fake_firmware(),
             })),
             started: Instant::now(),
         }
@@ -192,6 +196,7 @@ impl FakeDaemon {
                 ok(Reply::Logs(st.logs[k..].to_vec()))
             }
             Request::ListNics => ok(Reply::Nics(fake_nics())),
+            Request::Firmware { action } => firmware(&mut st, action, now),
             Request::ImportKeepalived { text } => ok(Reply::Import(Box::new(import(
                 st.session.candidate(),
                 &text,
@@ -217,6 +222,124 @@ impl Handler for FakeDaemon {
     fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
         Box::pin(std::future::ready(self.handle_sync(req)))
     }
+}
+
+/// Slot A 0.1.0 booted and good, slot B empty.
+fn fake_firmware() -> FirmwareInfo {
+    let slot = |name: &str, version: &str, state: &str, here: bool| FirmwareSlot {
+        name: name.into(),
+        version: version.into(),
+        state: state.into(),
+        booted: here,
+        next: here,
+    };
+    FirmwareInfo {
+        slots: vec![
+            slot("A", "0.1.0", "good", true),
+            slot("B", "", "empty", false),
+        ],
+        ..FirmwareInfo::default()
+    }
+}
+
+/// The fake's firmware: a missing file is refused at once (as by the daemon); a URL whose
+/// path does not end in `.bundle` fails like a 404 on the first poll; anything else
+/// installs 0.2.0 into slot B over two polls.
+fn firmware(st: &mut FakeState, action: FirmwareAction, now: Duration) -> Response {
+    let log = |st: &mut FakeState, level: &str, message: String| {
+        st.logs.push(LogEvent {
+            uptime_s: now.as_secs(),
+            level: level.into(),
+            message,
+        })
+    };
+    let mut message = String::new();
+    match action {
+        FirmwareAction::Status => {
+            let fw = &mut st.firmware;
+            let mut event = None;
+            if let Some(j) = fw.job.as_mut().filter(|j| !j.finished) {
+                if j.source.starts_with("http") && !j.source.ends_with(".bundle") {
+                    j.finished = true;
+                    j.error = Some(format!(
+                        "{}: the server answered HTTP 404; check the path and that the bundle is published there",
+                        j.source
+                    ));
+                    event = Some(("warn", format!("firmware install failed: {}", j.source)));
+                } else {
+                    j.total = 1000;
+                    j.done = (j.done + 500).min(j.total);
+                    j.step = format!("writing version 0.2.0 into slot B from {}", j.source);
+                    if j.done == j.total {
+                        j.finished = true;
+                        j.result = Some("installed 0.2.0 into slot B; it boots next, on trial: reboot to run it".into());
+                        fw.slots[1].version = "0.2.0".into();
+                        fw.slots[1].state = "trial".into();
+                        fw.slots[0].next = false;
+                        fw.slots[1].next = true;
+                        fw.last_event =
+                            "installed 0.2.0 into slot B; it boots next, on trial".into();
+                        event = Some((
+                            "info",
+                            format!("firmware installed; boots next on trial: {}", fw.last_event),
+                        ));
+                    }
+                }
+            }
+            if let Some((level, m)) = event {
+                log(st, level, m);
+            }
+        }
+        FirmwareAction::Install { source, .. } => {
+            if !crate::firmware::fetch::is_url(&source) {
+                if let Err(e) = std::fs::metadata(&source) {
+                    return Response::error(format!(
+                        "{source}: {e}; give the path of a bundle on the box or an http(s):// URL"
+                    ));
+                }
+            }
+            if st.firmware.job.as_ref().is_some_and(|j| !j.finished) {
+                return Response::error("an install is already running; wait for it to finish");
+            }
+            st.firmware.job = Some(FirmwareJob {
+                source: source.clone(),
+                step: format!("verifying {source}"),
+                ..FirmwareJob::default()
+            });
+            message = format!("install of {source} started");
+            log(st, "info", format!("firmware install started: {source}"));
+        }
+        FirmwareAction::Changed => {
+            let m = format!(
+                "firmware changed by the command line: {}",
+                st.firmware.last_event
+            );
+            log(st, "info", m);
+        }
+        FirmwareAction::Rollback => {
+            let fw = &mut st.firmware;
+            let Some(other) = fw.slots.iter().position(|s| !s.booted) else {
+                return Response::error("no other slot");
+            };
+            if fw.slots[other].version.is_empty() {
+                return Response::error("slot B is empty: there is nothing to roll back to");
+            }
+            for (i, s) in fw.slots.iter_mut().enumerate() {
+                s.next = i == other;
+            }
+            fw.last_event = format!(
+                "rollback to slot {} requested by the operator",
+                fw.slots[other].name
+            );
+            message = format!("{}: reboot to run it", fw.last_event);
+            let m = format!("firmware rollback requested: {}", st.firmware.last_event);
+            log(st, "info", m);
+        }
+    }
+    Response::Ok(Reply::Firmware(Box::new(FirmwareInfo {
+        message,
+        ..st.firmware.clone()
+    })))
 }
 
 fn health_of(st: &FakeState, s: SocketAddrV4) -> Health {
@@ -267,6 +390,12 @@ fn status(st: &FakeState, now: Duration) -> StatusInfo {
         ntp: crate::ntp::NtpStatus::default(),
         syslog: Vec::new(),
         draining: Vec::new(),
+        firmware: st
+            .firmware
+            .slots
+            .iter()
+            .map(|s| format!("slot {} {} {}", s.name, s.version, s.state))
+            .collect(),
     }
 }
 

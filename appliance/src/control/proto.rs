@@ -162,6 +162,32 @@ pub enum Request {
         /// The file's text.
         text: String,
     },
+    /// A/B firmware: the slots and the running install, start an install, or roll back.
+    Firmware {
+        /// What to do.
+        action: FirmwareAction,
+    },
+}
+
+/// A firmware request (docs/firmware.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FirmwareAction {
+    /// Both slots, the last event and the install in progress (poll this for progress).
+    Status,
+    /// Start an install from a file or an http(s) URL in the background.
+    Install {
+        /// A path on the box or a URL.
+        source: String,
+        /// Allow a downgrade.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Boot the other (good) slot next.
+    Rollback,
+    /// A client (the CLI) changed the slots: the daemon logs the environment's note (the
+    /// event and its reason, read from the disk, not taken from the client).
+    Changed,
 }
 
 /// The daemon's answer to one request.
@@ -221,6 +247,8 @@ pub enum Reply {
     Import(Box<ImportInfo>),
     /// Answer to `ListNics`.
     Nics(Vec<crate::net::nics::Nic>),
+    /// Answer to `Firmware`.
+    Firmware(Box<FirmwareInfo>),
     /// Command output (ping).
     Output {
         /// True when the command succeeded.
@@ -292,6 +320,10 @@ pub struct StatusInfo {
     /// Servers removed or disabled by the operator that still carry calls.
     #[serde(default)]
     pub draining: Vec<DrainingServer>,
+    /// A/B firmware: each slot and the last install, switch or rollback with its reason
+    /// (empty on a board without slots).
+    #[serde(default)]
+    pub firmware: Vec<String>,
 }
 
 /// A server the operator removed or disabled, kept at weight 0 until its calls end.
@@ -307,6 +339,53 @@ pub struct DrainingServer {
     pub conns_left: u64,
     /// Seconds until it is deleted even with connections left.
     pub grace_left_s: u64,
+}
+
+/// One firmware slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FirmwareSlot {
+    /// "A" or "B".
+    pub name: String,
+    /// Version written into it ("" when empty).
+    pub version: String,
+    /// "good", "trial", "bad", "empty"... (`slots::SlotInfo::state`).
+    pub state: String,
+    /// The running firmware came from this slot.
+    pub booted: bool,
+    /// The bootloader starts this slot next.
+    pub next: bool,
+}
+
+/// An install started through the control socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FirmwareJob {
+    /// Its file or URL.
+    pub source: String,
+    /// The current step in words.
+    pub step: String,
+    /// Image bytes done in this step.
+    pub done: u64,
+    /// Image bytes in all.
+    pub total: u64,
+    /// Finished (see `error` / `result`).
+    pub finished: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What it did, when it succeeded.
+    pub result: Option<String>,
+}
+
+/// Answer to a firmware request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FirmwareInfo {
+    /// Both slots (empty on a board without A/B slots).
+    pub slots: Vec<FirmwareSlot>,
+    /// The last install, switch or rollback with its reason.
+    pub last_event: String,
+    /// The install started last through the socket, if any.
+    pub job: Option<FirmwareJob>,
+    /// What an action did (rollback, install started).
+    pub message: String,
 }
 
 /// HA state for status and the console header.

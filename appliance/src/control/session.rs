@@ -494,7 +494,8 @@ impl<E: Effects> ConfigSession<E> {
             | Request::SipOptions { .. }
             | Request::Logs { .. }
             | Request::ListNics
-            | Request::ImportKeepalived { .. } => return None,
+            | Request::ImportKeepalived { .. }
+            | Request::Firmware { .. } => return None,
         };
         Some(match r {
             Ok(reply) => Response::Ok(reply),

@@ -7,8 +7,8 @@ use tracing::{info, warn};
 
 use crate::config::{AdminState, Config, Forwarding};
 use crate::control::proto::{
-    DrainInfo, IfaceInfo, ImportInfo, LogEvent, Reply, Request, Response, ServerRow, ServiceRow,
-    SipReplyInfo, StatusInfo, UnmappedLine, Validation,
+    DrainInfo, FirmwareAction, FirmwareInfo, IfaceInfo, ImportInfo, LogEvent, Reply, Request,
+    Response, ServerRow, ServiceRow, SipReplyInfo, StatusInfo, UnmappedLine, Validation,
 };
 use crate::control::server::{BoxFuture, Handler};
 use crate::control::session::config_toml;
@@ -18,12 +18,16 @@ use super::{lock, Shared};
 /// Control handler over the shared daemon state.
 pub struct DaemonHandler {
     shared: Shared,
+    firmware: crate::firmware::ops::JobCell,
 }
 
 impl DaemonHandler {
     /// Wrap the shared state.
     pub fn new(shared: Shared) -> DaemonHandler {
-        DaemonHandler { shared }
+        DaemonHandler {
+            shared,
+            firmware: Default::default(),
+        }
     }
 }
 
@@ -42,6 +46,7 @@ impl Handler for DaemonHandler {
                 Request::Save => return self.save().await,
                 Request::ListNics => Work::Nics,
                 Request::ImportKeepalived { text } => Work::ImportKeepalived(text),
+                Request::Firmware { action } => Work::Firmware(action, self.firmware.clone()),
                 Request::Status => Work::Live(LiveQuery::Status),
                 Request::ShowServers => Work::Live(LiveQuery::Servers),
                 Request::ShowServices => Work::Live(LiveQuery::Services),
@@ -79,6 +84,8 @@ enum Work {
     Nics,
     /// A keepalived.conf to convert.
     ImportKeepalived(String),
+    /// A/B firmware (reads or writes the boot disk's environment).
+    Firmware(FirmwareAction, crate::firmware::ops::JobCell),
 }
 
 /// The read-only questions about live state that the daemon answers itself.
@@ -104,6 +111,7 @@ impl Work {
                 crate::net::nics::SYSFS_NET,
             )))),
             Work::ImportKeepalived(text) => import_keepalived(shared, &text),
+            Work::Firmware(action, job) => firmware(action, &job),
         }
     }
 }
@@ -143,6 +151,29 @@ impl DaemonHandler {
     }
 }
 
+fn firmware(action: FirmwareAction, job: &crate::firmware::ops::JobCell) -> Response {
+    use crate::firmware::ops;
+    let b = match ops::BoxSlots::this_box() {
+        Ok(b) => b,
+        Err(e) => return Response::error(e),
+    };
+    let message = match action {
+        FirmwareAction::Status => Ok(String::new()),
+        FirmwareAction::Install { source, force } => ops::start_install(&b, job, &source, force),
+        FirmwareAction::Rollback => ops::rollback(&b, "operator request over the control socket"),
+        FirmwareAction::Changed => ops::info(&b, job).map(|i| {
+            info!(event = %i.last_event, "firmware changed by the command line");
+            String::new()
+        }),
+    };
+    match message.and_then(|m| ops::info(&b, job).map(|i| (m, i))) {
+        Ok((message, info)) => {
+            Response::Ok(Reply::Firmware(Box::new(FirmwareInfo { message, ..info })))
+        }
+        Err(e) => Response::error(e),
+    }
+}
+
 fn session(shared: &Shared, req: &Request) -> Response {
     let mut s = lock(shared);
     // The boot clock, not the daemon's own: the login back-off outlives a daemon restart.
@@ -161,6 +192,11 @@ fn session(shared: &Shared, req: &Request) -> Response {
 }
 
 fn live(shared: &Shared, q: LiveQuery) -> Response {
+    // Read from the boot disk before the session is locked.
+    let firmware = match q {
+        LiveQuery::Status => crate::firmware::ops::status_lines(),
+        _ => Vec::new(),
+    };
     {
         let s = lock(shared);
         let now = crate::control::password::boot_clock();
@@ -215,6 +251,7 @@ fn live(shared: &Shared, q: LiveQuery) -> Response {
                     ntp: live.ntp_status(),
                     syslog: live.syslog_status(),
                     draining: draining_rows(live),
+                    firmware,
                 })))
             }
             LiveQuery::Servers => Response::Ok(Reply::Servers(server_rows(&running, live))),

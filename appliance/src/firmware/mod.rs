@@ -4,8 +4,11 @@
 
 pub mod bundle;
 pub mod disk;
+pub mod fetch;
 pub mod grubenv;
+pub mod install;
 pub mod keys;
+pub mod ops;
 pub mod slots;
 pub mod trial;
 pub mod ubootenv;
