@@ -16,6 +16,7 @@ use crate::control::proto::{Reply, Request, ServerOp, ServerRow, StatusInfo, Val
 
 mod changes;
 mod diagnostics;
+mod form;
 mod ha;
 mod interfaces;
 mod locked;
