@@ -58,29 +58,6 @@ fn servers(s: &str) -> Parsed<Vec<Ipv4Addr>> {
     Ok(v)
 }
 
-fn show_servers(v: &[Ipv4Addr]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-/// All collectors, as the change summary lists them.
-fn show_collectors(v: &[SyslogCollector]) -> String {
-    if v.is_empty() {
-        "none".to_string()
-    } else {
-        v.iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
 impl<P: Port, D: Daemon> Menu<P, D> {
     pub(super) fn logtime(&mut self) -> R<()> {
         let Some(c) = self.candidate() else {
@@ -97,7 +74,7 @@ impl<P: Port, D: Daemon> Menu<P, D> {
                 Field::new(
                     format!("Syslog collector {}", i + 1),
                     "syslog collectors",
-                    |c| show_collectors(&c.syslog.collectors),
+                    |c| fields::show_list(&c.syslog.collectors, " "),
                     opt_collector,
                     move |c, v| {
                         let mut all: Vec<SyslogCollector> =
@@ -122,7 +99,7 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             Field::new(
                 format!("NTP servers, up to {MAX_NTP_SERVERS}, separated by spaces, or none"),
                 "NTP servers",
-                |c| show_servers(&c.ntp.servers),
+                |c| fields::show_list(&c.ntp.servers, " "),
                 servers,
                 |c, v| c.ntp.servers = v.into_iter().collect(),
             )

@@ -36,17 +36,6 @@ fn allow_list(s: &str) -> Parsed<Vec<Ipv4Net>> {
     Ok(v)
 }
 
-fn show_allow(v: &[Ipv4Net]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
 fn show_addr(a: Option<Ipv4Net>) -> String {
     a.map_or_else(|| "none".into(), |a| a.to_string())
 }
@@ -94,7 +83,7 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             Field::new(
                 format!("Allowed sources, comma-separated prefixes (max {MAX_MGMT_ALLOW}) or none"),
                 "allowed sources",
-                |c| show_allow(&c.management.allow),
+                |c| fields::show_list(&c.management.allow, ","),
                 allow_list,
                 |c, v| c.management.allow = v.into_iter().collect(),
             )
