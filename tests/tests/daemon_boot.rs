@@ -108,6 +108,12 @@ fn console_change_persists_and_daemon_respawn_keeps_ipvs() -> Result<(), VmError
         c.choose("0")?;
         c.expect("Console locked.")?;
     }
+    let t = Instant::now();
+    store_fault_keeps_the_console_password(&mut vm)?;
+    eprintln!(
+        "store fault under a respawned daemon: it keeps the last console password ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
     eprintln!(
         "BENCH boot_to_ready_ms={} boot_to_test_shell_ms={} (boot 1, lab taps)",
         ready1.as_millis(),
@@ -118,6 +124,54 @@ fn console_change_persists_and_daemon_respawn_keeps_ipvs() -> Result<(), VmError
         ready2.as_millis(),
         shell2.as_millis()
     );
+    Ok(())
+}
+
+/// Both store slots destroyed under a running daemon, which is then killed: the respawned
+/// daemon finds the store faulty and runs the factory config (no password), yet it keeps the
+/// last known console password (kept in tmpfs, 0600) and admits nobody without it.
+fn store_fault_keeps_the_console_password(vm: &mut Vm) -> Result<(), VmError> {
+    // Random bytes over the whole 1 MiB store are neither erased flash (all 0xFF or all 0)
+    // nor a record: both slots read as corrupt.
+    vm.shell_ok("dd if=/dev/urandom of=/dev/mtd0 bs=65536 count=16 2>/dev/null; sync; true")?;
+    let old = guest::daemon_pid(vm)?.ok_or_else(|| fail("no daemon running"))?;
+    let readies = guest::dmesg_count(vm, guest::READY_LINE)?;
+    vm.shell_ok(&format!("kill -9 {old}"))?;
+    guest::wait_new_daemon(vm, old, Duration::from_secs(60))?;
+    guest::wait_dmesg_count(vm, guest::READY_LINE, readies + 1, READY_TIMEOUT)?;
+    let log = guest::last_daemon_log(vm)?;
+    has("daemon log", &log, "both config store slots are corrupt")?;
+    has(
+        "daemon log",
+        &log,
+        "the console stays locked with the last known password",
+    )?;
+    has(
+        "kept password file",
+        &vm.shell_ok("stat -c '%a %s' /run/appliance/console-hash")?,
+        "600 ",
+    )?;
+    // What the console asks the daemon before it offers a prompt: a password is set (the
+    // last known one) and the login is not blocked, although the factory config has none.
+    let status: String = vm
+        .shell_ok("appliance status --json")?
+        .split_whitespace()
+        .collect();
+    has(
+        "status under the store fault",
+        &status,
+        "\"password_set\":true",
+    )?;
+    has(
+        "status under the store fault",
+        &status,
+        "\"login_blocked\":null",
+    )?;
+    has(
+        "status under the store fault",
+        &status,
+        "\"hostname\":\"sip-lb\"",
+    )?;
     Ok(())
 }
 

@@ -127,6 +127,18 @@ pub fn yes_no(s: &str) -> Parsed<bool> {
     }
 }
 
+/// Display form of a list: its items joined by `sep`, or `none` when empty.
+pub fn show_list<T: std::fmt::Display>(items: &[T], sep: &str) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
 /// Display form of a bool for y/n prompts.
 pub fn show_yn(b: bool) -> String {
     if b { "y" } else { "n" }.into()

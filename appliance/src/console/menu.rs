@@ -17,8 +17,10 @@ use crate::control::proto::{Reply, Request, ServerOp, ServerRow, StatusInfo, Val
 mod changes;
 mod diagnostics;
 mod firmware;
+mod form;
 mod ha;
 mod interfaces;
+mod locked;
 mod logtime;
 mod management;
 mod probe;
@@ -173,6 +175,9 @@ impl<P: Port, D: Daemon> Menu<P, D> {
     /// One login session: connect, authenticate, main menu until logout/idle.
     fn session(&mut self) -> R<()> {
         self.connect()?;
+        if self.status.login_blocked.is_some() {
+            return self.locked_out();
+        }
         if self.status.password_set {
             self.login()?;
         } else {
@@ -613,11 +618,11 @@ mod tests {
     /// Scripted terminal: pops inputs, records output; EOF when the script ends.
     #[derive(Default)]
     pub(super) struct Script {
-        inputs: VecDeque<Input>,
+        pub(super) inputs: VecDeque<Input>,
         pub(super) out: String,
-        pauses: Vec<Duration>,
-        shells: u32,
-        fake: Option<Arc<FakeDaemon>>,
+        pub(super) pauses: Vec<Duration>,
+        pub(super) shells: u32,
+        pub(super) fake: Option<Arc<FakeDaemon>>,
     }
 
     impl Port for Script {
@@ -647,7 +652,7 @@ mod tests {
         }
     }
 
-    struct Direct(Arc<FakeDaemon>);
+    pub(super) struct Direct(pub(super) Arc<FakeDaemon>);
     impl Daemon for Direct {
         fn call(&mut self, req: &Request) -> Result<Reply, String> {
             match self.0.handle_sync(req.clone()) {

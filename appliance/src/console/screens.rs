@@ -141,6 +141,29 @@ pub fn header(st: &StatusInfo) -> String {
     out
 }
 
+/// The locked console when nobody can log in (store fault, no password known since this
+/// boot): the fault and what someone at the port can do (docs/console.md, "Store fault").
+pub fn login_blocked(st: &StatusInfo, why: &str) -> String {
+    let mut out = format!(
+        "\n{} (appliance {}) console is locked: nobody can log in.\n\n",
+        st.hostname, st.version
+    );
+    for l in wrap(&format!("The config store is faulty: {why}."), WIDTH - 1) {
+        let _ = writeln!(out, "{l}");
+    }
+    out.push_str(
+        "No console password is known since this boot, and a fault never falls back to\n\
+         the factory password, so the menu cannot open. No stored config runs.\n\n\
+         What you can do here:\n\
+         \x20 - A loose or replaced medium: fix it and power-cycle; a readable store\n\
+         \x20   brings the config and its password back.\n\
+         \x20 - A config from other firmware: boot that firmware (the other slot).\n\
+         \x20 - Otherwise erase the store: the box reboots on factory defaults and asks\n\
+         \x20   for a new password. The stored config is lost.\n",
+    );
+    out
+}
+
 /// Most header lines the alerts may take; the rest is summarised (the log has them all).
 pub const MAX_ALERT_LINES: usize = 6;
 
@@ -443,6 +466,16 @@ mod tests {
             unsaved: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn login_blocked_screen_fits_and_wraps_the_reason() {
+        let why = "cannot read the config store: a very long device error that goes on and on past the edge";
+        let m = login_blocked(&st(), why);
+        assert!(m.lines().count() <= 20, "{m}");
+        assert!(m.lines().all(|l| l.chars().count() < WIDTH), "{m}");
+        assert!(m.replace('\n', " ").contains(why), "{m}");
+        assert!(m.contains("erase the store"), "{m}");
     }
 
     #[test]

@@ -383,6 +383,7 @@ fn status(st: &FakeState, now: Duration) -> StatusInfo {
         unsaved: st.session.unsaved(),
         candidate_errors: st.session.validation().errors.len() as u32,
         password_set: st.session.password_set(),
+        login_blocked: st.session.login_blocked().map(str::to_owned),
         idle_lock_s: run.console.idle_lock_s,
         uptime_s: now.as_secs(),
         alerts: st.alerts.clone(),

@@ -24,6 +24,10 @@ pub const MAX_BACKOFF_S: u32 = 30;
 pub const LOCKOUT_FAILURES: u32 = 5;
 /// Where the daemon keeps the back-off across its own restarts (tmpfs: a reboot clears it).
 pub const BACKOFF_FILE: &str = "/run/appliance/login-backoff";
+/// Where the daemon keeps the last known console password hash across its own restarts
+/// (tmpfs: a reboot clears it), so a respawned daemon that finds the store faulty keeps the
+/// console locked with it instead of the factory config's (empty) password.
+pub const KNOWN_HASH_FILE: &str = "/run/appliance/console-hash";
 
 /// Time since boot on the monotonic clock: one time base for every daemon of this boot.
 pub fn boot_clock() -> Duration {
@@ -92,6 +96,51 @@ pub fn verify_password(hash: &str, pw: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// True when `hash` can stand for a password: a PHC string within the cost cap that fits the
+/// config field (never the empty hash of a box with no password).
+pub fn usable_hash(hash: &str) -> bool {
+    !hash.is_empty()
+        && hash.len() <= crate::config::HASH_LEN
+        && crate::config::validate::password_hash_problem(hash).is_none()
+}
+
+/// Read the hash kept at `path` by [`keep_known_hash`]: `Ok(None)` when there is none; a file
+/// that cannot be read or holds no usable hash is an error (the caller then knows none).
+pub fn load_known_hash(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if usable_hash(s.trim()) => Ok(Some(s.trim().to_owned())),
+        Ok(_) => Err(format!("{} holds no usable password hash", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Keep `hash` at `path` (mode 0600, temporary file + rename, creates the directory); an empty
+/// hash (no password set) removes the file.
+pub fn keep_known_hash(path: &Path, hash: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if hash.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(format!("{hash}\n").as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 /// Exponential back-off after wrong passwords: 1, 2, 4, 8, 16, 30, 30... seconds.
@@ -214,6 +263,32 @@ mod tests {
         assert!(!verify_password(&big, "correct horse"));
         // Two hashes of one password differ (random salt).
         assert_ne!(h, hash_password_with("correct horse", 64, 1).unwrap());
+    }
+
+    #[test]
+    fn known_hash_file_round_trip_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/console-hash");
+        assert_eq!(load_known_hash(&path), Ok(None));
+        let h = hash_password_with("correct horse", 64, 1).unwrap();
+        keep_known_hash(&path, &h).unwrap();
+        assert_eq!(load_known_hash(&path), Ok(Some(h.clone())));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Damaged or empty: an error, never an empty (admit-anyone) hash.
+        for bad in ["", "\n", "$argon2id$garbage", "plain text"] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(load_known_hash(&path).is_err(), "{bad:?}");
+        }
+        // An over-priced hash is not usable either.
+        std::fs::write(&path, h.replace("m=64,", "m=4194304,")).unwrap();
+        assert!(load_known_hash(&path).is_err());
+        // An empty hash (no password) removes the file; removing twice is fine.
+        keep_known_hash(&path, "").unwrap();
+        keep_known_hash(&path, "").unwrap();
+        assert_eq!(load_known_hash(&path), Ok(None));
+        assert!(!usable_hash(""));
     }
 
     #[test]

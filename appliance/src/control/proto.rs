@@ -301,6 +301,10 @@ pub struct StatusInfo {
     pub candidate_errors: u32,
     /// A console password is set (false on first boot).
     pub password_set: bool,
+    /// Set when nobody can log in at the console: the config store is faulty (why) and no
+    /// password is known since this boot; the console shows the recovery instead of a prompt.
+    #[serde(default)]
+    pub login_blocked: Option<String>,
     /// Idle console lock in seconds (0 = never).
     pub idle_lock_s: u32,
     /// Daemon uptime in seconds.

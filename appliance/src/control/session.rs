@@ -15,6 +15,9 @@
 //!   running config unsaved, because draining is an operational action.
 //! - The console password hash is owned by `set_password`: it is written to all three
 //!   configs and saved to flash at once; `set_candidate` never changes it.
+//! - During a store fault the console never runs on the factory config's password: the last
+//!   known hash is kept in tmpfs across daemon restarts and used; when none is known nobody is
+//!   admitted ([`ConfigSession::keep_password`]).
 
 use std::net::SocketAddrV4;
 use std::time::Duration;
@@ -79,6 +82,9 @@ pub enum SessionError {
     /// Password policy or hashing.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The store is faulty and no password is known: nobody may log in or set one.
+    #[error("nobody can log in: the config store is faulty ({0}) and no console password is known since this boot; see the console for the recovery")]
+    LoginBlocked(String),
     /// Revert asked to copy the candidate onto itself.
     #[error("revert copies 'running' or 'saved' into the candidate; 'candidate' makes no sense")]
     RevertSource,
@@ -101,6 +107,10 @@ pub struct ConfigSession<E: Effects> {
     backoff: Backoff,
     /// Where the back-off survives a daemon restart (`None`: memory only, as in tests).
     backoff_file: Option<std::path::PathBuf>,
+    /// Where the last known password hash survives a daemon restart (`None`: not kept).
+    hash_file: Option<std::path::PathBuf>,
+    /// Set when nobody may log in: the store fault, with no password known.
+    login_blocked: Option<String>,
     hash_cost: (u32, u32),
 }
 
@@ -114,6 +124,8 @@ impl<E: Effects> ConfigSession<E> {
             effects,
             backoff: Backoff::default(),
             backoff_file: None,
+            hash_file: None,
+            login_blocked: None,
             hash_cost: (
                 argon2::Params::DEFAULT_M_COST,
                 argon2::Params::DEFAULT_T_COST,
@@ -137,6 +149,66 @@ impl<E: Effects> ConfigSession<E> {
         }
         self.backoff = backoff;
         self.backoff_file = Some(path);
+    }
+
+    /// Keep the console password across daemon restarts in `path` (tmpfs) and decide who may
+    /// log in. Without a store fault the running config's hash rules and is kept in `path`.
+    /// With one (`store_fault`: why), the running config is the factory one, whose password
+    /// must never admit anyone: the last known hash (kept in `path` by an earlier daemon of
+    /// this boot, else `stored_hash`, read from a stored record that cannot run) goes into all
+    /// three configs; when none is known nobody is admitted until the store is erased.
+    pub fn keep_password(
+        &mut self,
+        path: std::path::PathBuf,
+        store_fault: Option<&str>,
+        stored_hash: &str,
+    ) {
+        let Some(reason) = store_fault else {
+            self.login_blocked = None;
+            let hash = self.running.console.password_hash.clone();
+            if let Err(e) = password::keep_known_hash(&path, &hash) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep the console password across restarts");
+            }
+            self.hash_file = Some(path);
+            return;
+        };
+        let kept = password::load_known_hash(&path).unwrap_or_else(|problem| {
+            tracing::warn!(%problem, "last known console password");
+            None
+        });
+        let known =
+            kept.or_else(|| password::usable_hash(stored_hash).then(|| stored_hash.to_owned()));
+        self.hash_file = Some(path);
+        match known {
+            Some(hash) => {
+                let bounded = crate::config::bounded(&hash);
+                for c in [&mut self.running, &mut self.candidate, &mut self.saved] {
+                    c.console.password_hash = bounded.clone();
+                }
+                self.persist_hash();
+                tracing::warn!(%reason, "config store fault: the console stays locked with the last known password");
+            }
+            None => {
+                for c in [&mut self.running, &mut self.candidate, &mut self.saved] {
+                    c.console.password_hash.clear();
+                }
+                tracing::error!(%reason, "config store fault and no console password known: nobody can log in until the store is erased (factory reset at the console)");
+                self.login_blocked = Some(reason.to_owned());
+            }
+        }
+    }
+
+    /// Why nobody may log in (a store fault with no password known), if so.
+    pub fn login_blocked(&self) -> Option<&str> {
+        self.login_blocked.as_deref()
+    }
+
+    fn persist_hash(&self) {
+        if let Some(path) = &self.hash_file {
+            if let Err(e) = password::keep_known_hash(path, &self.running.console.password_hash) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep the console password across restarts");
+            }
+        }
     }
 
     fn persist_backoff(&self) {
@@ -402,6 +474,9 @@ impl<E: Effects> ConfigSession<E> {
         new: &str,
         now: Duration,
     ) -> Result<String, SessionError> {
+        if let Some(why) = &self.login_blocked {
+            return Err(SessionError::LoginBlocked(why.clone()));
+        }
         if self.password_set() {
             self.begin_attempt(now).map_err(SessionError::TooSoon)?;
             let ok = password::verify_password(&self.running.console.password_hash, old);
@@ -421,6 +496,7 @@ impl<E: Effects> ConfigSession<E> {
         self.saved = saved;
         self.running.console.password_hash = bounded.clone();
         self.candidate.console.password_hash = bounded;
+        self.persist_hash();
         self.backoff.success();
         self.persist_backoff();
         Ok(format!(
@@ -430,6 +506,13 @@ impl<E: Effects> ConfigSession<E> {
 
     /// Check a password at monotonic time `now`, honouring the back-off.
     pub fn verify_password(&mut self, pw: &str, now: Duration) -> VerifyInfo {
+        if self.login_blocked.is_some() {
+            // Nothing to check against; no back-off either, the answer cannot change.
+            return VerifyInfo {
+                ok: false,
+                retry_after_s: 0,
+            };
+        }
         let delay = match self.begin_attempt(now) {
             Ok(delay) => delay,
             Err(wait) => {
@@ -965,6 +1048,83 @@ mod tests {
         s.set_password("", "first-password", now).unwrap();
         s.set_backoff_file(file, now);
         assert_eq!(s.backoff.failures(), 0);
+    }
+
+    /// A store fault never runs the console on the factory (empty) password: the hash kept in
+    /// tmpfs by an earlier daemon of this boot stands in, else a readable record's, else nobody.
+    #[test]
+    fn store_fault_keeps_the_last_known_password_or_admits_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run/console-hash");
+        let t = Duration::from_secs(100);
+        // A healthy start keeps the stored hash; a password change updates it.
+        let mut s = session();
+        s.keep_password(file.clone(), None, "");
+        assert!(!file.exists(), "no password yet, nothing kept");
+        s.set_password("", "first-password", t).unwrap();
+        let first = s.running().console.password_hash.to_string();
+        assert_eq!(password::load_known_hash(&file), Ok(Some(first.clone())));
+
+        // The daemon respawns and finds the store faulty: the session holds the factory
+        // config (no password), yet the console stays locked with the last known one.
+        let mut s = session();
+        s.keep_password(file.clone(), Some("both slots are corrupt"), "");
+        assert_eq!(s.login_blocked(), None);
+        assert!(s.password_set());
+        for w in [Which::Running, Which::Candidate, Which::Saved] {
+            assert_eq!(s.get(w).console.password_hash.as_str(), first);
+        }
+        assert!(!s.unsaved() && !s.unapplied(), "the stand-in is no edit");
+        assert!(!s.verify_password("", t).ok, "never an empty password");
+        assert!(
+            !s.verify_password("other-password", t + Duration::from_secs(5))
+                .ok
+        );
+        assert!(
+            s.verify_password("first-password", t + Duration::from_secs(10))
+                .ok
+        );
+        // A candidate staged and applied during the fault keeps it too.
+        let mut c = Config::builtin_default();
+        c.hostname = crate::config::bounded("taken-over");
+        s.set_candidate(c);
+        s.apply().unwrap();
+        assert_eq!(s.running().console.password_hash.as_str(), first);
+
+        // No file (fault found at boot), but a record that was read and fails validation.
+        std::fs::remove_file(&file).unwrap();
+        let mut s = session();
+        s.keep_password(file.clone(), Some("invalid under this firmware"), &first);
+        assert!(s.verify_password("first-password", t).ok);
+        assert_eq!(
+            password::load_known_hash(&file),
+            Ok(Some(first.clone())),
+            "kept for the next respawn"
+        );
+
+        // Nothing known (fault at boot, the kept file damaged): nobody gets in, and no
+        // password can be set in its place, not even the first one.
+        std::fs::write(&file, "garbage").unwrap();
+        let mut s = session();
+        s.keep_password(file.clone(), Some("unreadable: I/O error"), "not-a-hash");
+        assert_eq!(s.login_blocked(), Some("unreadable: I/O error"));
+        assert!(!s.password_set());
+        assert!(!s.verify_password("", t).ok);
+        assert!(!s.verify_password("first-password", t).ok);
+        let e = s.set_password("", "new-password-1", t).unwrap_err();
+        assert!(matches!(e, SessionError::LoginBlocked(_)), "{e}");
+        assert!(e.to_string().contains("nobody can log in"), "{e}");
+        assert!(s.effects().saved.is_empty(), "nothing was written");
+        assert!(s.running().console.password_hash.is_empty());
+
+        // A factory config that ships a hash is never the stand-in either.
+        let mut factory = Config::builtin_default();
+        factory.console.password_hash = crate::config::bounded(&first);
+        let mut s = ConfigSession::new(factory.clone(), factory, Fake::default());
+        std::fs::remove_file(&file).unwrap();
+        s.keep_password(file.clone(), Some("both slots are corrupt"), "");
+        assert!(s.login_blocked().is_some());
+        assert!(!s.verify_password("first-password", t).ok);
     }
 
     #[test]

@@ -244,6 +244,7 @@ fn live(shared: &Shared, q: LiveQuery) -> Response {
                     unsaved: s.unsaved(),
                     candidate_errors: v.errors.len() as u32,
                     password_set: s.password_set(),
+                    login_blocked: s.login_blocked().map(str::to_owned),
                     idle_lock_s: running.console.idle_lock_s,
                     uptime_s: now.as_secs(),
                     alerts,

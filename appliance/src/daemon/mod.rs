@@ -123,6 +123,10 @@ pub struct Startup {
     /// Why the store could not be loaded (not for an empty store or `--config`): the
     /// daemon then keeps the kernel's state and refuses saves over the store.
     pub store_fault: Option<String>,
+    /// The console password hash of a stored record that was read but cannot run (it fails
+    /// validation); empty otherwise. Only a record's hash may stand in during a store fault,
+    /// never the factory config's.
+    pub stored_hash: String,
 }
 
 /// Load the factory config: the board's file, else the built-in demo config (with an alert).
@@ -154,6 +158,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                     origin: format!("file {}", path.display()),
                     alerts,
                     store_fault: None,
+                    stored_hash: String::new(),
                 }
             }
             Err(e) => {
@@ -166,6 +171,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                     origin: "factory defaults".into(),
                     alerts,
                     store_fault: None,
+                    stored_hash: String::new(),
                 };
             }
         }
@@ -178,6 +184,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
             origin: "factory defaults (no store)".into(),
             alerts,
             store_fault: Some("no config store could be opened".into()),
+            stored_hash: String::new(),
         };
     };
     match store.load() {
@@ -197,6 +204,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                         origin: "factory defaults (store empty)".into(),
                         alerts,
                         store_fault: None,
+                        stored_hash: String::new(),
                     };
                 }
                 Origin::BothCorrupt => {
@@ -211,6 +219,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                         origin: "factory defaults (store corrupt)".into(),
                         alerts,
                         store_fault: Some("both slots are corrupt".into()),
+                        stored_hash: String::new(),
                     };
                 }
             };
@@ -226,6 +235,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                 );
                 alerts.push(msg);
                 return Startup {
+                    stored_hash: l.config.console.password_hash.to_string(),
                     saved: l.config,
                     config: factory,
                     origin: "factory defaults (stored config invalid)".into(),
@@ -241,6 +251,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                 origin,
                 alerts,
                 store_fault: None,
+                stored_hash: String::new(),
             }
         }
         Err(e) => {
@@ -253,6 +264,7 @@ pub fn startup_config(opts: &Options, board: &Board, store: Option<&mut Store>) 
                 origin: "factory defaults (store unreadable)".into(),
                 alerts,
                 store_fault: Some(format!("unreadable: {e}")),
+                stored_hash: String::new(),
             }
         }
     }
@@ -465,6 +477,12 @@ async fn run(opts: Options, ring: logbuf::LogRing) -> Result<(), DaemonError> {
     session.set_backoff_file(
         crate::control::password::BACKOFF_FILE.into(),
         crate::control::password::boot_clock(),
+    );
+    // The console never runs on the factory config's password during a store fault.
+    session.keep_password(
+        crate::control::password::KNOWN_HASH_FILE.into(),
+        st.store_fault.as_deref(),
+        &st.stored_hash,
     );
     session
         .effects_mut()
@@ -742,6 +760,10 @@ mod tests {
         let st = startup_config(&opts, &board, Some(&mut store));
         assert!(st.origin.contains("corrupt"), "{}", st.origin);
         assert!(st.store_fault.is_some());
+        assert_eq!(
+            st.stored_hash, "",
+            "no record was read: no hash may stand in"
+        );
         // No store at all is a fault too.
         let st = startup_config(&opts, &board, None);
         assert!(st.store_fault.is_some());

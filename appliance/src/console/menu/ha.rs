@@ -7,7 +7,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Changes, Daemon, Menu, Port, R};
+use super::form::{Field, Rules};
+use super::{Daemon, Menu, Port, R};
 use crate::config::validate::{
     ha_problems, HA_ADVERT_CS_RANGE, HA_PREEMPT_DELAY_RANGE_S, HA_PRIORITY_RANGE, HA_VRID_RANGE,
 };
@@ -44,173 +45,132 @@ fn show_sync(s: &str) -> &str {
     }
 }
 
-impl<P: Port, D: Daemon> Menu<P, D> {
-    /// Ask one `[ha]` field until config's rules accept it in `n` (see the module doc).
-    fn ask_ha<T: Clone>(
-        &mut self,
-        n: &mut Config,
-        (label, current, path): (&str, &str, &str),
-        parse: impl Fn(&str) -> Parsed<T>,
-        set: impl Fn(&mut Config, T),
-    ) -> R<()> {
-        loop {
-            let v = self.ask(label, current, &parse)?;
-            let mut trial = n.clone();
-            set(&mut trial, v);
-            let r = ha_problems(&trial);
-            let errors: Vec<String> = r
-                .errors
-                .iter()
-                .filter(|p| p.path == path)
-                .map(|p| p.message.clone())
-                .collect();
-            for w in r.warnings.iter().filter(|p| p.path == path) {
-                self.say(&format!("warning: {}", w.message));
-            }
-            if errors.is_empty() {
-                *n = trial;
-                return Ok(());
-            }
-            if !trial.ha.enabled {
-                for e in &errors {
-                    self.say(&format!("note (a problem once HA is enabled): {e}"));
-                }
-                *n = trial;
-                return Ok(());
-            }
-            for e in &errors {
-                self.say(e);
-            }
-        }
-    }
+/// `[ha]` fields meet `ha_problems`, which binds only once HA is enabled.
+const HA_RULES: Rules = Rules {
+    check: ha_problems,
+    binding: |c| c.ha.enabled,
+    note: "note (a problem once HA is enabled)",
+};
 
+/// A whole number field of `[ha]` within `range` (config's constant).
+fn number<'a, T>(
+    prompt: &str,
+    name: &'static str,
+    what: &'static str,
+    range: std::ops::RangeInclusive<T>,
+    get: fn(&Config) -> T,
+    set: fn(&mut Config, T),
+) -> Field<'a>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + 'a,
+{
+    let (lo, hi) = (*range.start(), *range.end());
+    Field::new(
+        prompt
+            .replace("{lo}", &lo.to_string())
+            .replace("{hi}", &hi.to_string()),
+        name,
+        move |c| get(c).to_string(),
+        move |s| fields::number(s, lo, hi, what),
+        set,
+    )
+}
+
+impl<P: Port, D: Daemon> Menu<P, D> {
     pub(super) fn ha(&mut self) -> R<()> {
         let Some(c) = self.candidate() else {
             return Ok(());
         };
-        let h = c.ha.clone();
         self.port.write(
             "High availability: two boxes, VRRP for the VIPs and the servers' gateway, \
              connection sync.\nBoth boxes use the same VRID and different priorities. \
              Press Enter to keep the value in brackets.\n",
         );
-        let mut n = c.clone();
-        let en = self.ask(
-            "HA enabled y/n",
-            &fields::show_yn(h.enabled),
-            fields::yes_no,
-        )?;
-        n.ha.enabled = en;
-        let (lo, hi) = (*HA_VRID_RANGE.start(), *HA_VRID_RANGE.end());
-        let label = format!("VRID {lo}-{hi}, the same on both boxes");
-        self.ask_ha(
-            &mut n,
-            (&label, &h.vrid.to_string(), "ha.vrid"),
-            |s| fields::number(s, lo, hi, "VRID"),
-            |c, v| c.ha.vrid = v,
-        )?;
-        let (lo, hi) = (*HA_PRIORITY_RANGE.start(), *HA_PRIORITY_RANGE.end());
-        let label = format!("Priority {lo}-{hi}, the higher box is master");
-        self.ask_ha(
-            &mut n,
-            (&label, &h.priority.to_string(), "ha.priority"),
-            |s| fields::number(s, lo, hi, "priority"),
-            |c, v| c.ha.priority = v,
-        )?;
-        let (lo, hi) = (*HA_ADVERT_CS_RANGE.start(), *HA_ADVERT_CS_RANGE.end());
-        let label = format!("Advert interval in centiseconds {lo}-{hi}");
-        self.ask_ha(
-            &mut n,
-            (
-                &label,
-                &h.advert_interval_cs.to_string(),
-                "ha.advert_interval_cs",
+        let rows = [
+            Field::new(
+                "HA enabled y/n",
+                "HA enabled",
+                |c| fields::show_yn(c.ha.enabled),
+                fields::yes_no,
+                |c, v| c.ha.enabled = v,
             ),
-            |s| fields::number(s, lo, hi, "advert interval"),
-            |c, v| c.ha.advert_interval_cs = v,
-        )?;
-        let pre = self.ask("Preempt y/n", &fields::show_yn(h.preempt), fields::yes_no)?;
-        n.ha.preempt = pre;
-        let (lo, hi) = (
-            *HA_PREEMPT_DELAY_RANGE_S.start(),
-            *HA_PREEMPT_DELAY_RANGE_S.end(),
-        );
-        let label = format!("Preempt delay in s {lo}-{hi}");
-        self.ask_ha(
-            &mut n,
-            (&label, &h.preempt_delay_s.to_string(), "ha.preempt_delay_s"),
-            |s| fields::number(s, lo, hi, "preempt delay"),
-            |c, v| c.ha.preempt_delay_s = v,
-        )?;
-        self.ask_ha(
-            &mut n,
-            (
+            number(
+                "VRID {lo}-{hi}, the same on both boxes",
+                "VRID",
+                "VRID",
+                HA_VRID_RANGE,
+                |c| c.ha.vrid,
+                |c, v| c.ha.vrid = v,
+            )
+            .checked("ha.vrid"),
+            number(
+                "Priority {lo}-{hi}, the higher box is master",
+                "priority",
+                "priority",
+                HA_PRIORITY_RANGE,
+                |c| c.ha.priority,
+                |c, v| c.ha.priority = v,
+            )
+            .checked("ha.priority"),
+            number(
+                "Advert interval in centiseconds {lo}-{hi}",
+                "advert interval cs",
+                "advert interval",
+                HA_ADVERT_CS_RANGE,
+                |c| c.ha.advert_interval_cs,
+                |c, v| c.ha.advert_interval_cs = v,
+            )
+            .checked("ha.advert_interval_cs"),
+            Field::new(
+                "Preempt y/n",
+                "preempt",
+                |c| fields::show_yn(c.ha.preempt),
+                fields::yes_no,
+                |c, v| c.ha.preempt = v,
+            ),
+            number(
+                "Preempt delay in s {lo}-{hi}",
+                "preempt delay s",
+                "preempt delay",
+                HA_PREEMPT_DELAY_RANGE_S,
+                |c| c.ha.preempt_delay_s,
+                |c, v| c.ha.preempt_delay_s = v,
+            )
+            .checked("ha.preempt_delay_s"),
+            Field::new(
                 "Servers' gateway on LAN (lan_gateway) or none",
-                &show_opt(h.lan_gateway),
-                "ha.lan_gateway",
-            ),
-            opt_ipv4,
-            |c, v| c.ha.lan_gateway = v,
-        )?;
-        self.ask_ha(
-            &mut n,
-            (
+                "LAN gateway",
+                |c| show_opt(c.ha.lan_gateway),
+                opt_ipv4,
+                |c, v| c.ha.lan_gateway = v,
+            )
+            .checked("ha.lan_gateway"),
+            Field::new(
                 "Peer's WAN address or none (multicast)",
-                &show_opt(h.peer_wan),
-                "ha.peer_wan",
-            ),
-            opt_ipv4,
-            |c, v| c.ha.peer_wan = v,
-        )?;
-        self.ask_ha(
-            &mut n,
-            (
+                "WAN peer",
+                |c| show_opt(c.ha.peer_wan),
+                opt_ipv4,
+                |c, v| c.ha.peer_wan = v,
+            )
+            .checked("ha.peer_wan"),
+            Field::new(
                 "Peer's LAN address or none (multicast)",
-                &show_opt(h.peer_lan),
-                "ha.peer_lan",
-            ),
-            opt_ipv4,
-            |c, v| c.ha.peer_lan = v,
-        )?;
-        let label = format!("Sync interface ('-' = LAN, {})", c.lan.name);
-        self.ask_ha(
-            &mut n,
-            (&label, show_sync(&h.sync_interface), "ha.sync_interface"),
-            sync_iface,
-            |c, v| c.ha.sync_interface = bounded(&v),
-        )?;
-        let g = &n.ha;
-        let mut ch = Changes::default();
-        ch.note(
-            "HA enabled",
-            fields::show_yn(h.enabled),
-            fields::show_yn(g.enabled),
-        );
-        ch.note("VRID", h.vrid, g.vrid);
-        ch.note("priority", h.priority, g.priority);
-        ch.note(
-            "advert interval cs",
-            h.advert_interval_cs,
-            g.advert_interval_cs,
-        );
-        ch.note(
-            "preempt",
-            fields::show_yn(h.preempt),
-            fields::show_yn(g.preempt),
-        );
-        ch.note("preempt delay s", h.preempt_delay_s, g.preempt_delay_s);
-        ch.note(
-            "LAN gateway",
-            show_opt(h.lan_gateway),
-            show_opt(g.lan_gateway),
-        );
-        ch.note("WAN peer", show_opt(h.peer_wan), show_opt(g.peer_wan));
-        ch.note("LAN peer", show_opt(h.peer_lan), show_opt(g.peer_lan));
-        ch.note(
-            "sync interface",
-            show_sync(&h.sync_interface),
-            show_sync(&g.sync_interface),
-        );
+                "LAN peer",
+                |c| show_opt(c.ha.peer_lan),
+                opt_ipv4,
+                |c, v| c.ha.peer_lan = v,
+            )
+            .checked("ha.peer_lan"),
+            Field::new(
+                format!("Sync interface ('-' = LAN, {})", c.lan.name),
+                "sync interface",
+                |c| show_sync(&c.ha.sync_interface).to_string(),
+                sync_iface,
+                |c, v| c.ha.sync_interface = bounded(&v),
+            )
+            .checked("ha.sync_interface"),
+        ];
+        let (n, ch) = self.form(&c, &rows, HA_RULES)?;
         self.stage(n, ch)
     }
 }

@@ -1,6 +1,25 @@
 //! Menu item 2: interfaces, the ports found on the box, hostname.
 
+use super::form::{Field, Rules};
 use super::*;
+use crate::config::Interface;
+
+/// The WAN or the LAN interface of `c`.
+fn port(c: &Config, wan: bool) -> &Interface {
+    if wan {
+        &c.wan
+    } else {
+        &c.lan
+    }
+}
+
+fn port_mut(c: &mut Config, wan: bool) -> &mut Interface {
+    if wan {
+        &mut c.wan
+    } else {
+        &mut c.lan
+    }
+}
 
 impl<P: Port, D: Daemon> Menu<P, D> {
     pub(super) fn interfaces(&mut self) -> R<()> {
@@ -15,11 +34,14 @@ impl<P: Port, D: Daemon> Menu<P, D> {
                 "1" => self.edit_iface(c, true)?,
                 "2" => self.edit_iface(c, false)?,
                 "3" => {
-                    let h = self.ask("Hostname", &c.hostname, fields::hostname)?;
-                    let mut ch = Changes::default();
-                    ch.note("hostname", &c.hostname, &h);
-                    let mut n = c;
-                    n.hostname = bounded(&h);
+                    let rows = [Field::new(
+                        "Hostname",
+                        "hostname",
+                        |c| c.hostname.to_string(),
+                        fields::hostname,
+                        |c, v| c.hostname = bounded(&v),
+                    )];
+                    let (n, ch) = self.form(&c, &rows, Rules::ALL)?;
                     self.stage(n, ch)?;
                 }
                 "4" => self.assign_ports(c)?,
@@ -63,71 +85,87 @@ impl<P: Port, D: Daemon> Menu<P, D> {
             }
             Ok(name)
         };
-        let wan = self.ask("WAN port (number or name)", &c.wan.name, |s| pick(s, None))?;
-        let lan_cur = if c.lan.name.as_str() == wan {
-            String::new()
-        } else {
-            c.lan.name.to_string()
-        };
-        let lan = self.ask("LAN port (number or name)", &lan_cur, |s| {
-            pick(s, Some(wan.as_str()))
-        })?;
-        let mut ch = Changes::default();
-        ch.note("WAN name", &c.wan.name, &wan);
-        ch.note("LAN name", &c.lan.name, &lan);
-        let mut n = c;
-        n.wan.name = bounded(&wan);
-        n.lan.name = bounded(&lan);
+        let rows = [
+            Field::new(
+                "WAN port (number or name)",
+                "WAN name",
+                |c| c.wan.name.to_string(),
+                |s| pick(s, None),
+                |c, v| c.wan.name = bounded(&v),
+            ),
+            // The WAN just picked is no LAN to keep.
+            Field::new_in(
+                "LAN port (number or name)",
+                "LAN name",
+                |c| c.lan.name.to_string(),
+                |n, s| pick(s, Some(n.wan.name.as_str())),
+                |c, v| c.lan.name = bounded(&v),
+            )
+            .current(|_, n| {
+                if n.lan.name == n.wan.name {
+                    String::new()
+                } else {
+                    n.lan.name.to_string()
+                }
+            }),
+        ];
+        let (n, ch) = self.form(&c, &rows, Rules::ALL)?;
         self.stage(n, ch)
     }
 
     pub(super) fn edit_iface(&mut self, c: Config, wan: bool) -> R<()> {
-        let (label, cur, other) = if wan {
-            ("WAN", c.wan.clone(), c.lan.name.to_string())
-        } else {
-            ("LAN", c.lan.clone(), c.wan.name.to_string())
-        };
+        let label = if wan { "WAN" } else { "LAN" };
         self.port.write(&format!(
             "Editing {label}. Press Enter to keep the value in brackets.\n"
         ));
-        let name = self.ask(&format!("{label} interface name"), &cur.name, |s| {
-            let n = fields::ifname(s)?;
-            if n == other {
-                Err(format!(
-                    "{n} is already the other interface; WAN and LAN must differ"
-                ))
-            } else {
-                Ok(n)
-            }
-        })?;
-        let addr = self.ask(
-            &format!("{label} address/prefix"),
-            &cur.address.to_string(),
-            fields::net,
-        )?;
-        let gw_cur = match cur.gateway {
-            Some(g) if addr.contains(g) => g.to_string(),
-            _ => "none".into(),
-        };
-        let gw = self.ask(&format!("{label} gateway or 'none'"), &gw_cur, |s| {
-            fields::gateway(s, addr)
-        })?;
-        let mtu = self.ask(&format!("{label} MTU"), &cur.mtu.to_string(), fields::mtu)?;
-        let mut ch = Changes::default();
-        ch.note(&format!("{label} name"), &cur.name, &name);
-        ch.note(&format!("{label} address"), cur.address, addr);
-        ch.note(
-            &format!("{label} gateway"),
-            fields::show_gateway(cur.gateway),
-            fields::show_gateway(gw),
-        );
-        ch.note(&format!("{label} MTU"), cur.mtu, mtu);
-        let mut n = c;
-        let i = if wan { &mut n.wan } else { &mut n.lan };
-        i.name = bounded(&name);
-        i.address = addr;
-        i.gateway = gw;
-        i.mtu = mtu;
+        let rows = [
+            Field::new_in(
+                format!("{label} interface name"),
+                format!("{label} name"),
+                move |c| port(c, wan).name.to_string(),
+                move |n, s| {
+                    let name = fields::ifname(s)?;
+                    if name == port(n, !wan).name.as_str() {
+                        Err(format!(
+                            "{name} is already the other interface; WAN and LAN must differ"
+                        ))
+                    } else {
+                        Ok(name)
+                    }
+                },
+                move |c, v| port_mut(c, wan).name = bounded(&v),
+            ),
+            Field::new(
+                format!("{label} address/prefix"),
+                format!("{label} address"),
+                move |c| port(c, wan).address.to_string(),
+                fields::net,
+                move |c, v| port_mut(c, wan).address = v,
+            ),
+            // A gateway outside the address just entered is no value to keep.
+            Field::new_in(
+                format!("{label} gateway or 'none'"),
+                format!("{label} gateway"),
+                move |c| fields::show_gateway(port(c, wan).gateway),
+                move |n, s| fields::gateway(s, port(n, wan).address),
+                move |c, v| port_mut(c, wan).gateway = v,
+            )
+            .current(move |_, n| {
+                let i = port(n, wan);
+                match i.gateway {
+                    Some(g) if i.address.contains(g) => g.to_string(),
+                    _ => "none".into(),
+                }
+            }),
+            Field::new(
+                format!("{label} MTU"),
+                format!("{label} MTU"),
+                move |c| port(c, wan).mtu.to_string(),
+                fields::mtu,
+                move |c, v| port_mut(c, wan).mtu = v,
+            ),
+        ];
+        let (n, ch) = self.form(&c, &rows, Rules::ALL)?;
         self.stage(n, ch)
     }
 }

@@ -5,9 +5,10 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Changes, Daemon, Menu, Port, R};
+use super::form::{Field, Rules};
+use super::{Daemon, Menu, Port, R};
 use crate::config::validate::NTP_POLL_RANGE_S;
-use crate::config::{Config, SyslogCollector, SyslogFacility, MAX_NTP_SERVERS};
+use crate::config::{SyslogCollector, SyslogFacility, MAX_NTP_SERVERS, MAX_SYSLOG_COLLECTORS};
 use crate::console::fields::{self, Parsed};
 
 fn opt_collector(s: &str) -> Parsed<Option<SyslogCollector>> {
@@ -57,47 +58,7 @@ fn servers(s: &str) -> Parsed<Vec<Ipv4Addr>> {
     Ok(v)
 }
 
-fn show_servers(v: &[Ipv4Addr]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
 impl<P: Port, D: Daemon> Menu<P, D> {
-    /// Ask one field until config's rules accept it for `path` (a prefix of problem paths).
-    fn ask_checked<T: Clone>(
-        &mut self,
-        n: &mut Config,
-        (label, current, path): (&str, &str, &str),
-        parse: impl Fn(&str) -> Parsed<T>,
-        set: impl Fn(&mut Config, T),
-    ) -> R<()> {
-        loop {
-            let v = self.ask(label, current, &parse)?;
-            let mut trial = n.clone();
-            set(&mut trial, v);
-            let r = crate::config::validate(&trial);
-            let errors: Vec<String> = r
-                .errors
-                .iter()
-                .filter(|p| p.path.starts_with(path))
-                .map(|p| p.message.clone())
-                .collect();
-            if errors.is_empty() {
-                *n = trial;
-                return Ok(());
-            }
-            for e in &errors {
-                self.say(e);
-            }
-        }
-    }
-
     pub(super) fn logtime(&mut self) -> R<()> {
         let Some(c) = self.candidate() else {
             return Ok(());
@@ -107,75 +68,52 @@ impl<P: Port, D: Daemon> Menu<P, D> {
              Collectors: 192.0.2.5, 192.0.2.5:1514 or tcp://192.0.2.5:514; 'none' removes one.\n\
              Press Enter to keep the value in brackets.\n",
         );
-        let mut n = c.clone();
         // Collectors are entered in order; a 'none' first collector leaves only the second.
-        let old: Vec<SyslogCollector> = c.syslog.collectors.iter().copied().collect();
-        let mut picked: Vec<SyslogCollector> = Vec::new();
-        for i in 0..crate::config::MAX_SYSLOG_COLLECTORS {
-            let label = format!("Syslog collector {}", i + 1);
-            let current = show_collector(old.get(i));
-            let before = picked.clone();
-            self.ask_checked(
-                &mut n,
-                (&label, &current, "syslog.collectors"),
-                opt_collector,
-                |cfg, v| {
-                    let mut all = before.clone();
-                    all.extend(v);
-                    cfg.syslog.collectors = all.into_iter().collect();
-                },
-            )?;
-            picked = n.syslog.collectors.iter().copied().collect();
-        }
-        let fac = self.ask(
-            "Syslog facility (daemon, local0-local7)",
-            &show_facility(c.syslog.facility),
-            facility,
-        )?;
-        n.syslog.facility = fac;
-        let current: Vec<Ipv4Addr> = c.ntp.servers.iter().copied().collect();
-        let label = format!("NTP servers, up to {MAX_NTP_SERVERS}, separated by spaces, or none");
-        self.ask_checked(
-            &mut n,
-            (&label, &show_servers(&current), "ntp.servers"),
-            servers,
-            |cfg, v| cfg.ntp.servers = v.into_iter().collect(),
-        )?;
+        let mut rows: Vec<Field> = (0..MAX_SYSLOG_COLLECTORS)
+            .map(|i| {
+                Field::new(
+                    format!("Syslog collector {}", i + 1),
+                    "syslog collectors",
+                    |c| fields::show_list(&c.syslog.collectors, " "),
+                    opt_collector,
+                    move |c, v| {
+                        let mut all: Vec<SyslogCollector> =
+                            c.syslog.collectors.iter().take(i).copied().collect();
+                        all.extend(v);
+                        c.syslog.collectors = all.into_iter().collect();
+                    },
+                )
+                .current(move |c, _| show_collector(c.syslog.collectors.get(i)))
+                .checked("syslog.collectors")
+            })
+            .collect();
         let (lo, hi) = (*NTP_POLL_RANGE_S.start(), *NTP_POLL_RANGE_S.end());
-        let label = format!("NTP poll interval in s {lo}-{hi}");
-        self.ask_checked(
-            &mut n,
-            (&label, &c.ntp.poll_s.to_string(), "ntp.poll_s"),
-            |s| fields::number(s, lo, hi, "poll interval"),
-            |cfg, v| cfg.ntp.poll_s = v,
-        )?;
-        let mut ch = Changes::default();
-        let shown = |v: &[SyslogCollector]| {
-            if v.is_empty() {
-                "none".to_string()
-            } else {
-                v.iter()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }
-        };
-        ch.note(
-            "syslog collectors",
-            shown(&old),
-            shown(&n.syslog.collectors),
-        );
-        ch.note(
-            "syslog facility",
-            show_facility(c.syslog.facility),
-            show_facility(n.syslog.facility),
-        );
-        ch.note(
-            "NTP servers",
-            show_servers(&current),
-            show_servers(&n.ntp.servers),
-        );
-        ch.note("NTP poll s", c.ntp.poll_s, n.ntp.poll_s);
+        rows.extend([
+            Field::new(
+                "Syslog facility (daemon, local0-local7)",
+                "syslog facility",
+                |c| show_facility(c.syslog.facility),
+                facility,
+                |c, v| c.syslog.facility = v,
+            ),
+            Field::new(
+                format!("NTP servers, up to {MAX_NTP_SERVERS}, separated by spaces, or none"),
+                "NTP servers",
+                |c| fields::show_list(&c.ntp.servers, " "),
+                servers,
+                |c, v| c.ntp.servers = v.into_iter().collect(),
+            )
+            .checked("ntp.servers"),
+            Field::new(
+                format!("NTP poll interval in s {lo}-{hi}"),
+                "NTP poll s",
+                |c| c.ntp.poll_s.to_string(),
+                move |s| fields::number(s, lo, hi, "poll interval"),
+                |c, v| c.ntp.poll_s = v,
+            )
+            .checked("ntp.poll_s"),
+        ]);
+        let (n, ch) = self.form(&c, &rows, Rules::ALL)?;
         self.stage(n, ch)
     }
 }

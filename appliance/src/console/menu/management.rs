@@ -4,7 +4,8 @@
 //! Every value is checked by `config::validate` as it is entered (the problems whose
 //! path is the field's); nothing is restated here.
 
-use super::{Changes, Daemon, Menu, Port, R};
+use super::form::{Field, Rules};
+use super::{Daemon, Menu, Port, R};
 use crate::config::{bounded, validate, Config, Ipv4Net, ManagementListen, MAX_MGMT_ALLOW};
 use crate::console::fields::{self, Parsed};
 
@@ -35,118 +36,75 @@ fn allow_list(s: &str) -> Parsed<Vec<Ipv4Net>> {
     Ok(v)
 }
 
-fn show_allow(v: &[Ipv4Net]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.iter()
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
 fn show_addr(a: Option<Ipv4Net>) -> String {
     a.map_or_else(|| "none".into(), |a| a.to_string())
 }
 
 impl<P: Port, D: Daemon> Menu<P, D> {
-    /// Ask one `[management]` field until validation has no error at `path` (or below it).
-    fn ask_mgmt<T: Clone>(
-        &mut self,
-        n: &mut Config,
-        (label, current, path): (&str, &str, &str),
-        parse: impl Fn(&str) -> Parsed<T>,
-        set: impl Fn(&mut Config, T),
-    ) -> R<()> {
-        loop {
-            let v = self.ask(label, current, &parse)?;
-            let mut trial = n.clone();
-            set(&mut trial, v);
-            let r = validate(&trial);
-            let here = |p: &str| p == path || p.starts_with(&format!("{path}["));
-            for w in r.warnings.iter().filter(|p| here(&p.path)) {
-                self.say(&format!("warning: {}", w.message));
-            }
-            let errors: Vec<String> = r
-                .errors
-                .iter()
-                .filter(|p| here(&p.path))
-                .map(|p| p.message.clone())
-                .collect();
-            if errors.is_empty() {
-                *n = trial;
-                return Ok(());
-            }
-            for e in &errors {
-                self.say(e);
-            }
-        }
-    }
-
     pub(super) fn management(&mut self) -> R<()> {
         let Some(c) = self.candidate() else {
             return Ok(());
         };
-        let m = c.management.clone();
         self.port.write(
             "Management access: where management services (metrics) listen and who may \
              connect.\nPress Enter to keep the value in brackets.\n",
         );
-        let mut n = c.clone();
-        let label = format!(
-            "Listen on lan ({}), interface (a third port) or wan ({})",
-            c.lan.address.addr, c.wan.address.addr
-        );
-        self.ask_mgmt(
-            &mut n,
-            (&label, m.listen.word(), "management.listen"),
-            listen,
-            |c, v| c.management.listen = v,
-        )?;
-        if n.management.listen == ManagementListen::Interface {
-            let cur = m.interface.to_string();
-            self.ask_mgmt(
-                &mut n,
-                ("Management interface", &cur, "management.interface"),
+        let on_interface = |c: &Config| c.management.listen == ManagementListen::Interface;
+        let rows = [
+            Field::new(
+                format!(
+                    "Listen on lan ({}), interface (a third port) or wan ({})",
+                    c.lan.address.addr, c.wan.address.addr
+                ),
+                "listen",
+                |c| c.management.listen.word().to_string(),
+                listen,
+                |c, v| c.management.listen = v,
+            )
+            .checked("management.listen"),
+            Field::new(
+                "Management interface",
+                "interface",
+                |c| c.management.interface.to_string(),
                 fields::ifname,
                 |c, v| c.management.interface = bounded(&v),
-            )?;
-            self.ask_mgmt(
-                &mut n,
-                (
-                    "Management address/prefix",
-                    &show_addr(m.address),
-                    "management.address",
-                ),
+            )
+            .checked("management.interface")
+            .when(on_interface),
+            Field::new(
+                "Management address/prefix",
+                "address",
+                |c| show_addr(c.management.address),
                 |s| fields::net(s).map(Some),
                 |c, v| c.management.address = v,
-            )?;
-        }
-        let label =
-            format!("Allowed sources, comma-separated prefixes (max {MAX_MGMT_ALLOW}) or none");
-        self.ask_mgmt(
-            &mut n,
-            (&label, &show_allow(&m.allow), "management.allow"),
-            allow_list,
-            |c, v| c.management.allow = v.into_iter().collect(),
-        )?;
-        let en = self.ask(
-            "Metrics enabled y/n",
-            &fields::show_yn(m.metrics_enabled),
-            fields::yes_no,
-        )?;
-        n.management.metrics_enabled = en;
-        self.ask_mgmt(
-            &mut n,
-            (
-                "Metrics TCP port",
-                &m.metrics_port.to_string(),
-                "management.metrics_port",
+            )
+            .checked("management.address")
+            .when(on_interface),
+            Field::new(
+                format!("Allowed sources, comma-separated prefixes (max {MAX_MGMT_ALLOW}) or none"),
+                "allowed sources",
+                |c| fields::show_list(&c.management.allow, ","),
+                allow_list,
+                |c, v| c.management.allow = v.into_iter().collect(),
+            )
+            .checked("management.allow"),
+            Field::new(
+                "Metrics enabled y/n",
+                "metrics",
+                |c| fields::show_yn(c.management.metrics_enabled),
+                fields::yes_no,
+                |c, v| c.management.metrics_enabled = v,
             ),
-            fields::port,
-            |c, v| c.management.metrics_port = v,
-        )?;
+            Field::new(
+                "Metrics TCP port",
+                "metrics port",
+                |c| c.management.metrics_port.to_string(),
+                fields::port,
+                |c, v| c.management.metrics_port = v,
+            )
+            .checked("management.metrics_port"),
+        ];
+        let (n, ch) = self.form(&c, &rows, Rules::ALL)?;
         // Rules that join fields (metrics on with nobody allowed) are checked last.
         let late: Vec<String> = validate(&n)
             .errors
@@ -162,22 +120,6 @@ impl<P: Port, D: Daemon> Menu<P, D> {
                 .write("Nothing staged; enter 15 again to fix it.\n");
             return Ok(());
         }
-        let g = &n.management;
-        let mut ch = Changes::default();
-        ch.note("listen", m.listen.word(), g.listen.word());
-        ch.note("interface", m.interface.as_str(), g.interface.as_str());
-        ch.note("address", show_addr(m.address), show_addr(g.address));
-        ch.note(
-            "allowed sources",
-            show_allow(&m.allow),
-            show_allow(&g.allow),
-        );
-        ch.note(
-            "metrics",
-            fields::show_yn(m.metrics_enabled),
-            fields::show_yn(g.metrics_enabled),
-        );
-        ch.note("metrics port", m.metrics_port, g.metrics_port);
         self.stage(n, ch)
     }
 }

@@ -1,6 +1,13 @@
 //! Menu item 5: probe settings.
 
+use super::form::{Field, Rules};
 use super::*;
+use crate::config::ProbeSettings;
+
+/// The probe settings of service `i` of `c`.
+fn settings(c: &Config, i: usize) -> &ProbeSettings {
+    &c.services[i].probe
+}
 
 impl<P: Port, D: Daemon> Menu<P, D> {
     pub(super) fn probe(&mut self) -> R<()> {
@@ -10,83 +17,94 @@ impl<P: Port, D: Daemon> Menu<P, D> {
         let Some(i) = self.pick_service(&c)? else {
             return Ok(());
         };
-        let p = c.services[i].probe.clone();
         self.port.write(&format!(
             "Probe settings of '{}' (SIP OPTIONS). Press Enter to keep the value in brackets.\n",
             c.services[i].name
         ));
-        let en = self.ask(
-            "Probing enabled y/n",
-            &fields::show_yn(p.enabled),
-            fields::yes_no,
-        )?;
         // Ranges come from validation, so Enter on any stored (valid) value keeps it.
         use crate::config::validate::{
             PROBE_COUNT_RANGE as CN, PROBE_INTERVAL_RANGE_MS as IV, PROBE_TIMEOUT_RANGE_MS as TO,
         };
-        let iv = self.ask("Interval in ms", &p.interval_ms.to_string(), |s| {
-            fields::number(s, *IV.start(), *IV.end(), "interval")
-        })?;
-        let to = self.ask("Timeout in ms", &p.timeout_ms.to_string(), |s| {
-            fields::number(s, *TO.start(), *TO.end(), "timeout")
-        })?;
-        let rise = self.ask("Rise (successes to mark up)", &p.rise.to_string(), |s| {
-            fields::number(s, *CN.start(), *CN.end(), "rise count")
-        })?;
-        let fall = self.ask("Fall (failures to mark down)", &p.fall.to_string(), |s| {
-            fields::number(s, *CN.start(), *CN.end(), "fall count")
-        })?;
-        let acc = self.ask(
-            "Accepted reply codes",
-            &fields::show_codes(&p.accept),
-            fields::codes,
-        )?;
-        let from = self.ask("From URI", &p.from_uri, |s| fields::sip_uri(s, false))?;
-        let to_cur = if p.to_uri.is_empty() {
-            "-"
-        } else {
-            p.to_uri.as_str()
-        };
-        let to_uri = self.ask("To URI ('-' = the server)", to_cur, |s| {
-            fields::sip_uri(s, true)
-        })?;
-        let ua = self.ask("User-Agent", &p.user_agent, fields::header_value)?;
-        let fail = self.ask(
-            "On failure weight0|remove",
-            &fields::show_failure(p.on_failure),
-            fields::failure_action,
-        )?;
-        let mut ch = Changes::default();
-        ch.note("enabled", fields::show_yn(p.enabled), fields::show_yn(en));
-        ch.note("interval ms", p.interval_ms, iv);
-        ch.note("timeout ms", p.timeout_ms, to);
-        ch.note("rise", p.rise, rise);
-        ch.note("fall", p.fall, fall);
-        ch.note(
-            "accept",
-            fields::show_codes(&p.accept),
-            fields::show_codes(&acc),
-        );
-        ch.note("From", &p.from_uri, &from);
-        ch.note("To", to_cur, if to_uri.is_empty() { "-" } else { &to_uri });
-        ch.note("User-Agent", &p.user_agent, &ua);
-        ch.note(
-            "on failure",
-            fields::show_failure(p.on_failure),
-            fields::show_failure(fail),
-        );
-        let mut n = c;
-        let q = &mut n.services[i].probe;
-        q.enabled = en;
-        q.interval_ms = iv;
-        q.timeout_ms = to;
-        q.rise = rise;
-        q.fall = fall;
-        q.accept = acc.into_iter().collect();
-        q.from_uri = bounded(&from);
-        q.to_uri = bounded(&to_uri);
-        q.user_agent = bounded(&ua);
-        q.on_failure = fail;
+        let rows = [
+            Field::new(
+                "Probing enabled y/n",
+                "enabled",
+                move |c| fields::show_yn(settings(c, i).enabled),
+                fields::yes_no,
+                move |c, v| c.services[i].probe.enabled = v,
+            ),
+            Field::new(
+                "Interval in ms",
+                "interval ms",
+                move |c| settings(c, i).interval_ms.to_string(),
+                |s| fields::number(s, *IV.start(), *IV.end(), "interval"),
+                move |c, v| c.services[i].probe.interval_ms = v,
+            ),
+            Field::new(
+                "Timeout in ms",
+                "timeout ms",
+                move |c| settings(c, i).timeout_ms.to_string(),
+                |s| fields::number(s, *TO.start(), *TO.end(), "timeout"),
+                move |c, v| c.services[i].probe.timeout_ms = v,
+            ),
+            Field::new(
+                "Rise (successes to mark up)",
+                "rise",
+                move |c| settings(c, i).rise.to_string(),
+                |s| fields::number(s, *CN.start(), *CN.end(), "rise count"),
+                move |c, v| c.services[i].probe.rise = v,
+            ),
+            Field::new(
+                "Fall (failures to mark down)",
+                "fall",
+                move |c| settings(c, i).fall.to_string(),
+                |s| fields::number(s, *CN.start(), *CN.end(), "fall count"),
+                move |c, v| c.services[i].probe.fall = v,
+            ),
+            Field::new(
+                "Accepted reply codes",
+                "accept",
+                move |c| fields::show_codes(&settings(c, i).accept),
+                fields::codes,
+                move |c, v| c.services[i].probe.accept = v.into_iter().collect(),
+            ),
+            Field::new(
+                "From URI",
+                "From",
+                move |c| settings(c, i).from_uri.to_string(),
+                |s| fields::sip_uri(s, false),
+                move |c, v| c.services[i].probe.from_uri = bounded(&v),
+            ),
+            Field::new(
+                "To URI ('-' = the server)",
+                "To",
+                move |c| {
+                    let to = &settings(c, i).to_uri;
+                    if to.is_empty() {
+                        "-".into()
+                    } else {
+                        to.to_string()
+                    }
+                },
+                |s| fields::sip_uri(s, true),
+                move |c, v| c.services[i].probe.to_uri = bounded(&v),
+            ),
+            Field::new(
+                "User-Agent",
+                "User-Agent",
+                move |c| settings(c, i).user_agent.to_string(),
+                fields::header_value,
+                move |c, v| c.services[i].probe.user_agent = bounded(&v),
+            ),
+            Field::new(
+                "On failure weight0|remove",
+                "on failure",
+                move |c| fields::show_failure(settings(c, i).on_failure),
+                fields::failure_action,
+                move |c, v| c.services[i].probe.on_failure = v,
+            ),
+        ];
+        let (n, ch) = self.form(&c, &rows, Rules::ALL)?;
         self.stage(n, ch)
     }
 }

@@ -1,6 +1,12 @@
 //! Menu item 3: virtual services (add, remove, edit).
 
+use super::form::{Field, Rules};
 use super::*;
+
+/// Service `i` of `c`.
+fn svc(c: &Config, i: usize) -> &VirtualService {
+    &c.services[i]
+}
 
 impl<P: Port, D: Daemon> Menu<P, D> {
     pub(super) fn services(&mut self) -> R<()> {
@@ -123,74 +129,69 @@ impl<P: Port, D: Daemon> Menu<P, D> {
     }
 
     pub(super) fn edit_service(&mut self, c: Config, i: usize) -> R<()> {
-        let s = c.services[i].clone();
         self.port.write(&format!(
             "Editing service '{}'. Press Enter to keep the value in brackets.\n",
-            s.name
+            c.services[i].name
         ));
-        let vip = self.ask("VIP address", &s.vip.to_string(), fields::ipv4)?;
-        let port = self.ask("VIP port", &s.port.to_string(), fields::port)?;
-        let sched = self.ask(
-            "Scheduler rr|wrr|lc|wlc|sh|mh",
-            s.scheduler.kernel_name(),
-            fields::scheduler,
-        )?;
-        let fwd = self.ask(
-            "Forwarding nat|dr",
-            &fields::show_forwarding(s.forwarding),
-            fields::forwarding,
-        )?;
-        let pt = self.ask(
-            "Persistence timeout in s (0 = off)",
-            &s.persistence_timeout.to_string(),
-            |v| fields::number(v, 0u32, 86_400, "persistence timeout"),
-        )?;
-        let pe = self.ask(
-            "SIP persistence engine (pe sip) y/n",
-            &fields::show_yn(s.sip_persistence),
-            fields::yes_no,
-        )?;
-        let ops = self.ask(
-            "One-packet scheduling y/n",
-            &fields::show_yn(s.one_packet),
-            fields::yes_no,
-        )?;
-        let gran = self.ask(
-            "Persistence granularity netmask",
-            &s.persistence_granularity.to_string(),
-            fields::netmask,
-        )?;
-        let mut ch = Changes::default();
-        ch.note("VIP", s.vip, vip);
-        ch.note("port", s.port, port);
-        ch.note("scheduler", s.scheduler.kernel_name(), sched.kernel_name());
-        ch.note(
-            "forwarding",
-            fields::show_forwarding(s.forwarding),
-            fields::show_forwarding(fwd),
-        );
-        ch.note("persistence timeout", s.persistence_timeout, pt);
-        ch.note(
-            "pe sip",
-            fields::show_yn(s.sip_persistence),
-            fields::show_yn(pe),
-        );
-        ch.note(
-            "one-packet",
-            fields::show_yn(s.one_packet),
-            fields::show_yn(ops),
-        );
-        ch.note("granularity", s.persistence_granularity, gran);
-        let mut n = c;
-        let t = &mut n.services[i];
-        t.vip = vip;
-        t.port = port;
-        t.scheduler = sched;
-        t.forwarding = fwd;
-        t.persistence_timeout = pt;
-        t.sip_persistence = pe;
-        t.one_packet = ops;
-        t.persistence_granularity = gran;
+        let rows = [
+            Field::new(
+                "VIP address",
+                "VIP",
+                move |c| svc(c, i).vip.to_string(),
+                fields::ipv4,
+                move |c, v| c.services[i].vip = v,
+            ),
+            Field::new(
+                "VIP port",
+                "port",
+                move |c| svc(c, i).port.to_string(),
+                fields::port,
+                move |c, v| c.services[i].port = v,
+            ),
+            Field::new(
+                "Scheduler rr|wrr|lc|wlc|sh|mh",
+                "scheduler",
+                move |c| svc(c, i).scheduler.kernel_name().to_string(),
+                fields::scheduler,
+                move |c, v| c.services[i].scheduler = v,
+            ),
+            Field::new(
+                "Forwarding nat|dr",
+                "forwarding",
+                move |c| fields::show_forwarding(svc(c, i).forwarding),
+                fields::forwarding,
+                move |c, v| c.services[i].forwarding = v,
+            ),
+            Field::new(
+                "Persistence timeout in s (0 = off)",
+                "persistence timeout",
+                move |c| svc(c, i).persistence_timeout.to_string(),
+                |v| fields::number(v, 0u32, 86_400, "persistence timeout"),
+                move |c, v| c.services[i].persistence_timeout = v,
+            ),
+            Field::new(
+                "SIP persistence engine (pe sip) y/n",
+                "pe sip",
+                move |c| fields::show_yn(svc(c, i).sip_persistence),
+                fields::yes_no,
+                move |c, v| c.services[i].sip_persistence = v,
+            ),
+            Field::new(
+                "One-packet scheduling y/n",
+                "one-packet",
+                move |c| fields::show_yn(svc(c, i).one_packet),
+                fields::yes_no,
+                move |c, v| c.services[i].one_packet = v,
+            ),
+            Field::new(
+                "Persistence granularity netmask",
+                "granularity",
+                move |c| svc(c, i).persistence_granularity.to_string(),
+                fields::netmask,
+                move |c, v| c.services[i].persistence_granularity = v,
+            ),
+        ];
+        let (n, ch) = self.form(&c, &rows, Rules::ALL)?;
         self.stage(n, ch)
     }
 }
