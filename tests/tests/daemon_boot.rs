@@ -114,6 +114,22 @@ fn console_change_persists_and_daemon_respawn_keeps_ipvs() -> Result<(), VmError
         "store fault under a respawned daemon: it keeps the last console password ({:.1} s)",
         t.elapsed().as_secs_f64()
     );
+    // The console sat at its password prompt while the daemon was killed and respawned: the
+    // password typed now reaches the new daemon (the dead connection is replaced) and opens
+    // the menu, whose header shows the factory hostname the faulty store left running.
+    {
+        let mut c = ConsoleDriver::new(vm.console());
+        c.answer(PASSWORD, PW)?;
+        let h = c.main_menu()?;
+        if h.hostname != "sip-lb" {
+            return Err(fail(format!(
+                "header after the respawn under a store fault:\n{}",
+                h.text
+            )));
+        }
+        c.choose("0")?;
+        c.expect("Console locked.")?;
+    }
     eprintln!(
         "BENCH boot_to_ready_ms={} boot_to_test_shell_ms={} (boot 1, lab taps)",
         ready1.as_millis(),

@@ -59,26 +59,21 @@ impl Drop for Ns {
     }
 }
 
-fn lab_config() -> Config {
-    let mut c = Config::builtin_default();
-    c.wan.name = bounded("wan0");
-    c.lan.name = bounded("lan0");
-    c
-}
-
-#[test]
-fn a_failed_apply_puts_network_and_prober_back() {
+/// A namespace with veth pairs wan0/wanp and lan0/lanp for an apply whose IPVS sysctls step
+/// fails (this host kernel has no IPVS); None (the test skipped, loudly) when not root or
+/// when the kernel has IPVS, so the failure cannot be injected.
+fn apply_failure_ns(prefix: &str) -> Option<Ns> {
     if !nix::unistd::geteuid().is_root() {
         crate::test_skip::skip("network namespace tests need root");
-        return;
+        return None;
     }
     if std::path::Path::new("/proc/sys/net/ipv4/vs").exists() {
         crate::test_skip::skip(
             "this kernel has IPVS: the injected failure (no IPVS sysctls) does not happen",
         );
-        return;
+        return None;
     }
-    let ns = Ns(format!("apllive{}", std::process::id()));
+    let ns = Ns(format!("{prefix}{}", std::process::id()));
     assert!(Command::new("ip")
         .args(["netns", "add", &ns.0])
         .status()
@@ -88,6 +83,21 @@ fn a_failed_apply_puts_network_and_prober_back() {
         ns.ip(&["link", "add", "dev", a, "type", "veth", "peer", "name", b]);
         ns.ip(&["link", "set", "dev", b, "up"]);
     }
+    Some(ns)
+}
+
+fn lab_config() -> Config {
+    let mut c = Config::builtin_default();
+    c.wan.name = bounded("wan0");
+    c.lan.name = bounded("lan0");
+    c
+}
+
+#[test]
+fn a_failed_apply_puts_network_and_prober_back() {
+    let Some(ns) = apply_failure_ns("apllive") else {
+        return;
+    };
     let running = lab_config();
     let mut candidate = running.clone();
     candidate.lan.address = Ipv4Net {
@@ -159,26 +169,9 @@ fn a_failed_apply_puts_network_and_prober_back() {
 
 #[test]
 fn a_failed_apply_puts_the_vrrp_runner_back() {
-    if !nix::unistd::geteuid().is_root() {
-        crate::test_skip::skip("network namespace tests need root");
+    let Some(ns) = apply_failure_ns("aplha") else {
         return;
-    }
-    if std::path::Path::new("/proc/sys/net/ipv4/vs").exists() {
-        crate::test_skip::skip(
-            "this kernel has IPVS: the injected failure (no IPVS sysctls) does not happen",
-        );
-        return;
-    }
-    let ns = Ns(format!("aplha{}", std::process::id()));
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
-    for (a, b) in [("wan0", "wanp"), ("lan0", "lanp")] {
-        ns.ip(&["link", "add", "dev", a, "type", "veth", "peer", "name", b]);
-        ns.ip(&["link", "set", "dev", b, "up"]);
-    }
+    };
     let mut running = lab_config();
     running.ha.enabled = true;
     running.ha.vrid = 42;
