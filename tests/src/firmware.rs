@@ -170,15 +170,10 @@ pub fn test_bundle(
     Ok(std::fs::read(out)?)
 }
 
-/// A bundle of `image`'s kernel and `rootfs` as `version`, signed with the test key
-/// by tests/image/build-bundle.sh.
+/// A bundle of `image`'s kernel and `rootfs` as `version` for the x86 dev board, signed with
+/// the test key ([`test_bundle`]).
 pub fn signed_bundle(image: &Image, rootfs: &Path, version: &str, out: &Path) -> FwResult<PathBuf> {
-    run(Command::new("bash")
-        .arg(repo_root().join("tests/image/build-bundle.sh"))
-        .arg(out)
-        .env("KERNEL", &image.kernel)
-        .env("ROOTFS", rootfs)
-        .env("VERSION", version))?;
+    test_bundle(out, version, "qemu-x86_64", &image.kernel, rootfs)?;
     Ok(out.to_path_buf())
 }
 

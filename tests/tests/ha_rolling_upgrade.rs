@@ -5,7 +5,7 @@
 //! at 20 new calls/s through the VIP for the whole upgrade, and the servers answer 481
 //! to dialogs they do not know, so a misrouted request fails its call.
 //!
-//! 1. The backup (B) installs the signed bundle (tests/image/build-bundle.sh: the same
+//! 1. The backup (B) installs the signed bundle (test key, `firmware::signed_bundle`: the same
 //!    image as version 0.2.0), reboots, returns as backup without taking the VIP and
 //!    marks its new slot good (healthy and the peer heard).
 //! 2. After a pause longer than a call, so every call in progress has been synced to B,

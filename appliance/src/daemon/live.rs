@@ -445,15 +445,6 @@ impl Live {
         Ok(format!("{} network change(s)", net.changes))
     }
 
-    /// How the IPVS table treats DOWN servers: only where traffic flows are they removed.
-    fn ipvs_role(&self, cfg: &Config) -> ipvs::Role {
-        if cfg.ha.enabled && self.state.ha.state != crate::vrrp::group::State::Master {
-            ipvs::Role::Standby
-        } else {
-            ipvs::Role::Active
-        }
-    }
-
     /// Servers removed or disabled by the operator that still carry calls (weight 0).
     pub fn drains(&self) -> Vec<ipvs::drain::DrainView> {
         self.dev
@@ -488,7 +479,7 @@ impl Live {
                 }
             }
         }
-        let role = self.ipvs_role(cfg);
+        let role = self.state.ipvs_role(cfg);
         let rec = self.dev.reconciler.as_mut()?;
         let state = &self.state;
         match rec.sync_as(cfg, &|s, a| state.health_lookup(s, a), role, Instant::now()) {

@@ -254,9 +254,19 @@ impl State {
             .unwrap_or(Health::Unknown)
     }
 
-    /// The IPVS table `cfg` and the current health call for.
+    /// How the IPVS table treats DOWN servers: only where traffic flows (HA off, or master)
+    /// are they removed; a standby keeps them at weight 0 with their synced connections.
+    pub fn ipvs_role(&self, cfg: &Config) -> ipvs::Role {
+        if cfg.ha.enabled && self.ha.state != crate::vrrp::group::State::Master {
+            ipvs::Role::Standby
+        } else {
+            ipvs::Role::Active
+        }
+    }
+
+    /// The IPVS table `cfg`, the current health and the HA role call for (drains aside).
     pub fn desired_table(&self, cfg: &Config) -> Vec<ipvs::model::DesiredService> {
-        ipvs::reconcile::desired(cfg, &|s, a| self.health_lookup(s, a))
+        ipvs::reconcile::desired_for(cfg, &|s, a| self.health_lookup(s, a), self.ipvs_role(cfg))
     }
 
     // --- IPVS table and faults ---------------------------------------------------------

@@ -34,6 +34,13 @@ impl BoxSlots {
     /// This box's: board.toml, the kernel command line, the keyring; `Err` says why it has
     /// no slots.
     pub fn this_box() -> Result<BoxSlots, String> {
+        // Board facts and the kernel command line do not change while the box runs; status
+        // asks for them on every request.
+        static THIS_BOX: std::sync::OnceLock<Result<BoxSlots, String>> = std::sync::OnceLock::new();
+        THIS_BOX.get_or_init(Self::read_this_box).clone()
+    }
+
+    fn read_this_box() -> Result<BoxSlots, String> {
         let board = Board::load(BOARD_PATH).map_err(|e| e.to_string())?;
         let layout = board
             .firmware
